@@ -1,0 +1,131 @@
+/**
+ * tabtune's command line: the same Studio as the browser's worker, on Node's tfjs backends
+ * (WASM, else CPU), with runs and checkpoints kept in a folder instead of IndexedDB.
+ */
+import { readFileSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import * as tf from '@tensorflow/tfjs-core';
+import { isBackendRequest, selectBackend } from '../api/backend';
+import type { BackendRequest } from '../api/protocol';
+import { Studio } from '../api/studio';
+import { DEMO_PRESETS } from '../core/presets';
+import { fsKV } from '../store/fs';
+
+const ROOT = resolve(new URL('../..', import.meta.url).pathname);
+const DEFAULT_TEXT = join(ROOT, 'public', 'samples', 'moby-dick-ch1.txt');
+
+const HELP = `tabtune: fine-tuning studio, command line
+
+Usage:
+  tabtune info  [--backend B]
+  tabtune train [--backend B] [--preset P] [--steps N] [--text FILE] [--state DIR] [--json]
+
+Options:
+  --backend B   auto (default), wasm or cpu in Node; webgpu/webgl where a GPU is exposed
+  --preset P    ${Object.entries(DEMO_PRESETS).map(([k, p]) => `${k} (${p.label})`).join(', ')}; default demo
+  --steps N     total steps of a new run (default: the preset's)
+  --text FILE   training text (default: the bundled Moby-Dick chapter)
+  --state DIR   where runs and checkpoints are kept (default: .tabtune in this folder);
+                an unfinished run there resumes from its latest checkpoint
+  --json        print one JSON object per step instead of a table
+`;
+
+export async function main(argv: string[]): Promise<number> {
+  let args;
+  try {
+    args = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        backend: { type: 'string', default: 'auto' },
+        preset: { type: 'string', default: 'demo' },
+        steps: { type: 'string' },
+        text: { type: 'string', default: DEFAULT_TEXT },
+        state: { type: 'string', default: '.tabtune' },
+        json: { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    });
+  } catch (e) {
+    process.stderr.write(`tabtune: ${(e as Error).message}\n\n${HELP}`);
+    return 2;
+  }
+  const [command] = args.positionals;
+  if (args.values.help || !command) {
+    process.stdout.write(HELP);
+    return command || args.values.help ? 0 : 2;
+  }
+  const backend = args.values.backend!;
+  if (!isBackendRequest(backend)) {
+    process.stderr.write(`tabtune: --backend must be one of auto, webgpu, webgl, wasm, cpu; got "${backend}"\n`);
+    return 2;
+  }
+  // PROD silences tfjs's console advice to install tfjs-node (which cannot install here).
+  tf.env().set('PROD', true);
+  const studio = new Studio({ kv: fsKV(resolve(args.values.state!)), selectBackend: (r: BackendRequest, onLost) => selectBackend(r, { onLost }) });
+
+  try {
+    if (command === 'info') {
+      const report = await studio.init(backend);
+      const info = { tabtune: readVersion(), node: process.versions.node, tfjs: tf.version_core, backend: report };
+      process.stdout.write(JSON.stringify(info, null, 2) + '\n');
+      return 0;
+    }
+    if (command === 'train') {
+      const steps = args.values.steps === undefined ? undefined : Number(args.values.steps);
+      if (steps !== undefined && !(Number.isInteger(steps) && steps > 0)) {
+        process.stderr.write(`tabtune: --steps must be a positive whole number; got "${args.values.steps}"\n`);
+        return 2;
+      }
+      const textFile = resolve(args.values.text!);
+      let text: string;
+      try {
+        text = readFileSync(textFile, 'utf8');
+      } catch (e) {
+        process.stderr.write(`tabtune: cannot read --text ${textFile}: ${(e as Error).message}\n`);
+        return 1;
+      }
+      const report = await studio.init(backend);
+      const json = args.values.json;
+      if (!json) {
+        process.stdout.write(`backend ${report.name}: ${report.adapter}\n`);
+        for (const f of report.fallbacks) process.stdout.write(`  skipped ${f.backend}: ${f.reason}\n`);
+      }
+      const preset = args.values.preset!;
+      const before = await studio.getRun(preset);
+      if (!json && before && before.step > 0 && before.step < before.train.steps) {
+        process.stdout.write(`resuming ${before.id} from step ${before.step}\n`);
+      }
+      const run = await studio.train({ preset, text, dataset: basename(textFile), steps }, (r) => {
+        if (json) process.stdout.write(JSON.stringify(r) + '\n');
+        else {
+          process.stdout.write(
+            `step ${String(r.step).padStart(4)}/${r.totalSteps}  loss ${r.loss.toFixed(4)}  lr ${r.lr.toExponential(2)}  ` +
+              `|g| ${r.gradNorm.toFixed(3)}  ${r.stepMs.toFixed(0)} ms  ${Math.round(r.tokensPerSec)} tok/s  tensors ${r.numTensors}\n`,
+          );
+        }
+      });
+      if (!json) {
+        const first = run.history[0]?.loss;
+        const last = run.history.at(-1)?.loss;
+        process.stdout.write(
+          `${run.status}: ${run.id} at step ${run.step}/${run.train.steps}, loss ${first?.toFixed(4)} -> ${last?.toFixed(4)}, ` +
+            `${run.numParams} parameters, checkpoints in ${resolve(args.values.state!)}\n`,
+        );
+      }
+      return 0;
+    }
+    process.stderr.write(`tabtune: unknown command "${command}"\n\n${HELP}`);
+    return 2;
+  } catch (e) {
+    const err = e as Error & { field?: string; file?: string };
+    const where = err.field ? ` (${err.field})` : err.file ? ` (${err.file})` : '';
+    process.stderr.write(`tabtune: ${err.name ?? 'Error'}${where}: ${err.message}\n`);
+    return 1;
+  }
+}
+
+function readVersion(): string {
+  return (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+}

@@ -1,0 +1,35 @@
+/**
+ * Named errors that say where a problem is. They are plain data plus a name, so the
+ * UI can show them next to the field or file that caused them after a trip across threads.
+ */
+export interface ErrorPlace {
+  file?: string;
+  line?: number;
+  field?: string;
+}
+
+export class TabtuneError extends Error {
+  readonly file?: string;
+  readonly line?: number;
+  readonly field?: string;
+
+  constructor(message: string, place: ErrorPlace = {}) {
+    super(message);
+    this.name = new.target.name;
+    this.file = place.file;
+    this.line = place.line;
+    this.field = place.field;
+  }
+}
+
+/** A configuration value is missing, of the wrong type, or out of range. */
+export class ConfigError extends TabtuneError {}
+
+/** A checkpoint could not be restored into the current model (shape or name mismatch). */
+export class CheckpointError extends TabtuneError {}
+
+/** The compute backend failed or disappeared (for example a lost WebGPU device). */
+export class BackendError extends TabtuneError {}
+
+/** The training data cannot be used (too short for the context, empty). */
+export class DataError extends TabtuneError {}

@@ -1,0 +1,127 @@
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-core/dist/register_all_gradients';
+import type { TrainConfig } from '../config';
+import { sampleBatch } from '../data/batch';
+import type { GPT2, NamedWeights } from '../model/gpt2';
+import { Rng } from '../rng';
+import { AdamW, type AdamWState } from './adamw';
+import { learningRate } from './schedule';
+
+/** What one optimizer step reports to whoever is watching. */
+export interface StepReport {
+  step: number;
+  /** The step the run ends at, so a watcher can draw progress without asking. */
+  totalSteps: number;
+  loss: number;
+  lr: number;
+  gradNorm: number;
+  stepMs: number;
+  tokensPerSec: number;
+  numTensors: number;
+  numBytes: number;
+}
+
+/** Everything needed to continue a run exactly where it stopped. */
+export interface TrainerCheckpoint {
+  step: number;
+  rngState: number;
+  weights: NamedWeights;
+  optimizer: AdamWState;
+}
+
+/**
+ * Owns one model's optimizer and batch order. The model's variables are updated in place;
+ * each step's temporaries live inside one tf.tidy, so the tensor count is flat across steps.
+ */
+export class Trainer {
+  step = 0;
+  readonly rng: Rng;
+  private readonly opt: AdamW;
+
+  constructor(readonly model: GPT2, readonly cfg: TrainConfig) {
+    this.opt = new AdamW(model.params, cfg);
+    // Batch order has its own stream so that changing the init does not change the data order.
+    this.rng = new Rng(cfg.seed ^ 0x5bd1e995);
+  }
+
+  async trainStep(tokens: Int32Array): Promise<StepReport> {
+    const t0 = performance.now();
+    const { batch_size: B, block_size: T, grad_clip } = this.cfg;
+    const step = this.step + 1;
+    const lr = learningRate(step, this.cfg);
+    const batch = sampleBatch(tokens, B, T, this.rng);
+    const both = tf.tidy(() => {
+      const ids = tf.tensor2d(batch.ids, [B, T], 'int32');
+      const targets = tf.tensor2d(batch.targets, [B, T], 'int32');
+      const vars = [...this.model.params.values()];
+      const { value, grads } = tf.variableGrads(() => this.model.loss(ids, targets), vars);
+      const named = new Map<string, tf.Tensor>();
+      for (const [k, g] of Object.entries(grads)) named.set(this.model.hfName(k), g);
+      // Summed pairwise, not with tf.addN: WebGPU's AddN binds every input at once and fails
+      // past the device's storage-buffer limit (8 on many adapters), silently zeroing the sum.
+      const norm = tf.sqrt([...named.values()].map((g) => tf.sum(tf.square(g))).reduce((a, b) => tf.add(a, b))); // []
+      if (grad_clip > 0) {
+        // Global-norm clipping stays on the device: no read back to decide the scale.
+        const scale = tf.minimum(1, tf.div(grad_clip, tf.add(norm, 1e-6)));
+        for (const [k, g] of named) named.set(k, tf.mul(g, scale));
+      }
+      this.opt.apply(named, lr);
+      return tf.stack([value, norm]); // [2]
+    });
+    // The one sync point of a step: the loss and gradient norm are what the user watches.
+    const [loss, gradNorm] = await both.data();
+    both.dispose();
+    this.step = step;
+    const stepMs = performance.now() - t0;
+    const mem = tf.memory();
+    return {
+      step,
+      totalSteps: this.cfg.steps,
+      loss,
+      lr,
+      gradNorm,
+      stepMs,
+      tokensPerSec: (B * T * 1000) / stepMs,
+      numTensors: mem.numTensors,
+      numBytes: mem.numBytes,
+    };
+  }
+
+  /** Mean loss over `batches` seeded batches, without touching the training RNG. */
+  async evaluate(tokens: Int32Array, batches: number, seed: number): Promise<number> {
+    const rng = new Rng(seed);
+    const { batch_size: B, block_size: T } = this.cfg;
+    let total = 0;
+    for (let i = 0; i < batches; i++) {
+      const batch = sampleBatch(tokens, B, T, rng);
+      const loss = tf.tidy(() =>
+        this.model.loss(tf.tensor2d(batch.ids, [B, T], 'int32'), tf.tensor2d(batch.targets, [B, T], 'int32')),
+      );
+      // Read back: the caller wants a number.
+      total += (await loss.data())[0];
+      loss.dispose();
+    }
+    return total / batches;
+  }
+
+  async checkpoint(): Promise<TrainerCheckpoint> {
+    return {
+      step: this.step,
+      rngState: this.rng.state,
+      weights: await this.model.exportWeights(),
+      optimizer: await this.opt.exportState(),
+    };
+  }
+
+  /** Restores optimizer state, step and batch order; the weights go in through the model's constructor. */
+  restore(ckpt: TrainerCheckpoint): void {
+    this.opt.loadState(ckpt.optimizer);
+    this.step = ckpt.step;
+    this.rng.state = ckpt.rngState;
+  }
+
+  /** Disposes the optimizer state; the model stays with its owner. */
+  dispose(): void {
+    this.opt.dispose();
+  }
+}

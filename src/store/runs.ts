@@ -1,0 +1,88 @@
+import type { GPT2Config, TrainConfig } from '../core/config';
+import type { StepReport, TrainerCheckpoint } from '../core/train/trainer';
+import type { KV } from './kv';
+
+/** Bumped whenever a record's shape changes; readers refuse records they do not understand. */
+export const SCHEMA_VERSION = 1;
+
+export type RunStatus = 'running' | 'stopped' | 'done' | 'failed';
+
+export interface RunRecord {
+  schema: number;
+  id: string;
+  preset: string;
+  dataset: string;
+  model: GPT2Config;
+  train: TrainConfig;
+  numParams: number;
+  status: RunStatus;
+  /** The step of the latest complete checkpoint (0 before the first). */
+  step: number;
+  latestCheckpoint: string | null;
+  /** Metrics up to `step`: what a resumed run continues from. */
+  history: StepReport[];
+  backend: string;
+  error: string | null;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface CheckpointRecord extends TrainerCheckpoint {
+  schema: number;
+  runId: string;
+  savedAt: number;
+}
+
+const runKey = (id: string) => `run/${id}`;
+const ckptPrefix = (id: string) => `ckpt/${id}/`;
+const ckptKey = (id: string, step: number) => ckptPrefix(id) + String(step).padStart(9, '0');
+
+/** How many complete checkpoints of a run are kept (the latest and the one before it). */
+export const KEEP_CHECKPOINTS = 2;
+
+export async function loadRun(kv: KV, id: string): Promise<RunRecord | undefined> {
+  const r = await kv.get<RunRecord>(runKey(id));
+  if (r && r.schema !== SCHEMA_VERSION) {
+    throw new Error(`run ${id} was stored with schema ${r.schema}; this version of tabtune reads schema ${SCHEMA_VERSION}`);
+  }
+  return r;
+}
+
+export async function saveRun(kv: KV, run: RunRecord): Promise<void> {
+  await kv.set(runKey(run.id), { ...run, updatedAt: Date.now() });
+}
+
+/**
+ * Writes a checkpoint completely, and only then points the run at it, so a crash in the
+ * middle leaves the previous checkpoint as the latest. Older ones beyond KEEP_CHECKPOINTS go last.
+ */
+export async function saveCheckpoint(kv: KV, run: RunRecord, ckpt: TrainerCheckpoint, history: StepReport[]): Promise<RunRecord> {
+  const key = ckptKey(run.id, ckpt.step);
+  const record: CheckpointRecord = { ...ckpt, schema: SCHEMA_VERSION, runId: run.id, savedAt: Date.now() };
+  await kv.set(key, record);
+  const next: RunRecord = { ...run, step: ckpt.step, latestCheckpoint: key, history: history.filter((h) => h.step <= ckpt.step) };
+  await saveRun(kv, next);
+  const old = (await listCheckpoints(kv, run.id)).slice(0, -KEEP_CHECKPOINTS);
+  for (const k of old) await kv.del(k);
+  return next;
+}
+
+export async function loadCheckpoint(kv: KV, run: RunRecord): Promise<CheckpointRecord | undefined> {
+  if (!run.latestCheckpoint) return undefined;
+  const c = await kv.get<CheckpointRecord>(run.latestCheckpoint);
+  if (c && c.schema !== SCHEMA_VERSION) {
+    throw new Error(`checkpoint ${run.latestCheckpoint} was stored with schema ${c.schema}; expected ${SCHEMA_VERSION}`);
+  }
+  return c;
+}
+
+/** Checkpoint keys of a run, oldest first. */
+export async function listCheckpoints(kv: KV, runId: string): Promise<string[]> {
+  const prefix = ckptPrefix(runId);
+  return (await kv.keys()).filter((k) => k.startsWith(prefix)).sort();
+}
+
+export async function deleteRun(kv: KV, runId: string): Promise<void> {
+  for (const k of await listCheckpoints(kv, runId)) await kv.del(k);
+  await kv.del(runKey(runId));
+}

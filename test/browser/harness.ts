@@ -1,0 +1,60 @@
+/**
+ * Shared pieces of the browser tests: a built studio served by Vite's preview server on
+ * loopback, and Debian's Chromium driven by playwright-core with real WebGPU (SwiftShader).
+ * TABTUNE_CHROMIUM points at another Chrome or Chromium binary.
+ */
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { build, preview, type PreviewServer } from 'vite';
+
+export const CHROMIUM = process.env.TABTUNE_CHROMIUM ?? '/usr/bin/chromium';
+
+export const CHROMIUM_FLAGS = [
+  '--headless',
+  '--no-sandbox',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--disable-quic',
+  '--enable-unsafe-webgpu',
+];
+
+const ROOT = new URL('../..', import.meta.url).pathname;
+
+/** Builds the studio unless TABTUNE_SKIP_BUILD is set (test/run.mjs builds once for all files). */
+export async function serveStudio(): Promise<{ url: string; close: () => Promise<void> }> {
+  if (!process.env.TABTUNE_SKIP_BUILD || !existsSync(join(ROOT, 'dist', 'index.html'))) {
+    await build({ root: ROOT, logLevel: 'error' });
+  }
+  const server: PreviewServer = await preview({ root: ROOT, logLevel: 'error', preview: { port: 0, host: '127.0.0.1', strictPort: false } });
+  const url = server.resolvedUrls?.local[0];
+  if (!url) throw new Error('vite preview did not report a URL');
+  return { url, close: () => server.close() };
+}
+
+export function browserMissing(): string | false {
+  return existsSync(CHROMIUM) ? false : `no browser at ${CHROMIUM}: install Debian's chromium or set TABTUNE_CHROMIUM`;
+}
+
+/** A persistent profile, so IndexedDB survives reloads and even a browser restart. */
+export async function launch(profileDir = mkdtempSync(join(tmpdir(), 'tabtune-profile-'))): Promise<{ context: BrowserContext; profileDir: string }> {
+  const context = await chromium.launchPersistentContext(profileDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: CHROMIUM_FLAGS,
+  });
+  return { context, profileDir };
+}
+
+/** Collects page errors and console errors so a test can assert there were none. */
+export function watchErrors(page: Page): string[] {
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error') errors.push(`console.error: ${m.text()}`);
+  });
+  return errors;
+}
