@@ -58,12 +58,16 @@ export class GPT2 {
   private readonly prefix = `gpt2_${++instances}/`;
 
   constructor(readonly config: GPT2Config, weights: NamedWeights) {
-    for (const [name, shape] of gpt2ParamShapes(config)) {
+    const shapes = gpt2ParamShapes(config);
+    // Check everything before creating anything, so a bad file leaves no half-built model behind.
+    for (const [name, shape] of shapes) {
       const w = weights[name];
       if (!w) throw new CheckpointError(`weights are missing tensor ${name}`, { field: name });
       checkShape(name, w.shape, shape);
+    }
+    for (const [name, shape] of shapes) {
       // tf.variable copies its input and does not dispose it, so the temporary tensor is disposed here.
-      const t = tf.tensor(w.data, shape, 'float32');
+      const t = tf.tensor(weights[name].data, shape, 'float32');
       this.params.set(name, tf.variable(t, true, this.prefix + name));
       t.dispose();
     }

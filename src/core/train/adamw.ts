@@ -27,8 +27,9 @@ export class AdamW {
 
   constructor(private readonly params: Map<string, tf.Variable>, private readonly cfg: AdamWConfig) {
     for (const [name, p] of params) {
-      this.m.set(name, tf.variable(tf.zerosLike(p), false));
-      this.v.set(name, tf.variable(tf.zerosLike(p), false));
+      // tf.variable copies and keeps its input alive; tidy disposes the zeros, not the variables.
+      this.m.set(name, tf.tidy(() => tf.variable(tf.zerosLike(p), false)));
+      this.v.set(name, tf.tidy(() => tf.variable(tf.zerosLike(p), false)));
     }
   }
 

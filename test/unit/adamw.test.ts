@@ -1,0 +1,65 @@
+import assert from 'node:assert/strict';
+import { before, test } from 'node:test';
+import { AdamW } from '../../src/core/train/adamw';
+import { learningRate } from '../../src/core/train/schedule';
+import { tf, useBackend } from '../support/tf-node';
+
+before(() => useBackend('cpu'));
+
+/** torch.optim.AdamW's documented update, in plain numbers. */
+function reference(p0: number[], grads: number[][], lr: number, cfg: { beta1: number; beta2: number; eps: number; weight_decay: number }, decay: boolean) {
+  const p = p0.slice();
+  const m = p.map(() => 0);
+  const v = p.map(() => 0);
+  grads.forEach((g, i) => {
+    const t = i + 1;
+    for (let j = 0; j < p.length; j++) {
+      if (decay) p[j] *= 1 - lr * cfg.weight_decay;
+      m[j] = cfg.beta1 * m[j] + (1 - cfg.beta1) * g[j];
+      v[j] = cfg.beta2 * v[j] + (1 - cfg.beta2) * g[j] * g[j];
+      const mh = m[j] / (1 - cfg.beta1 ** t);
+      const vh = v[j] / (1 - cfg.beta2 ** t);
+      p[j] -= (lr * mh) / (Math.sqrt(vh) + cfg.eps);
+    }
+  });
+  return p;
+}
+
+test('AdamW matches the PyTorch algorithm, with decay on matrices and none on vectors', async () => {
+  const cfg = { beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1 };
+  const matrix0 = [0.5, -1, 2, 0.25];
+  const vector0 = [1, -2];
+  const params = new Map([
+    ['w', tf.variable(tf.tensor2d(matrix0, [2, 2]))],
+    ['b', tf.variable(tf.tensor1d(vector0))],
+  ]);
+  const opt = new AdamW(params, cfg);
+  const gw = [[0.1, -0.2, 0.3, 0.05], [0.2, 0.1, -0.1, 0], [-0.3, 0.4, 0.2, 0.1]];
+  const gb = [[1, -1], [0.5, 0.5], [0.2, -0.3]];
+  const lr = 0.01;
+  for (let i = 0; i < 3; i++) {
+    const grads = new Map<string, tf.Tensor>([['w', tf.tensor2d(gw[i], [2, 2])], ['b', tf.tensor1d(gb[i])]]);
+    opt.apply(grads, lr);
+    tf.dispose([...grads.values()]);
+  }
+  const w = Array.from(await params.get('w')!.data());
+  const b = Array.from(await params.get('b')!.data());
+  const rw = reference(matrix0, gw, lr, cfg, true);
+  const rb = reference(vector0, gb, lr, cfg, false);
+  rw.forEach((x, j) => assert.ok(Math.abs(x - w[j]) < 1e-6, `w[${j}] ${w[j]} vs ${x}`));
+  rb.forEach((x, j) => assert.ok(Math.abs(x - b[j]) < 1e-6, `b[${j}] ${b[j]} vs ${x}`));
+  assert.equal(opt.t, 3);
+  const state = await opt.exportState();
+  assert.deepEqual(state.m.w.shape, [2, 2]);
+  opt.dispose();
+  for (const p of params.values()) p.dispose();
+});
+
+test('learning rate: linear warmup, cosine decay to min_lr', () => {
+  const cfg = { learning_rate: 1, min_lr: 0.1, warmup_steps: 4, steps: 24 };
+  assert.equal(learningRate(1, cfg), 0.2);
+  assert.equal(learningRate(4, cfg), 0.8);
+  assert.ok(Math.abs(learningRate(14, cfg) - 0.55) < 1e-12, 'halfway through the decay is the midpoint');
+  assert.equal(learningRate(24, cfg), 0.1);
+  for (let s = 5; s < 24; s++) assert.ok(learningRate(s + 1, cfg) <= learningRate(s, cfg), `not decreasing at ${s}`);
+});
