@@ -39,6 +39,14 @@ export function browserMissing(): string | false {
   return existsSync(CHROMIUM) ? false : `no browser at ${CHROMIUM}: install Debian's chromium or set TABTUNE_CHROMIUM`;
 }
 
+const open = new Set<BrowserContext>();
+
+/** Closes every browser still open: a failed assertion must not leave Chromium keeping the test process alive. */
+export async function closeAll(): Promise<void> {
+  await Promise.all([...open].map((c) => c.close().catch(() => undefined)));
+  open.clear();
+}
+
 /** A persistent profile, so IndexedDB survives reloads and even a browser restart. */
 export async function launch(profileDir = mkdtempSync(join(tmpdir(), 'tabtune-profile-'))): Promise<{ context: BrowserContext; profileDir: string }> {
   const context = await chromium.launchPersistentContext(profileDir, {
@@ -46,6 +54,8 @@ export async function launch(profileDir = mkdtempSync(join(tmpdir(), 'tabtune-pr
     headless: true,
     args: CHROMIUM_FLAGS,
   });
+  open.add(context);
+  context.on('close', () => open.delete(context));
   return { context, profileDir };
 }
 

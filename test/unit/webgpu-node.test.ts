@@ -1,0 +1,63 @@
+/**
+ * The core on tfjs's WebGPU backend in Node, through Dawn (the npm package `webgpu`) on
+ * Chromium's SwiftShader Vulkan driver: the same shaders the browser runs, checked against
+ * the CPU backend number by number. test/run.mjs sets LD_LIBRARY_PATH and VK_ICD_FILENAMES
+ * when Debian's chromium is installed; without them this file is skipped, and says why.
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import { GPT2 } from '../../src/core/model/gpt2';
+import { Trainer } from '../../src/core/train/trainer';
+import { SAMPLE_TOKENS, tinyConfigs } from '../support/fixtures';
+
+const icd = process.env.VK_ICD_FILENAMES;
+const skip = icd ? false : 'VK_ICD_FILENAMES is not set (run through npm test with Debian chromium installed)';
+
+before(async () => {
+  if (skip) return;
+  tf.env().set('PROD', true);
+  const { create, globals } = await import('webgpu');
+  Object.assign(globalThis, globals);
+  Object.defineProperty(globalThis, 'navigator', { value: { gpu: create([]) }, configurable: true });
+  // Registers the 'webgpu' backend now that navigator.gpu exists.
+  await import('@tensorflow/tfjs-backend-webgpu');
+});
+
+after(() => {
+  if (!skip && tf.findBackend('webgpu')) tf.removeBackend('webgpu');
+});
+
+async function run(backend: string, steps: number) {
+  assert.ok(await tf.setBackend(backend), `${backend} started`);
+  await tf.ready();
+  assert.equal(tf.getBackend(), backend, 'no silent fallback');
+  const { model: mc, train: tc } = tinyConfigs({ steps });
+  const model = GPT2.random(mc, tc.seed);
+  const trainer = new Trainer(model, tc);
+  const start = tf.memory().numTensors;
+  const losses: number[] = [];
+  for (let i = 0; i < steps; i++) {
+    const r = await trainer.trainStep(SAMPLE_TOKENS);
+    assert.equal(r.numTensors, start, `no tensors leak on ${backend}`);
+    losses.push(r.loss);
+  }
+  const weights = await model.exportWeights();
+  trainer.dispose();
+  model.dispose();
+  return { losses, weights };
+}
+
+test('WebGPU training matches the CPU backend step by step', { skip }, async () => {
+  const cpu = await run('cpu', 8);
+  const gpu = await run('webgpu', 8);
+  cpu.losses.forEach((l, i) => assert.ok(Math.abs(l - gpu.losses[i]) < 2e-3, `step ${i + 1}: cpu ${l} webgpu ${gpu.losses[i]}`));
+  for (const name of Object.keys(cpu.weights)) {
+    const a = cpu.weights[name].data;
+    const b = gpu.weights[name].data;
+    let worst = 0;
+    for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
+    assert.ok(worst < 2e-3, `${name} differs by ${worst}`);
+  }
+});
