@@ -12,4 +12,4 @@ const wasmPaths = {
   'tfjs-backend-wasm-threaded-simd.wasm': wasmSimd,
 };
 
-expose(new Studio({ kv: idbKV(), selectBackend: (request, onLost) => selectBackend(request, { wasmPaths, onLost }) }));
+expose(new Studio({ kv: idbKV(), selectBackend: (request, onLost, exclude) => selectBackend(request, { wasmPaths, onLost, exclude }) }));

@@ -19,6 +19,8 @@ export interface BackendOptions {
   wasmPaths?: Record<string, string>;
   /** Called once if the GPU device is lost after the backend started. */
   onLost?: (reason: string) => void;
+  /** Backends not to try, with the reason shown to the user (a device that was lost, say). */
+  exclude?: BackendFallback[];
 }
 
 interface Probe {
@@ -38,6 +40,11 @@ export async function selectBackend(request: BackendRequest, opts: BackendOption
   const candidates = request === 'auto' ? BACKEND_ORDER : [request, ...BACKEND_ORDER.filter((b) => b !== request)];
   const fallbacks: BackendFallback[] = [];
   for (const name of candidates) {
+    const excluded = opts.exclude?.find((e) => e.backend === name);
+    if (excluded) {
+      fallbacks.push(excluded);
+      continue;
+    }
     const probe = await probeBackend(name, opts);
     if (!probe.available) {
       fallbacks.push({ backend: name, reason: probe.reason ?? 'not available' });
@@ -158,9 +165,8 @@ async function wasmDescription(): Promise<string> {
 
 function watchDeviceLoss(report: BackendReport, onLost?: (reason: string) => void): void {
   const device = (tf.backend() as unknown as { device?: { lost?: Promise<{ reason?: string; message?: string }> } }).device;
+  // tabtune never destroys the device itself, so any resolution here, 'destroyed' included, is a loss.
   void device?.lost?.then((info) => {
-    // 'destroyed' is our own teardown, not a loss.
-    if (info.reason === 'destroyed') return;
     report.lost = `WebGPU device lost (${info.reason ?? 'unknown'}): ${info.message || 'no message'}`;
     onLost?.(report.lost);
   });

@@ -15,6 +15,7 @@ export class StudioClient {
   }
 
   init: StudioApi['init'] = (request) => this.remote.init(request);
+  backend: StudioApi['backend'] = () => this.remote.backend();
   getRun: StudioApi['getRun'] = (preset) => this.remote.getRun(preset);
   train = (req: TrainRequest, onStep: (r: StepReport) => void) => this.remote.train(req, proxy(onStep));
   stop: StudioApi['stop'] = () => this.remote.stop();

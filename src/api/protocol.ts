@@ -70,7 +70,10 @@ export interface Diagnostics {
 }
 
 export interface StudioApi {
+  /** Chooses the backend (once); returns what was chosen and why. */
   init(request: BackendRequest): Promise<BackendReport>;
+  /** The backend in use now: it changes when a lost GPU device forces a fallback. */
+  backend(): Promise<BackendReport>;
   getRun(preset: string): Promise<RunInfo | null>;
   /** Trains the preset's run, resuming from its latest checkpoint when it is unfinished. */
   train(req: TrainRequest, onStep: (r: StepReport) => void): Promise<RunInfo>;

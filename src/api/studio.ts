@@ -15,17 +15,20 @@ import type { KV } from '../store/kv';
 import {
   SCHEMA_VERSION, deleteRun, listCheckpoints, loadCheckpoint, loadRun, saveCheckpoint, saveRun, type RunRecord,
 } from '../store/runs';
-import type { BackendReport, BackendRequest, Diagnostics, RunInfo, StudioApi, TrainRequest } from './protocol';
+import type { BackendFallback, BackendReport, BackendRequest, Diagnostics, RunInfo, StudioApi, TrainRequest } from './protocol';
 
 export interface StudioDeps {
   kv: KV;
-  selectBackend: (request: BackendRequest, onLost: (reason: string) => void) => Promise<BackendReport>;
+  selectBackend: (request: BackendRequest, onLost: (reason: string) => void, exclude: BackendFallback[]) => Promise<BackendReport>;
 }
 
 const runIdFor = (preset: string) => `demo-${preset}`;
 
 export class Studio implements StudioApi {
-  private backend: BackendReport | null = null;
+  private current: BackendReport | null = null;
+  private request: BackendRequest = 'auto';
+  /** Backends lost during this Studio's life; never chosen again by it. */
+  private readonly lost: BackendFallback[] = [];
   private active: { id: string; stopRequested: boolean } | null = null;
   private readonly tokenizer = new ByteTokenizer();
 
@@ -33,12 +36,26 @@ export class Studio implements StudioApi {
 
   /** Chooses the backend once per Studio; later calls return the same report. */
   async init(request: BackendRequest): Promise<BackendReport> {
-    if (!this.backend) {
-      this.backend = await this.deps.selectBackend(request, () => {
-        // The report object itself carries the reason; the training loop checks it each step.
-      });
+    if (!this.current) {
+      this.request = request;
+      await this.choose();
     }
-    return { ...this.backend, fallbacks: [...this.backend.fallbacks] };
+    return this.backend();
+  }
+
+  async backend(): Promise<BackendReport> {
+    if (!this.current) throw new BackendError('init() has not chosen a backend yet');
+    return { ...this.current, fallbacks: [...this.current.fallbacks] };
+  }
+
+  private async choose(): Promise<void> {
+    this.current = await this.deps.selectBackend(
+      this.request,
+      (reason) => {
+        if (this.current) this.lost.push({ backend: this.current.name, reason });
+      },
+      this.lost,
+    );
   }
 
   async getRun(preset: string): Promise<RunInfo | null> {
@@ -47,7 +64,10 @@ export class Studio implements StudioApi {
   }
 
   async train(req: TrainRequest, onStep: (r: StepReport) => void): Promise<RunInfo> {
-    if (!this.backend) throw new BackendError('init() must choose a backend before training');
+    if (!this.current) throw new BackendError('init() must choose a backend before training');
+    // After a lost device, the next run falls back to the next backend and resumes from its checkpoint.
+    if (this.current.lost) await this.choose();
+    const backend = this.current;
     if (this.active) throw new TabtuneError(`run ${this.active.id} is already training; stop it first`);
     if (!isPresetName(req.preset)) throw new TabtuneError(`unknown preset "${req.preset}"`, { field: 'preset' });
     const kv = this.deps.kv;
@@ -81,17 +101,19 @@ export class Studio implements StudioApi {
         run = {
           schema: SCHEMA_VERSION, id, preset: req.preset, dataset: req.dataset, model: modelCfg, train: trainCfg,
           numParams: model.numParams(), status: 'running', step: 0, latestCheckpoint: null, history,
-          backend: this.backend.name, error: null, createdAt: now, updatedAt: now,
+          backend: backend.name, error: null, createdAt: now, updatedAt: now,
         };
       }
       const cfg = run.train;
       const tokens = this.tokenizer.encode(req.text);
       checkTokens(tokens, cfg.block_size, req.dataset);
-      run = { ...run, status: 'running', dataset: req.dataset, backend: this.backend.name, error: null };
+      run = { ...run, status: 'running', dataset: req.dataset, backend: backend.name, error: null };
       await saveRun(kv, run);
 
       while (trainer.step < cfg.steps && !active.stopRequested) {
-        if (this.backend.lost) throw new BackendError(`${this.backend.lost}. Reload the page to continue from the last checkpoint.`);
+        if (backend.lost) {
+          throw new BackendError(`${backend.lost}. Press Resume to continue from step ${run.step} on the next backend.`);
+        }
         const report = await trainer.trainStep(tokens);
         history.push(report);
         // Fire and forget: the UI's callback must never hold up training.
@@ -107,8 +129,12 @@ export class Studio implements StudioApi {
       await saveRun(kv, run);
       return this.toInfo(run);
     } catch (e) {
-      if (run) await saveRun(kv, { ...run, status: 'failed', error: e instanceof Error ? e.message : String(e) }).catch(() => undefined);
-      throw e;
+      // A lost device makes the step itself fail with whatever the driver says; name the real cause.
+      const err = backend.lost && !(e instanceof BackendError)
+        ? new BackendError(`${backend.lost}. Press Resume to continue from step ${run?.step ?? 0} on the next backend.`)
+        : e;
+      if (run) await saveRun(kv, { ...run, status: 'failed', error: err instanceof Error ? err.message : String(err) }).catch(() => undefined);
+      throw err;
     } finally {
       trainer?.dispose();
       model?.dispose();

@@ -63,7 +63,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   // PROD silences tfjs's console advice to install tfjs-node (which cannot install here).
   tf.env().set('PROD', true);
-  const studio = new Studio({ kv: fsKV(resolve(args.values.state!)), selectBackend: (r: BackendRequest, onLost) => selectBackend(r, { onLost }) });
+  const studio = new Studio({ kv: fsKV(resolve(args.values.state!)), selectBackend: (r: BackendRequest, onLost, exclude) => selectBackend(r, { onLost, exclude }) });
 
   try {
     if (command === 'info') {

@@ -67,6 +67,8 @@ export class StudioState {
       this.error = message(e);
       await this.refreshRun().catch(() => undefined);
     } finally {
+      // The backend can change under a run (a lost GPU device): show what is in use now.
+      this.backend = await this.client.backend().catch(() => this.backend);
       this.phase = 'ready';
     }
   }

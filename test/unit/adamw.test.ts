@@ -29,7 +29,7 @@ test('AdamW matches the PyTorch algorithm, with decay on matrices and none on ve
   const cfg = { beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1 };
   const matrix0 = [0.5, -1, 2, 0.25];
   const vector0 = [1, -2];
-  const params = new Map([
+  const params = new Map<string, tf.Variable>([
     ['w', tf.variable(tf.tensor2d(matrix0, [2, 2]))],
     ['b', tf.variable(tf.tensor1d(vector0))],
   ]);

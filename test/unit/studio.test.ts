@@ -10,7 +10,7 @@ import { tf, useBackend } from '../support/tf-node';
 
 before(() => useBackend('cpu'));
 
-const studioOn = (kv = memoryKV()) => new Studio({ kv, selectBackend: (r, onLost) => selectBackend(r, { onLost }) });
+const studioOn = (kv = memoryKV()) => new Studio({ kv, selectBackend: (r, onLost, exclude) => selectBackend(r, { onLost, exclude }) });
 const req = (steps = 12) => ({ preset: 'tiny', text: SAMPLE_TEXT, dataset: 'moby-dick-ch1.txt', steps });
 
 test('Studio: a paused run resumes from its checkpoint and ends where a straight run ends', async () => {

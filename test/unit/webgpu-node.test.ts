@@ -61,3 +61,33 @@ test('WebGPU training matches the CPU backend step by step', { skip }, async () 
     assert.ok(worst < 2e-3, `${name} differs by ${worst}`);
   }
 });
+
+test('a lost WebGPU device stops the run with the reason, and the next run falls back and resumes', { skip }, async () => {
+  const { Studio } = await import('../../src/api/studio');
+  const { selectBackend } = await import('../../src/api/backend');
+  const { memoryKV } = await import('../../src/store/kv');
+  const { BackendError } = await import('../../src/core/errors');
+  const { SAMPLE_TEXT } = await import('../support/fixtures');
+  const studio = new Studio({ kv: memoryKV(), selectBackend: (r, onLost, exclude) => selectBackend(r, { onLost, exclude }) });
+  const first = await studio.init('webgpu');
+  assert.equal(first.name, 'webgpu');
+  const req = { preset: 'tiny', text: SAMPLE_TEXT, dataset: 'moby-dick-ch1.txt', steps: 10 };
+  await assert.rejects(
+    studio.train(req, (r) => {
+      // A real loss of the real device, as a driver reset or a GPU process crash would cause.
+      if (r.step === 5) (tf.backend() as unknown as { device: { destroy(): void } }).device.destroy();
+    }),
+    (e: unknown) => e instanceof BackendError && /WebGPU device lost/.test(e.message),
+  );
+  const failed = await studio.getRun('tiny');
+  assert.equal(failed?.status, 'failed');
+  assert.equal(failed?.step, 4, 'the checkpoint before the loss is kept');
+  const resumed: number[] = [];
+  const done = await studio.train(req, (r) => resumed.push(r.step));
+  assert.deepEqual(resumed, [5, 6, 7, 8, 9, 10]);
+  assert.equal(done.status, 'done');
+  const now = await studio.backend();
+  assert.notEqual(now.name, 'webgpu');
+  assert.equal(now.fallbacks[0].backend, 'webgpu');
+  assert.match(now.fallbacks[0].reason, /device lost/);
+});
