@@ -8,17 +8,31 @@ import type { StepReport, StudioApi, TrainRequest } from './protocol';
 export class StudioClient {
   private readonly remote: Remote<StudioApi>;
   readonly worker: Worker;
+  /** Rejects if the worker itself dies (a script that fails to load, an out-of-memory kill). */
+  private readonly crashed: Promise<never>;
 
   constructor() {
     this.worker = new Worker(new URL('../../workers/studio.worker.ts', import.meta.url), { type: 'module', name: 'tabtune-studio' });
     this.remote = wrap<StudioApi>(this.worker);
+    this.crashed = new Promise<never>((_, reject) => {
+      this.worker.addEventListener('error', (e) => {
+        e.preventDefault();
+        reject(new Error(`the training worker stopped: ${e.message || 'it could not be loaded'}. Reload the page; checkpoints are kept.`));
+      });
+    });
+    this.crashed.catch(() => undefined);
   }
 
-  init: StudioApi['init'] = (request) => this.remote.init(request);
-  backend: StudioApi['backend'] = () => this.remote.backend();
-  getRun: StudioApi['getRun'] = (preset) => this.remote.getRun(preset);
-  train = (req: TrainRequest, onStep: (r: StepReport) => void) => this.remote.train(req, proxy(onStep));
-  stop: StudioApi['stop'] = () => this.remote.stop();
-  deleteRun: StudioApi['deleteRun'] = (preset) => this.remote.deleteRun(preset);
-  diagnostics: StudioApi['diagnostics'] = () => this.remote.diagnostics();
+  /** Every call fails instead of hanging when the worker is gone. */
+  private call<T>(p: Promise<T>): Promise<T> {
+    return Promise.race([p, this.crashed]);
+  }
+
+  init: StudioApi['init'] = (request) => this.call(this.remote.init(request));
+  backend: StudioApi['backend'] = () => this.call(this.remote.backend());
+  getRun: StudioApi['getRun'] = (preset) => this.call(this.remote.getRun(preset));
+  train = (req: TrainRequest, onStep: (r: StepReport) => void) => this.call(this.remote.train(req, proxy(onStep)));
+  stop: StudioApi['stop'] = () => this.call(this.remote.stop());
+  deleteRun: StudioApi['deleteRun'] = (preset) => this.call(this.remote.deleteRun(preset));
+  diagnostics: StudioApi['diagnostics'] = () => this.call(this.remote.diagnostics());
 }

@@ -1,0 +1,65 @@
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+
+const BIN = new URL('../../src/cli/bin.mjs', import.meta.url).pathname;
+const tabtune = (...args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 120_000 });
+
+test('tabtune info reports the backend it chose and why', () => {
+  const r = tabtune('info');
+  assert.equal(r.status, 0, r.stderr);
+  const info = JSON.parse(r.stdout);
+  assert.equal(info.tfjs, '4.22.0');
+  assert.equal(info.backend.name, 'wasm');
+  assert.ok(info.backend.fallbacks.length >= 1);
+});
+
+test('tabtune train: a run killed mid-way resumes from its last checkpoint in the state folder', async () => {
+  const state = mkdtempSync(join(tmpdir(), 'tabtune-cli-'));
+  // Kill -9 on the sixth step's line: a crash, with the checkpoint of step 4 on disk.
+  const child = spawn(process.execPath, [BIN, 'train', '--preset', 'tiny', '--steps', '12', '--state', state, '--json']);
+  const seen: number[] = [];
+  let buffered = '';
+  await new Promise<void>((resolve) => {
+    child.stdout.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString();
+      const lines = buffered.split('\n');
+      buffered = lines.pop()!;
+      for (const l of lines) {
+        seen.push(JSON.parse(l).step);
+        if (seen.at(-1) === 6) child.kill('SIGKILL');
+      }
+    });
+    child.on('close', () => resolve());
+  });
+  assert.deepEqual(seen.slice(0, 6), [1, 2, 3, 4, 5, 6]);
+
+  const resumed = tabtune('train', '--preset', 'tiny', '--steps', '12', '--state', state);
+  assert.equal(resumed.status, 0, resumed.stderr);
+  assert.match(resumed.stdout, /resuming demo-tiny from step 4/);
+  assert.match(resumed.stdout, /step    5\/12/);
+  assert.doesNotMatch(resumed.stdout, /step    4\/12/);
+  assert.match(resumed.stdout, /done: demo-tiny at step 12\/12/);
+
+  const straight = tabtune('train', '--preset', 'tiny', '--steps', '12', '--state', mkdtempSync(join(tmpdir(), 'tabtune-cli-')));
+  const finalLoss = (out: string) => /loss [\d.]+ -> ([\d.]+)/.exec(out)?.[1];
+  assert.equal(finalLoss(resumed.stdout), finalLoss(straight.stdout), 'the crash changed nothing');
+});
+
+test('tabtune refuses bad arguments with a message that names them', () => {
+  const steps = tabtune('train', '--steps', 'many');
+  assert.equal(steps.status, 2);
+  assert.match(steps.stderr, /--steps must be a positive whole number; got "many"/);
+  const backend = tabtune('info', '--backend', 'tpu');
+  assert.equal(backend.status, 2);
+  assert.match(backend.stderr, /--backend must be one of/);
+  const text = tabtune('train', '--text', '/nonexistent/file.txt');
+  assert.equal(text.status, 1);
+  assert.match(text.stderr, /cannot read --text \/nonexistent\/file\.txt/);
+  const unknown = tabtune('fly');
+  assert.equal(unknown.status, 2);
+  assert.match(unknown.stderr, /unknown command "fly"/);
+});
