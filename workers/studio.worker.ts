@@ -1,5 +1,6 @@
 // The worker: choose the backend, expose the Studio. No logic of its own (rule 4).
 import { expose } from 'comlink';
+import '../src/api/comlink-errors';
 import wasmPlain from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm?url';
 import wasmSimd from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm?url';
 import { selectBackend } from '../src/api/backend';

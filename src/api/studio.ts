@@ -77,36 +77,42 @@ export class Studio implements StudioApi {
     let model: GPT2 | null = null;
     let trainer: Trainer | null = null;
     let run: RunRecord | undefined;
+    // Set once this call has changed stored state; before that, a refusal must leave storage as it was.
+    let started = false;
     try {
       const preset = DEMO_PRESETS[req.preset];
-      run = await loadRun(kv, id);
+      const stored = await loadRun(kv, id);
+      // Unfinished (stopped, interrupted by a reload or crash, or failed): continue from its checkpoint.
+      const resuming = stored !== undefined && stored.step > 0 && stored.step < stored.train.steps;
+      const modelCfg = resuming ? stored.model : resolveGPT2Config(preset.model);
+      const cfg = resuming ? stored.train : resolveTrainConfig({ ...preset.train, ...(req.steps ? { steps: req.steps } : {}) }, modelCfg);
+      const tokens = this.tokenizer.encode(req.text);
+      checkTokens(tokens, cfg.block_size, req.dataset);
+
       let history: StepReport[];
-      if (run && run.step > 0 && run.step < run.train.steps) {
-        // Unfinished (stopped, interrupted by a reload or crash, or failed): continue from its checkpoint.
-        const ckpt = await loadCheckpoint(kv, run);
-        if (!ckpt) throw new TabtuneError(`run ${id} points at checkpoint ${run.latestCheckpoint}, which is missing`);
-        model = new GPT2(run.model, ckpt.weights);
-        trainer = new Trainer(model, run.train);
+      if (resuming) {
+        const ckpt = await loadCheckpoint(kv, stored);
+        if (!ckpt) throw new TabtuneError(`run ${id} points at checkpoint ${stored.latestCheckpoint}, which is missing`);
+        model = new GPT2(modelCfg, ckpt.weights);
+        trainer = new Trainer(model, cfg);
         trainer.restore(ckpt);
-        history = run.history.slice();
+        history = stored.history.slice();
+        run = stored;
       } else {
-        // A finished run (or none): start over, clearing old checkpoints so their steps cannot outrank new ones.
-        if (run) await deleteRun(kv, id);
-        const modelCfg = resolveGPT2Config(preset.model);
-        const trainCfg = resolveTrainConfig({ ...preset.train, ...(req.steps ? { steps: req.steps } : {}) }, modelCfg);
-        model = GPT2.random(modelCfg, trainCfg.seed);
-        trainer = new Trainer(model, trainCfg);
+        model = GPT2.random(modelCfg, cfg.seed);
+        trainer = new Trainer(model, cfg);
         history = [];
         const now = Date.now();
         run = {
-          schema: SCHEMA_VERSION, id, preset: req.preset, dataset: req.dataset, model: modelCfg, train: trainCfg,
+          schema: SCHEMA_VERSION, id, preset: req.preset, dataset: req.dataset, model: modelCfg, train: cfg,
           numParams: model.numParams(), status: 'running', step: 0, latestCheckpoint: null, history,
           backend: backend.name, error: null, createdAt: now, updatedAt: now,
         };
+        // A finished run is replaced: clear its checkpoints so their steps cannot outrank the new ones.
+        started = true;
+        if (stored) await deleteRun(kv, id);
       }
-      const cfg = run.train;
-      const tokens = this.tokenizer.encode(req.text);
-      checkTokens(tokens, cfg.block_size, req.dataset);
+      started = true;
       run = { ...run, status: 'running', dataset: req.dataset, backend: backend.name, error: null };
       await saveRun(kv, run);
 
@@ -133,7 +139,9 @@ export class Studio implements StudioApi {
       const err = backend.lost && !(e instanceof BackendError)
         ? new BackendError(`${backend.lost}. Press Resume to continue from step ${run?.step ?? 0} on the next backend.`)
         : e;
-      if (run) await saveRun(kv, { ...run, status: 'failed', error: err instanceof Error ? err.message : String(err) }).catch(() => undefined);
+      if (run && started) {
+        await saveRun(kv, { ...run, status: 'failed', error: err instanceof Error ? err.message : String(err) }).catch(() => undefined);
+      }
       throw err;
     } finally {
       trainer?.dispose();

@@ -1,5 +1,6 @@
 /**
- * Named errors that say where a problem is. They are plain data plus a name, so the
+ * Named errors that say where a problem is. Names are written out, not taken from the class,
+ * because minification renames classes and the name is what crosses the worker boundary. They are plain data plus a name, so the
  * UI can show them next to the field or file that caused them after a trip across threads.
  */
 export interface ErrorPlace {
@@ -15,7 +16,7 @@ export class TabtuneError extends Error {
 
   constructor(message: string, place: ErrorPlace = {}) {
     super(message);
-    this.name = new.target.name;
+    this.name = 'TabtuneError';
     this.file = place.file;
     this.line = place.line;
     this.field = place.field;
@@ -23,13 +24,21 @@ export class TabtuneError extends Error {
 }
 
 /** A configuration value is missing, of the wrong type, or out of range. */
-export class ConfigError extends TabtuneError {}
+export class ConfigError extends TabtuneError {
+  override name = 'ConfigError';
+}
 
 /** A checkpoint could not be restored into the current model (shape or name mismatch). */
-export class CheckpointError extends TabtuneError {}
+export class CheckpointError extends TabtuneError {
+  override name = 'CheckpointError';
+}
 
 /** The compute backend failed or disappeared (for example a lost WebGPU device). */
-export class BackendError extends TabtuneError {}
+export class BackendError extends TabtuneError {
+  override name = 'BackendError';
+}
 
 /** The training data cannot be used (too short for the context, empty). */
-export class DataError extends TabtuneError {}
+export class DataError extends TabtuneError {
+  override name = 'DataError';
+}

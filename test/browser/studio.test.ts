@@ -148,6 +148,16 @@ test('auto passes over the software WebGPU adapter, says why, and trains on WASM
   await until('the run to finish', () => runStatus(page), (s) => s === 'done');
   const run = (await getRun(page))!;
   assertMatches(run.history.map((h) => h.loss), want, 1e-3, 'wasm');
+
+  // Bad input is refused by the worker with a named error that still says where the problem is.
+  const refused = await page.evaluate(() =>
+    (globalThis as any).tabtune.client
+      .train({ preset: 'tiny', text: 'too short', dataset: 'notes.txt' }, () => undefined)
+      .then(() => null, (e: Error & { file?: string }) => ({ name: e.name, file: e.file, message: e.message })),
+  );
+  assert.deepEqual({ name: refused?.name, file: refused?.file }, { name: 'DataError', file: 'notes.txt' });
+  assert.match(refused!.message, /notes\.txt has 9 tokens/);
+  assert.equal((await getRun(page))?.status, 'done', 'the refused request lost nothing');
   assert.deepEqual(errors, []);
   await context.close();
 });

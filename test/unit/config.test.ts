@@ -28,3 +28,11 @@ test('a bad value is refused with the field named', () => {
     assert.throws(fn, (e: unknown) => e instanceof ConfigError && e.field === field && e.message.includes(field), field);
   }
 });
+
+test('error names are spelled out, so they survive minification and the trip across threads', async () => {
+  const errors = await import('../../src/core/errors');
+  for (const [exported, Cls] of Object.entries(errors)) {
+    if (typeof Cls !== 'function') continue;
+    assert.equal(new (Cls as new (m: string) => Error)('x').name, exported);
+  }
+});

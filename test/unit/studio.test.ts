@@ -68,4 +68,9 @@ test('Studio: text too short for the context is refused with the file named, and
   // The Studio is usable again after the refusals.
   const run = await s.train(req(3), () => undefined);
   assert.equal(run.status, 'done');
+  // Refusing a request on top of a finished run must not replace or mark that run.
+  await assert.rejects(s.train({ preset: 'tiny', text: 'short', dataset: 'notes.txt' }, () => undefined), DataError);
+  const kept = await s.getRun('tiny');
+  assert.equal(kept?.status, 'done');
+  assert.deepEqual(kept?.history, run.history);
 });
