@@ -3,6 +3,9 @@ import type { BackendReport, BackendRequest, RunInfo, StepReport } from '../api/
 
 export const BACKEND_CHOICES: BackendRequest[] = ['auto', 'webgpu', 'webgl', 'wasm', 'cpu'];
 
+/** localStorage key of the backend chosen in the header (a page setting, not user data). */
+export const BACKEND_SETTING = 'tabtune.backend';
+
 export interface PageOptions {
   backend: BackendRequest;
   preset: string;
@@ -10,6 +13,8 @@ export interface PageOptions {
   steps?: number;
   sampleUrl: string;
   sampleName: string;
+  /** Something about the page's own settings the user should know (an unknown URL parameter). */
+  notice?: string;
 }
 
 export type Phase = 'starting' | 'ready' | 'training' | 'stopping' | 'failed-to-start';
