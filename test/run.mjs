@@ -4,10 +4,11 @@
 // "N passed, N failed". Arguments narrow the run to files whose path contains them:
 //   npm test -- unit        npm test -- browser/studio
 import { spawn, spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 
-const root = new URL('..', import.meta.url).pathname;
+const root = fileURLToPath(new URL('..', import.meta.url));
 const filters = process.argv.slice(2);
 const files = ['test/unit', 'test/browser']
   .flatMap((dir) => readdirSync(join(root, dir)).filter((f) => f.endsWith('.test.ts')).sort().map((f) => `${dir}/${f}`))

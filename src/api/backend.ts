@@ -53,7 +53,7 @@ export async function selectBackend(request: BackendRequest, opts: BackendOption
     if (probe.software && name !== request) {
       fallbacks.push({
         backend: name,
-        reason: `${probe.adapter} is a software (CPU-emulated) GPU; WASM trains about 9x faster on it. Ask for it with ?backend=${name} to use it anyway.`,
+        reason: `${probe.adapter} is a software (CPU-emulated) GPU; WASM trains about 9x faster on it. Choose ${name} explicitly to use it anyway.`,
       });
       continue;
     }
@@ -152,6 +152,10 @@ async function start(name: BackendName): Promise<string | null> {
     const v = (await t.data())[0];
     t.dispose();
     if (v !== 12) return `smoke test on ${name} gave ${v} instead of 12`;
+    // Half-float WebGL textures underflow AdamW's epsilon and the loss turns to NaN within steps.
+    if (name === 'webgl' && !tf.env().getBool('WEBGL_RENDER_FLOAT32_CAPABLE')) {
+      return 'this GPU renders only 16-bit floats in WebGL, too coarse for training';
+    }
     return null;
   } catch (e) {
     return `failed to start: ${errorText(e)}`;

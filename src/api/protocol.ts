@@ -43,6 +43,8 @@ export interface RunInfo {
   status: RunStatus | 'interrupted';
   /** Step of the latest complete checkpoint. */
   step: number;
+  /** Stopped before its last step, with a checkpoint to continue from. */
+  resumable: boolean;
   history: StepReport[];
   backend: string;
   error: string | null;

@@ -6,14 +6,15 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { resolveGPT2Config, resolveTrainConfig } from '../core/config';
 import { checkTokens } from '../core/data/batch';
-import { BackendError, TabtuneError } from '../core/errors';
-import { GPT2 } from '../core/model/gpt2';
+import { BackendError, CheckpointError, DataError, TabtuneError } from '../core/errors';
+import { GPT2, validateWeights } from '../core/model/gpt2';
 import { DEMO_PRESETS, isPresetName } from '../core/presets';
 import { ByteTokenizer } from '../core/tokenizer/bytes';
 import { Trainer, type StepReport } from '../core/train/trainer';
 import type { KV } from '../store/kv';
 import {
-  SCHEMA_VERSION, deleteRun, listCheckpoints, loadCheckpoint, loadRun, saveCheckpoint, saveRun, type RunRecord,
+  SCHEMA_VERSION, deleteRun, isResumable, listCheckpoints, loadCheckpoint, loadRun, saveCheckpoint, saveRun,
+  type CheckpointRecord, type RunRecord,
 } from '../store/runs';
 import type { BackendFallback, BackendReport, BackendRequest, Diagnostics, RunInfo, StudioApi, TrainRequest } from './protocol';
 
@@ -23,6 +24,28 @@ export interface StudioDeps {
 }
 
 const runIdFor = (preset: string) => `demo-${preset}`;
+
+interface Session {
+  run: RunRecord;
+  model: GPT2;
+  trainer: Trainer;
+  tokens: Int32Array;
+  backend: BackendReport;
+}
+
+function lostError(s: Session): BackendError {
+  return new BackendError(`${s.backend.lost}. Press Resume to continue from step ${s.run.step} on the next backend.`);
+}
+
+/** Identifies the training data, so a resumed run is refused other data than it started on. */
+export function fingerprintTokens(tokens: Int32Array): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < tokens.length; i++) {
+    h ^= tokens[i];
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return `${tokens.length}:${h.toString(16).padStart(8, '0')}`;
+}
 
 export class Studio implements StudioApi {
   private current: BackendReport | null = null;
@@ -65,89 +88,127 @@ export class Studio implements StudioApi {
 
   async train(req: TrainRequest, onStep: (r: StepReport) => void): Promise<RunInfo> {
     if (!this.current) throw new BackendError('init() must choose a backend before training');
-    // After a lost device, the next run falls back to the next backend and resumes from its checkpoint.
-    if (this.current.lost) await this.choose();
-    const backend = this.current;
     if (this.active) throw new TabtuneError(`run ${this.active.id} is already training; stop it first`);
     if (!isPresetName(req.preset)) throw new TabtuneError(`unknown preset "${req.preset}"`, { field: 'preset' });
-    const kv = this.deps.kv;
-    const id = runIdFor(req.preset);
-    const active = { id, stopRequested: false };
+    const active = { id: runIdFor(req.preset), stopRequested: false };
     this.active = active;
-    let model: GPT2 | null = null;
-    let trainer: Trainer | null = null;
-    let run: RunRecord | undefined;
-    // Set once this call has changed stored state; before that, a refusal must leave storage as it was.
-    let started = false;
+    let session: Session | null = null;
     try {
-      const preset = DEMO_PRESETS[req.preset];
-      const stored = await loadRun(kv, id);
-      // Unfinished (stopped, interrupted by a reload or crash, or failed): continue from its checkpoint.
-      const resuming = stored !== undefined && stored.step > 0 && stored.step < stored.train.steps;
-      const modelCfg = resuming ? stored.model : resolveGPT2Config(preset.model);
-      const cfg = resuming ? stored.train : resolveTrainConfig({ ...preset.train, ...(req.steps ? { steps: req.steps } : {}) }, modelCfg);
-      const tokens = this.tokenizer.encode(req.text);
-      checkTokens(tokens, cfg.block_size, req.dataset);
-
-      let history: StepReport[];
-      if (resuming) {
-        const ckpt = await loadCheckpoint(kv, stored);
-        if (!ckpt) throw new TabtuneError(`run ${id} points at checkpoint ${stored.latestCheckpoint}, which is missing`);
-        model = new GPT2(modelCfg, ckpt.weights);
-        trainer = new Trainer(model, cfg);
-        trainer.restore(ckpt);
-        history = stored.history.slice();
-        run = stored;
-      } else {
-        model = GPT2.random(modelCfg, cfg.seed);
-        trainer = new Trainer(model, cfg);
-        history = [];
-        const now = Date.now();
-        run = {
-          schema: SCHEMA_VERSION, id, preset: req.preset, dataset: req.dataset, model: modelCfg, train: cfg,
-          numParams: model.numParams(), status: 'running', step: 0, latestCheckpoint: null, history,
-          backend: backend.name, error: null, createdAt: now, updatedAt: now,
-        };
-        // A finished run is replaced: clear its checkpoints so their steps cannot outrank the new ones.
-        started = true;
-        if (stored) await deleteRun(kv, id);
-      }
-      started = true;
-      run = { ...run, status: 'running', dataset: req.dataset, backend: backend.name, error: null };
-      await saveRun(kv, run);
-
-      while (trainer.step < cfg.steps && !active.stopRequested) {
-        if (backend.lost) {
-          throw new BackendError(`${backend.lost}. Press Resume to continue from step ${run.step} on the next backend.`);
-        }
-        const report = await trainer.trainStep(tokens);
-        history.push(report);
-        // Fire and forget: the UI's callback must never hold up training.
-        void Promise.resolve(onStep(report)).catch(() => undefined);
-        if (report.step % cfg.checkpoint_every === 0 || report.step === cfg.steps) {
-          run = await saveCheckpoint(kv, run, await trainer.checkpoint(), history);
-        }
-        // Let stop() and other messages in: on CPU-like backends data() resolves without a macrotask.
-        await new Promise((r) => setTimeout(r, 0));
-      }
-      if (trainer.step > run.step) run = await saveCheckpoint(kv, run, await trainer.checkpoint(), history);
-      run = { ...run, status: trainer.step >= cfg.steps ? 'done' : 'stopped' };
-      await saveRun(kv, run);
-      return this.toInfo(run);
+      // After a lost device, the next run falls back to the next backend and resumes from its checkpoint.
+      if (this.current.lost) await this.choose();
+      session = await this.open(req, active.id, this.current);
+      return await this.loop(session, active, onStep);
     } catch (e) {
-      // A lost device makes the step itself fail with whatever the driver says; name the real cause.
-      const err = backend.lost && !(e instanceof BackendError)
-        ? new BackendError(`${backend.lost}. Press Resume to continue from step ${run?.step ?? 0} on the next backend.`)
-        : e;
-      if (run && started) {
-        await saveRun(kv, { ...run, status: 'failed', error: err instanceof Error ? err.message : String(err) }).catch(() => undefined);
-      }
-      throw err;
+      throw await this.fail(session, e);
     } finally {
-      trainer?.dispose();
-      model?.dispose();
+      session?.trainer.dispose();
+      session?.model.dispose();
       this.active = null;
     }
+  }
+
+  /**
+   * Opens the run to train: the unfinished one from its newest readable checkpoint, or a new one.
+   * Everything that can refuse the request (config, data, checkpoints) happens before the first
+   * write, so a refusal leaves storage exactly as it was.
+   */
+  private async open(req: TrainRequest, id: string, backend: BackendReport): Promise<Session> {
+    const kv = this.deps.kv;
+    const tokens = this.tokenizer.encode(req.text);
+    const fingerprint = fingerprintTokens(tokens);
+    const stored = await loadRun(kv, id);
+    if (stored && isResumable(stored)) {
+      if (stored.dataFingerprint !== fingerprint) {
+        throw new DataError(
+          `${req.dataset} is not the data run ${id} was trained on (${stored.dataset}); resuming needs the same data. Delete the run to start over with new data.`,
+          { file: req.dataset },
+        );
+      }
+      checkTokens(tokens, stored.train.block_size, req.dataset);
+      const { ckpt, key } = await this.newestReadable(stored);
+      const model = new GPT2(stored.model, ckpt.weights);
+      const trainer = new Trainer(model, stored.train);
+      trainer.restore(ckpt);
+      const run: RunRecord = {
+        ...stored, step: ckpt.step, latestCheckpoint: key, history: stored.history.filter((h) => h.step <= ckpt.step),
+        status: 'running', backend: backend.name, error: null,
+      };
+      await saveRun(kv, run);
+      return { run, model, trainer, tokens, backend };
+    }
+    const preset = DEMO_PRESETS[req.preset as keyof typeof DEMO_PRESETS];
+    const modelCfg = resolveGPT2Config(preset.model);
+    const cfg = resolveTrainConfig({ ...preset.train, ...(req.steps ? { steps: req.steps } : {}) }, modelCfg);
+    checkTokens(tokens, cfg.block_size, req.dataset);
+    // A finished run is replaced: clear its checkpoints so their steps cannot outrank the new ones.
+    if (stored) await deleteRun(kv, id);
+    const model = GPT2.random(modelCfg, cfg.seed);
+    const trainer = new Trainer(model, cfg);
+    const now = Date.now();
+    const run: RunRecord = {
+      schema: SCHEMA_VERSION, id, preset: req.preset, dataset: req.dataset, dataFingerprint: fingerprint,
+      model: modelCfg, train: cfg, numParams: model.numParams(), status: 'running', step: 0, latestCheckpoint: null,
+      history: [], backend: backend.name, error: null, createdAt: now, updatedAt: now,
+    };
+    await saveRun(kv, run);
+    return { run, model, trainer, tokens, backend };
+  }
+
+  /** The latest checkpoint, or an older kept one when the latest cannot be read or does not fit. */
+  private async newestReadable(run: RunRecord): Promise<{ ckpt: CheckpointRecord; key: string }> {
+    const keys = (await listCheckpoints(this.deps.kv, run.id)).reverse();
+    if (run.latestCheckpoint) keys.sort((a, b) => Number(b === run.latestCheckpoint) - Number(a === run.latestCheckpoint));
+    const problems: string[] = [];
+    for (const key of keys) {
+      try {
+        const ckpt = await loadCheckpoint(this.deps.kv, key);
+        if (!ckpt) throw new Error('missing');
+        validateWeights(run.model, ckpt.weights);
+        return { ckpt, key };
+      } catch (e) {
+        problems.push(`${key}: ${e instanceof Error ? e.message : String(e)}`);
+      }
+    }
+    throw new CheckpointError(
+      `run ${run.id} has no readable checkpoint (${problems.join('; ') || 'none stored'}). Delete the run to start over.`,
+    );
+  }
+
+  private async loop(s: Session, active: { stopRequested: boolean }, onStep: (r: StepReport) => void): Promise<RunInfo> {
+    const kv = this.deps.kv;
+    const cfg = s.run.train;
+    const history = s.run.history.slice();
+    while (s.trainer.step < cfg.steps && !active.stopRequested) {
+      if (s.backend.lost) throw lostError(s);
+      const report = await s.trainer.trainStep(s.tokens);
+      history.push(report);
+      try {
+        // Fire and forget: the watcher's callback must never hold up or fail training.
+        void Promise.resolve(onStep(report)).catch(() => undefined);
+      } catch {
+        // a callback that throws is the watcher's problem, not the run's
+      }
+      if (report.step % cfg.checkpoint_every === 0 || report.step === cfg.steps) {
+        s.run = await saveCheckpoint(kv, s.run, await s.trainer.checkpoint(), history);
+      }
+      // Let stop() and other messages in: on CPU-like backends data() resolves without a macrotask.
+      await new Promise((r) => setTimeout(r, 0));
+    }
+    if (s.trainer.step > s.run.step) s.run = await saveCheckpoint(kv, s.run, await s.trainer.checkpoint(), history);
+    s.run = { ...s.run, status: s.trainer.step >= cfg.steps ? 'done' : 'stopped' };
+    await saveRun(kv, s.run);
+    return this.toInfo(s.run);
+  }
+
+  /** Marks an opened run failed (it stays resumable from its checkpoint) and names the real cause. */
+  private async fail(s: Session | null, e: unknown): Promise<unknown> {
+    // A lost device makes the step itself fail with whatever the driver says.
+    const err = s?.backend.lost && !(e instanceof BackendError) ? lostError(s) : e;
+    if (s) {
+      const message = err instanceof Error ? err.message : String(err);
+      await saveRun(this.deps.kv, { ...s.run, status: 'failed', error: message }).catch(() => undefined);
+    }
+    return err;
   }
 
   async stop(): Promise<void> {
@@ -180,7 +241,7 @@ export class Studio implements StudioApi {
     return {
       id: run.id, preset: run.preset, presetLabel: preset?.label ?? run.preset, dataset: run.dataset,
       model: run.model, train: run.train, numParams: run.numParams,
-      status: interrupted ? 'interrupted' : run.status, step: run.step, history: run.history,
+      status: interrupted ? 'interrupted' : run.status, step: run.step, resumable: isResumable(run), history: run.history,
       backend: run.backend, error: run.error, updatedAt: run.updatedAt,
     };
   }

@@ -3,6 +3,7 @@
  * (WASM, else CPU), with runs and checkpoints kept in a folder instead of IndexedDB.
  */
 import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { basename, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
@@ -12,7 +13,7 @@ import { Studio } from '../api/studio';
 import { DEMO_PRESETS } from '../core/presets';
 import { fsKV } from '../store/fs';
 
-const ROOT = resolve(new URL('../..', import.meta.url).pathname);
+const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const DEFAULT_TEXT = join(ROOT, 'public', 'samples', 'moby-dick-ch1.txt');
 
 const HELP = `tabtune: fine-tuning studio, command line
@@ -94,9 +95,18 @@ export async function main(argv: string[]): Promise<number> {
       }
       const preset = args.values.preset!;
       const before = await studio.getRun(preset);
-      if (!json && before && before.step > 0 && before.step < before.train.steps) {
+      if (!json && before?.resumable) {
         process.stdout.write(`resuming ${before.id} from step ${before.step}\n`);
       }
+      // Ctrl-C pauses: the current step finishes, a checkpoint is written, and the run can resume.
+      let interrupted = false;
+      const onSigint = () => {
+        interrupted = true;
+        process.stderr.write('\nstopping after this step and saving a checkpoint (Ctrl-C again to quit at once)\n');
+        process.once('SIGINT', () => process.exit(130));
+        void studio.stop();
+      };
+      process.once('SIGINT', onSigint);
       const run = await studio.train({ preset, text, dataset: basename(textFile), steps }, (r) => {
         if (json) process.stdout.write(JSON.stringify(r) + '\n');
         else {
@@ -106,6 +116,7 @@ export async function main(argv: string[]): Promise<number> {
           );
         }
       });
+      process.off('SIGINT', onSigint);
       if (!json) {
         const first = run.history[0]?.loss;
         const last = run.history.at(-1)?.loss;
@@ -114,7 +125,7 @@ export async function main(argv: string[]): Promise<number> {
             `${run.numParams} parameters, checkpoints in ${resolve(args.values.state!)}\n`,
         );
       }
-      return 0;
+      return interrupted ? 130 : 0;
     }
     process.stderr.write(`tabtune: unknown command "${command}"\n\n${HELP}`);
     return 2;

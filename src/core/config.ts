@@ -51,7 +51,7 @@ export interface TrainConfig {
 }
 
 export const TRAIN_SPEC: Spec<TrainConfig> = {
-  steps: { default: 40, min: 1, max: 1_000_000, integer: true, help: 'Optimizer steps to run in this session of training.' },
+  steps: { default: 40, min: 1, max: 1_000_000, integer: true, help: 'Total optimizer steps of the run; a resumed run continues until it reaches them.' },
   batch_size: { default: 8, min: 1, max: 4096, integer: true, help: 'Sequences per step.' },
   block_size: { default: 32, min: 2, max: 32_768, integer: true, help: 'Tokens per sequence; at most the model context (n_positions).' },
   learning_rate: { default: 3e-3, min: 0, max: 10, integer: false, help: 'Peak learning rate after warmup. Fine-tuning a pre-trained model wants far less than training from scratch.' },

@@ -42,3 +42,8 @@ export class BackendError extends TabtuneError {
 export class DataError extends TabtuneError {
   override name = 'DataError';
 }
+
+/** Training cannot go on as configured (the loss diverged to NaN or infinity). */
+export class TrainingError extends TabtuneError {
+  override name = 'TrainingError';
+}

@@ -14,7 +14,7 @@ export interface DemoPreset {
 export const DEMO_PRESETS = {
   demo: {
     label: 'Demo GPT (2 layers, 32 wide)',
-    help: 'About 30 thousand parameters; a few dozen steps take seconds on a GPU.',
+    help: 'About 36 thousand parameters; a few dozen steps take seconds on a GPU.',
     model: { vocab_size: 256, n_positions: 64, n_embd: 32, n_layer: 2, n_head: 2 },
     train: { steps: 40, batch_size: 8, block_size: 32, learning_rate: 1e-2, min_lr: 1e-3, warmup_steps: 3, checkpoint_every: 5 },
   },

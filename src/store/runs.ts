@@ -12,6 +12,8 @@ export interface RunRecord {
   id: string;
   preset: string;
   dataset: string;
+  /** Token count and hash of the training data; a resume must bring the same data. */
+  dataFingerprint: string;
   model: GPT2Config;
   train: TrainConfig;
   numParams: number;
@@ -37,7 +39,7 @@ const runKey = (id: string) => `run/${id}`;
 const ckptPrefix = (id: string) => `ckpt/${id}/`;
 const ckptKey = (id: string, step: number) => ckptPrefix(id) + String(step).padStart(9, '0');
 
-/** How many complete checkpoints of a run are kept (the latest and the one before it). */
+/** How many complete checkpoints of a run are kept: the latest and the one before it. */
 export const KEEP_CHECKPOINTS = 2;
 
 export async function loadRun(kv: KV, id: string): Promise<RunRecord | undefined> {
@@ -62,16 +64,22 @@ export async function saveCheckpoint(kv: KV, run: RunRecord, ckpt: TrainerCheckp
   await kv.set(key, record);
   const next: RunRecord = { ...run, step: ckpt.step, latestCheckpoint: key, history: history.filter((h) => h.step <= ckpt.step) };
   await saveRun(kv, next);
-  const old = (await listCheckpoints(kv, run.id)).slice(0, -KEEP_CHECKPOINTS);
-  for (const k of old) await kv.del(k);
+  // Keep the new checkpoint and the one it replaces; anything else of this run (older ones,
+  // orphans of an interrupted write) goes. Decided by the pointers, not by key order.
+  const keep = new Set([key, run.latestCheckpoint]);
+  for (const k of await listCheckpoints(kv, run.id)) if (!keep.has(k)) await kv.del(k);
   return next;
 }
 
-export async function loadCheckpoint(kv: KV, run: RunRecord): Promise<CheckpointRecord | undefined> {
-  if (!run.latestCheckpoint) return undefined;
-  const c = await kv.get<CheckpointRecord>(run.latestCheckpoint);
+/** A run that stopped before its last step and has a checkpoint to continue from. */
+export function isResumable(run: RunRecord): boolean {
+  return run.step > 0 && run.step < run.train.steps && run.latestCheckpoint !== null;
+}
+
+export async function loadCheckpoint(kv: KV, key: string): Promise<CheckpointRecord | undefined> {
+  const c = await kv.get<CheckpointRecord>(key);
   if (c && c.schema !== SCHEMA_VERSION) {
-    throw new Error(`checkpoint ${run.latestCheckpoint} was stored with schema ${c.schema}; expected ${SCHEMA_VERSION}`);
+    throw new Error(`checkpoint ${key} was stored with schema ${c.schema}; expected ${SCHEMA_VERSION}`);
   }
   return c;
 }

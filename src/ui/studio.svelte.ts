@@ -28,7 +28,7 @@ export class StudioState {
   error = $state<string | null>(null);
 
   latest = $derived(this.points.at(-1) ?? null);
-  resumable = $derived(this.run !== null && this.run.step > 0 && this.run.step < this.run.train.steps);
+  resumable = $derived(this.run?.resumable ?? false);
 
   private readonly client: StudioClient;
   readonly options: PageOptions;

@@ -4,6 +4,7 @@
  * TABTUNE_CHROMIUM points at another Chrome or Chromium binary.
  */
 import { existsSync, mkdtempSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
@@ -22,7 +23,7 @@ export const CHROMIUM_FLAGS = [
   '--enable-unsafe-webgpu',
 ];
 
-const ROOT = new URL('../..', import.meta.url).pathname;
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 /** Builds the studio unless TABTUNE_SKIP_BUILD is set (test/run.mjs builds once for all files). */
 export async function serveStudio(): Promise<{ url: string; close: () => Promise<void> }> {

@@ -55,11 +55,16 @@ test('AdamW matches the PyTorch algorithm, with decay on matrices and none on ve
   for (const p of params.values()) p.dispose();
 });
 
-test('learning rate: linear warmup, cosine decay to min_lr', () => {
-  const cfg = { learning_rate: 1, min_lr: 0.1, warmup_steps: 4, steps: 24 };
+test('learning rate: nanoGPT get_lr: warmup, the peak right after it, cosine decay to min_lr at the last step', () => {
+  const cfg = { learning_rate: 1, min_lr: 0.1, warmup_steps: 4, steps: 23 };
   assert.equal(learningRate(1, cfg), 0.2);
   assert.equal(learningRate(4, cfg), 0.8);
+  assert.equal(learningRate(5, cfg), 1, 'the peak is used');
   assert.ok(Math.abs(learningRate(14, cfg) - 0.55) < 1e-12, 'halfway through the decay is the midpoint');
-  assert.equal(learningRate(24, cfg), 0.1);
-  for (let s = 5; s < 24; s++) assert.ok(learningRate(s + 1, cfg) <= learningRate(s, cfg), `not decreasing at ${s}`);
+  assert.equal(learningRate(23, cfg), 0.1);
+  for (let s = 5; s < 23; s++) assert.ok(learningRate(s + 1, cfg) < learningRate(s, cfg), `not decreasing at ${s}`);
+  // No warmup: the first step trains at the peak, as nanoGPT's first iteration does.
+  assert.equal(learningRate(1, { ...cfg, warmup_steps: 0, steps: 10 }), 1);
+  assert.equal(learningRate(10, { ...cfg, warmup_steps: 0, steps: 10 }), 0.1);
+  assert.equal(learningRate(1, { ...cfg, warmup_steps: 0, steps: 1 }), 1, 'a one-step run uses the peak');
 });

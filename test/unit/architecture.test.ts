@@ -4,11 +4,12 @@
  * stopped seeing anything would fail here rather than pass quietly.
  */
 import assert from 'node:assert/strict';
+import { fileURLToPath } from 'node:url';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { test } from 'node:test';
 
-const ROOT = new URL('../..', import.meta.url).pathname;
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 function files(dir: string): string[] {
   const out: string[] = [];
@@ -52,8 +53,8 @@ const rule1Core: Rule = (file, source) => {
       return !spec.startsWith('@tensorflow/tfjs-core');
     })
     .map(({ spec }) => `${file} imports ${spec}`);
-  const globals = source.match(/\b(window|document|self|localStorage|indexedDB)\s*\./g) ?? [];
-  return [...bad, ...globals.map((g) => `${file} touches ${g.replace(/\s*\.$/, '')}`)];
+  const globals = source.match(/\b(window|document|self|globalThis|navigator|location|localStorage|indexedDB)\s*\.|\b(fetch|postMessage|importScripts)\s*\(/g) ?? [];
+  return [...bad, ...globals.map((g) => `${file} touches ${g.replace(/\s*[.(]$/, '')}`)];
 };
 
 const rule2Idb: Rule = (file, source) =>
@@ -62,7 +63,7 @@ const rule2Idb: Rule = (file, source) =>
 const rule3Protocol: Rule = (file, source) => {
   if (file !== 'src/api/protocol.ts') return [];
   const out = importsOf(source).filter((i) => !i.typeOnly).map((i) => `${file} has a value import of ${i.spec}`);
-  if (/^\s*(export\s+)?(const|let|var|function|class|enum)\b/m.test(source)) out.push(`${file} declares runtime code`);
+  if (/^\s*(export\s+)?(default\b|const|let|var|function|class|enum)\b|^\s*export\s*\{/m.test(source)) out.push(`${file} declares runtime code`);
   return out;
 };
 
@@ -117,9 +118,14 @@ test('each rule catches a made-up violation', () => {
     [rule1Core, 'src/core/x.ts', "import * as tf from '@tensorflow/tfjs';"],
     [rule1Core, 'src/core/x.ts', "import { Studio } from '../api/studio';"],
     [rule1Core, 'src/core/x.ts', 'const w = window.innerWidth;'],
+    [rule1Core, 'src/core/x.ts', 'const gpu = navigator.gpu;'],
+    [rule1Core, 'src/core/x.ts', "const r = await fetch('/x');"],
+    [rule1Core, 'src/core/x.ts', 'postMessage(1);'],
     [rule2Idb, 'src/api/studio.ts', "import { set } from 'idb-keyval';"],
     [rule3Protocol, 'src/api/protocol.ts', "import { GPT2 } from '../core/model/gpt2';"],
     [rule3Protocol, 'src/api/protocol.ts', 'export const x = 1;'],
+    [rule3Protocol, 'src/api/protocol.ts', 'export default {};'],
+    [rule3Protocol, 'src/api/protocol.ts', 'const a = 1;\nexport { a };'],
     [rule4Worker, 'workers/studio.worker.ts', 'function train() {}'],
     [rule5Ui, 'src/ui/App.svelte', "<script>import * as tf from '@tensorflow/tfjs-core';</script>"],
     [rule5Ui, 'src/ui/App.svelte', "<script>\nimport { GPT2 } from '../core/model/gpt2';\n</script>"],

@@ -12,7 +12,7 @@ import { KEEP_CHECKPOINTS, SCHEMA_VERSION, deleteRun, listCheckpoints, loadCheck
 function newRun(): RunRecord {
   const model = resolveGPT2Config();
   return {
-    schema: SCHEMA_VERSION, id: 'r1', preset: 'demo', dataset: 'x.txt', model, train: resolveTrainConfig({}, model),
+    schema: SCHEMA_VERSION, id: 'r1', preset: 'demo', dataset: 'x.txt', dataFingerprint: '0:0', model, train: resolveTrainConfig({}, model),
     numParams: 1, status: 'running', step: 0, latestCheckpoint: null, history: [], backend: 'cpu', error: null, createdAt: 0, updatedAt: 0,
   };
 }
@@ -35,7 +35,7 @@ for (const [name, make] of [['memory', () => memoryKV()], ['folder', () => fsKV(
     assert.equal((await listCheckpoints(kv, 'r1')).length, KEEP_CHECKPOINTS);
     const stored = (await loadRun(kv, 'r1'))!;
     assert.equal(stored.step, 15);
-    const c = (await loadCheckpoint(kv, stored))!;
+    const c = (await loadCheckpoint(kv, stored.latestCheckpoint!))!;
     assert.deepEqual(Array.from(c.weights.w.data), [15, -15]);
     assert.ok(c.weights.w.data instanceof Float32Array, 'typed arrays survive storage as typed arrays');
     await deleteRun(kv, 'r1');
@@ -59,7 +59,19 @@ test('a crash while a checkpoint is written leaves the previous one as the lates
   await assert.rejects(saveCheckpoint(kv, run, ckpt(10), [report(10)]), /simulated crash/);
   const stored = (await loadRun(kv, 'r1'))!;
   assert.equal(stored.step, 5);
-  assert.deepEqual(Array.from((await loadCheckpoint(kv, stored))!.weights.w.data), [5, -5]);
+  assert.deepEqual(Array.from((await loadCheckpoint(kv, stored.latestCheckpoint!))!.weights.w.data), [5, -5]);
+});
+
+test('pruning follows the run\'s pointers, so orphans of a crashed write never cost the new checkpoint', async () => {
+  const kv = memoryKV();
+  let run = newRun();
+  run = await saveCheckpoint(kv, run, ckpt(5), [report(5)]);
+  // Orphans from writes whose run record never landed, at later steps than the next save.
+  await kv.set('ckpt/r1/000000020', ckpt(20));
+  await kv.set('ckpt/r1/000000030', ckpt(30));
+  run = await saveCheckpoint(kv, run, ckpt(10), [report(5), report(10)]);
+  assert.deepEqual(await listCheckpoints(kv, 'r1'), ['ckpt/r1/000000005', 'ckpt/r1/000000010']);
+  assert.equal(run.latestCheckpoint, 'ckpt/r1/000000010');
 });
 
 test('a record from another schema version is refused, not misread', async () => {

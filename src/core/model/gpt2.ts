@@ -54,27 +54,16 @@ export function initGPT2Weights(c: GPT2Config, seed: number): NamedWeights {
  */
 export class GPT2 {
   readonly params = new Map<string, tf.Variable>();
-  private readonly mask: tf.Tensor2D;
   private readonly prefix = `gpt2_${++instances}/`;
 
   constructor(readonly config: GPT2Config, weights: NamedWeights) {
-    const shapes = gpt2ParamShapes(config);
-    // Check everything before creating anything, so a bad file leaves no half-built model behind.
-    for (const [name, shape] of shapes) {
-      const w = weights[name];
-      if (!w) throw new CheckpointError(`weights are missing tensor ${name}`, { field: name });
-      checkShape(name, w.shape, shape);
-    }
-    for (const [name, shape] of shapes) {
+    validateWeights(config, weights);
+    for (const [name, shape] of gpt2ParamShapes(config)) {
       // tf.variable copies its input and does not dispose it, so the temporary tensor is disposed here.
       const t = tf.tensor(weights[name].data, shape, 'float32');
       this.params.set(name, tf.variable(t, true, this.prefix + name));
       t.dispose();
     }
-    const P = config.n_positions;
-    const m = new Float32Array(P * P);
-    for (let i = 0; i < P; i++) for (let j = i + 1; j < P; j++) m[i * P + j] = -1e9;
-    this.mask = tf.tensor2d(m, [P, P]); // [P, P] additive causal mask
   }
 
   static random(config: GPT2Config, seed: number): GPT2 {
@@ -149,10 +138,17 @@ export class GPT2 {
       (t) => tf.transpose(tf.reshape(t, [B, T, H, D]), [0, 2, 1, 3]), // [B, H, T, D]
     );
     let att = tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(D)); // [B, H, T, T]
-    att = tf.add(att, tf.slice(this.mask, [0, 0], [T, T]));
+    att = tf.add(att, this.causalMask(T));
     att = tf.softmax(att);
     const y = tf.transpose(tf.matMul(att, v), [0, 2, 1, 3]); // [B, T, H, D]
     return tf.reshape(this.linear(tf.reshape(y, [B * T, C]), h + 'attn.c_proj'), [B, T, C]);
+  }
+
+  /** Additive causal mask [T, T]: 0 where key j <= query i, -1e9 above the diagonal. Built on the device per call. */
+  private causalMask(T: number): tf.Tensor2D {
+    const i = tf.reshape(tf.range(0, T, 1, 'int32'), [T, 1]); // [T, 1]
+    const j = tf.reshape(tf.range(0, T, 1, 'int32'), [1, T]); // [1, T]
+    return tf.mul(tf.cast(tf.greater(j, i), 'float32'), -1e9) as tf.Tensor2D; // [T, T]
   }
 
   private mlp(x: tf.Tensor3D, h: string): tf.Tensor3D {
@@ -169,7 +165,6 @@ export class GPT2 {
   dispose(): void {
     for (const v of this.params.values()) v.dispose();
     this.params.clear();
-    this.mask.dispose();
   }
 }
 
@@ -187,12 +182,27 @@ export function checkShape(name: string, got: number[], want: number[]): void {
   }
 }
 
-/** Reads a map of tensors back to the CPU, keyed by the map's keys. */
-export async function readNamed(tensors: Map<string, tf.Tensor>): Promise<NamedWeights> {
-  const out: NamedWeights = {};
-  for (const [name, t] of tensors) {
-    // Copied: some backends hand back their own storage.
-    out[name] = { shape: t.shape.slice(), data: new Float32Array(await t.data()) };
+/** Checks names, shapes and value counts before anything is created from the weights. */
+export function validateWeights(config: GPT2Config, weights: NamedWeights): void {
+  for (const [name, shape] of gpt2ParamShapes(config)) {
+    const w = weights[name];
+    if (!w) throw new CheckpointError(`weights are missing tensor ${name}`, { field: name });
+    checkShape(name, w.shape, shape);
+    const size = shape.reduce((a, b) => a * b, 1);
+    if (!(w.data instanceof Float32Array) || w.data.length !== size) {
+      throw new CheckpointError(`tensor ${name} has ${w.data?.length ?? 0} values, expected ${size}`, { field: name });
+    }
   }
+}
+
+/** Reads a map of tensors back to the CPU, keyed by the map's keys (all reads in flight at once). */
+export async function readNamed(tensors: Map<string, tf.Tensor>): Promise<NamedWeights> {
+  const entries = [...tensors];
+  const values = await Promise.all(entries.map(([, t]) => t.data()));
+  const out: NamedWeights = {};
+  entries.forEach(([name, t], i) => {
+    // Copied: some backends hand back their own storage.
+    out[name] = { shape: t.shape.slice(), data: new Float32Array(values[i] as Float32Array) };
+  });
   return out;
 }

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-core/dist/register_all_gradients';
 import type { TrainConfig } from '../config';
 import { sampleBatch } from '../data/batch';
+import { TrainingError } from '../errors';
 import type { GPT2, NamedWeights } from '../model/gpt2';
 import { Rng } from '../rng';
 import { AdamW, type AdamWState } from './adamw';
@@ -68,9 +69,21 @@ export class Trainer {
       this.opt.apply(named, lr);
       return tf.stack([value, norm]); // [2]
     });
-    // The one sync point of a step: the loss and gradient norm are what the user watches.
-    const [loss, gradNorm] = await both.data();
-    both.dispose();
+    let loss: number;
+    let gradNorm: number;
+    try {
+      // The one sync point of a step: the loss and gradient norm are what the user watches.
+      [loss, gradNorm] = await both.data();
+    } finally {
+      both.dispose();
+    }
+    if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
+      // The weights in memory are now damaged; the step does not count and no checkpoint is written from them.
+      throw new TrainingError(
+        `training diverged at step ${step}: loss ${loss}, gradient norm ${gradNorm}. Lower the learning rate (${this.cfg.learning_rate}) and resume from the last checkpoint.`,
+        { field: 'train.learning_rate' },
+      );
+    }
     this.step = step;
     const stepMs = performance.now() - t0;
     const mem = tf.memory();
