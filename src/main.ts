@@ -6,15 +6,19 @@ import type { BackendRequest } from './api/protocol';
 
 const params = new URLSearchParams(location.search);
 // ?backend= wins; otherwise the choice last made in the header's Backend menu.
-const backendParam = params.get('backend') ?? localStorage.getItem(BACKEND_SETTING) ?? 'auto';
+const saved = localStorage.getItem(BACKEND_SETTING);
+const asked = params.get('backend')?.trim().toLowerCase();
+const known = (b: string | null | undefined): b is BackendRequest => !!b && (BACKEND_CHOICES as string[]).includes(b);
+const backend = known(asked) ? asked : known(saved) ? saved : 'auto';
 const stepsParam = Number(params.get('steps'));
-
-const backendKnown = (BACKEND_CHOICES as string[]).includes(backendParam);
 
 const client = new StudioClient();
 const studio = new StudioState(client, {
-  backend: backendKnown ? (backendParam as BackendRequest) : 'auto',
-  notice: backendKnown ? undefined : `Unknown backend "${backendParam}"; choosing automatically. Known: ${BACKEND_CHOICES.join(', ')}.`,
+  backend,
+  notice:
+    asked && !known(asked)
+      ? `Unknown backend "${params.get('backend')}"; using ${backend}. Known: ${BACKEND_CHOICES.join(', ')}.`
+      : undefined,
   preset: params.get('preset') ?? 'demo',
   steps: Number.isInteger(stepsParam) && stepsParam > 0 ? stepsParam : undefined,
   sampleUrl: `${import.meta.env.BASE_URL}samples/moby-dick-ch1.txt`,

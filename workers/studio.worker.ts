@@ -4,6 +4,7 @@ import '../src/api/comlink-errors';
 import wasmPlain from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm?url';
 import wasmSimd from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm?url';
 import { selectBackend } from '../src/api/backend';
+import { webLocks } from '../src/api/locks';
 import { Studio } from '../src/api/studio';
 import { idbKV } from '../src/store/idb';
 
@@ -13,4 +14,8 @@ const wasmPaths = {
   'tfjs-backend-wasm-threaded-simd.wasm': wasmSimd,
 };
 
-expose(new Studio({ kv: idbKV(), selectBackend: (request, onLost, exclude) => selectBackend(request, { wasmPaths, onLost, exclude }) }));
+expose(new Studio({
+  kv: idbKV(),
+  locks: webLocks(),
+  selectBackend: (request, onLost, exclude) => selectBackend(request, { wasmPaths, onLost, exclude }),
+}));

@@ -30,6 +30,7 @@ export class StudioClient {
 
   init: StudioApi['init'] = (request) => this.call(this.remote.init(request));
   backend: StudioApi['backend'] = () => this.call(this.remote.backend());
+  presets: StudioApi['presets'] = () => this.call(this.remote.presets());
   getRun: StudioApi['getRun'] = (preset) => this.call(this.remote.getRun(preset));
   train = (req: TrainRequest, onStep: (r: StepReport) => void) => this.call(this.remote.train(req, proxy(onStep)));
   stop: StudioApi['stop'] = () => this.call(this.remote.stop());

@@ -39,8 +39,11 @@ export interface RunInfo {
   model: GPT2Config;
   train: TrainConfig;
   numParams: number;
-  /** 'interrupted': stored as running, but no one is training it (a reload or a crash). */
-  status: RunStatus | 'interrupted';
+  /**
+   * 'interrupted': stored as running, but no one is training it (a reload or a crash).
+   * 'elsewhere': another tab is training it now.
+   */
+  status: RunStatus | 'interrupted' | 'elsewhere';
   /** Step of the latest complete checkpoint. */
   step: number;
   /** Stopped before its last step, with a checkpoint to continue from. */
@@ -60,6 +63,15 @@ export interface TrainRequest {
   steps?: number;
 }
 
+export interface PresetInfo {
+  name: string;
+  label: string;
+  help: string;
+  /** Total steps of a new run. */
+  steps: number;
+  numParams: number;
+}
+
 export interface Diagnostics {
   /** tf.getBackend() as the worker sees it. */
   backend: string;
@@ -76,6 +88,8 @@ export interface StudioApi {
   init(request: BackendRequest): Promise<BackendReport>;
   /** The backend in use now: it changes when a lost GPU device forces a fallback. */
   backend(): Promise<BackendReport>;
+  /** The demo runs on offer, with their sizes. */
+  presets(): Promise<PresetInfo[]>;
   getRun(preset: string): Promise<RunInfo | null>;
   /** Trains the preset's run, resuming from its latest checkpoint when it is unfinished. */
   train(req: TrainRequest, onStep: (r: StepReport) => void): Promise<RunInfo>;

@@ -7,19 +7,24 @@ import * as tf from '@tensorflow/tfjs-core';
 import { resolveGPT2Config, resolveTrainConfig } from '../core/config';
 import { checkTokens } from '../core/data/batch';
 import { BackendError, CheckpointError, DataError, TabtuneError } from '../core/errors';
-import { GPT2, validateWeights } from '../core/model/gpt2';
+import { GPT2, gpt2ParamShapes, validateWeights } from '../core/model/gpt2';
 import { DEMO_PRESETS, isPresetName } from '../core/presets';
 import { ByteTokenizer } from '../core/tokenizer/bytes';
 import { Trainer, type StepReport } from '../core/train/trainer';
 import type { KV } from '../store/kv';
+import type { RunLocks } from './locks';
 import {
   SCHEMA_VERSION, deleteRun, isResumable, listCheckpoints, loadCheckpoint, loadRun, saveCheckpoint, saveRun,
   type CheckpointRecord, type RunRecord,
 } from '../store/runs';
-import type { BackendFallback, BackendReport, BackendRequest, Diagnostics, RunInfo, StudioApi, TrainRequest } from './protocol';
+import type {
+  BackendFallback, BackendReport, BackendRequest, Diagnostics, PresetInfo, RunInfo, StudioApi, TrainRequest,
+} from './protocol';
 
 export interface StudioDeps {
   kv: KV;
+  /** Cross-tab run ownership (Web Locks in the browser); without it, only this Studio's own runs are known. */
+  locks?: RunLocks | null;
   selectBackend: (request: BackendRequest, onLost: (reason: string) => void, exclude: BackendFallback[]) => Promise<BackendReport>;
 }
 
@@ -83,20 +88,31 @@ export class Studio implements StudioApi {
 
   async getRun(preset: string): Promise<RunInfo | null> {
     const run = await loadRun(this.deps.kv, runIdFor(preset));
-    return run ? this.toInfo(run) : null;
+    if (!run) return null;
+    const elsewhere = run.status === 'running' && this.active?.id !== run.id && (await this.deps.locks?.isHeld(run.id)) === true;
+    return this.toInfo(run, elsewhere);
   }
 
   async train(req: TrainRequest, onStep: (r: StepReport) => void): Promise<RunInfo> {
     if (!this.current) throw new BackendError('init() must choose a backend before training');
     if (this.active) throw new TabtuneError(`run ${this.active.id} is already training; stop it first`);
     if (!isPresetName(req.preset)) throw new TabtuneError(`unknown preset "${req.preset}"`, { field: 'preset' });
-    const active = { id: runIdFor(req.preset), stopRequested: false };
+    const id = runIdFor(req.preset);
+    if (!this.deps.locks) return this.trainOwned(req, id, onStep);
+    const r = await this.deps.locks.tryWith(id, () => this.trainOwned(req, id, onStep));
+    if (r.held) throw new TabtuneError(`run ${id} is training in another tab; pause it there, or wait for it to finish`);
+    return r.value;
+  }
+
+  private async trainOwned(req: TrainRequest, id: string, onStep: (r: StepReport) => void): Promise<RunInfo> {
+    if (this.active) throw new TabtuneError(`run ${this.active.id} is already training; stop it first`);
+    const active = { id, stopRequested: false };
     this.active = active;
     let session: Session | null = null;
     try {
       // After a lost device, the next run falls back to the next backend and resumes from its checkpoint.
-      if (this.current.lost) await this.choose();
-      session = await this.open(req, active.id, this.current);
+      if (this.current!.lost) await this.choose();
+      session = await this.open(req, id, this.current!);
       return await this.loop(session, active, onStep);
     } catch (e) {
       throw await this.fail(session, e);
@@ -217,8 +233,19 @@ export class Studio implements StudioApi {
 
   async deleteRun(preset: string): Promise<void> {
     const id = runIdFor(preset);
-    if (this.active?.id === id) throw new TabtuneError(`run ${id} is training; stop it before deleting`);
+    if (this.active?.id === id || (await this.deps.locks?.isHeld(id))) {
+      throw new TabtuneError(`run ${id} is training; pause it before deleting`);
+    }
     await deleteRun(this.deps.kv, id);
+  }
+
+  async presets(): Promise<PresetInfo[]> {
+    return Object.entries(DEMO_PRESETS).map(([name, p]) => {
+      const model = resolveGPT2Config(p.model);
+      const train = resolveTrainConfig(p.train, model);
+      const numParams = gpt2ParamShapes(model).reduce((n, [, shape]) => n + shape.reduce((a, b) => a * b, 1), 0);
+      return { name, label: p.label, help: p.help, steps: train.steps, numParams };
+    });
   }
 
   async diagnostics(): Promise<Diagnostics> {
@@ -235,13 +262,14 @@ export class Studio implements StudioApi {
     };
   }
 
-  private toInfo(run: RunRecord): RunInfo {
-    const interrupted = run.status === 'running' && this.active?.id !== run.id;
+  private toInfo(run: RunRecord, elsewhere = false): RunInfo {
+    const interrupted = run.status === 'running' && this.active?.id !== run.id && !elsewhere;
     const preset = isPresetName(run.preset) ? DEMO_PRESETS[run.preset] : null;
     return {
       id: run.id, preset: run.preset, presetLabel: preset?.label ?? run.preset, dataset: run.dataset,
       model: run.model, train: run.train, numParams: run.numParams,
-      status: interrupted ? 'interrupted' : run.status, step: run.step, resumable: isResumable(run), history: run.history,
+      status: elsewhere ? 'elsewhere' : interrupted ? 'interrupted' : run.status, step: run.step,
+      resumable: !elsewhere && isResumable(run), history: run.history,
       backend: run.backend, error: run.error, updatedAt: run.updatedAt,
     };
   }

@@ -162,6 +162,47 @@ test('auto passes over the software WebGPU adapter, says why, and trains on WASM
   await context.close();
 });
 
+test('two tabs: the tab that trains owns the run; the other sees it training elsewhere and cannot touch it', { skip, timeout: 300_000 }, async () => {
+  const { context } = await launch();
+  const url = `${server.url}?backend=wasm&preset=tiny&steps=5000`;
+  const a = await context.newPage();
+  const b = await context.newPage();
+  const errors = [...watchErrors(a), ...watchErrors(b)];
+  await a.goto(url);
+  await a.waitForSelector('[data-testid=backend-name]');
+  await a.click('[data-testid=train-button]');
+  await until('tab A training', async () => Number(await a.textContent('[data-testid=step]').catch(() => '0')), (n) => n >= 5);
+
+  await b.goto(url);
+  await until('tab B ready', () => phase(b), (p) => p === 'ready');
+  assert.equal((await getRun(b))?.status, 'elsewhere');
+  assert.equal((await b.textContent('[data-testid=train-button]'))?.trim(), 'Training in another tab');
+  const refused = await b.evaluate(() =>
+    (globalThis as any).tabtune.client
+      .train({ preset: 'tiny', text: 'x'.repeat(100), dataset: 'x.txt' }, () => undefined)
+      .then(() => 'trained', (e: Error) => e.message),
+  );
+  assert.match(refused, /training in another tab/);
+  const notDeleted = await b.evaluate(() => (globalThis as any).tabtune.client.deleteRun('tiny').then(() => 'deleted', (e: Error) => e.message));
+  assert.match(notDeleted, /pause it before deleting/);
+
+  await a.click('[data-testid=stop-button]');
+  await until('tab A paused', () => runStatus(a), (st) => st === 'stopped');
+  const pausedAt = (await getRun(a))!.step;
+  // Tab B looks again when it gets focus; here it is asked directly.
+  await b.evaluate(() => (globalThis as any).tabtune.studio.refreshRun());
+  assert.equal((await b.textContent('[data-testid=train-button]'))?.trim(), `Resume from step ${pausedAt}`);
+
+  // Delete asks twice.
+  await b.click('[data-testid=reset-button]');
+  assert.notEqual(await getRun(b), null, 'one click does not delete');
+  assert.equal((await b.textContent('[data-testid=reset-button]'))?.trim(), 'Click again to delete');
+  await b.click('[data-testid=reset-button]');
+  await until('the run to be deleted', () => getRun(b), (r) => r === null);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
 test('the page thread carries no tfjs: kernels ship only in the worker bundle', { skip }, () => {
   const dist = fileURLToPath(new URL('../../dist/', import.meta.url));
   const html = readFileSync(join(dist, 'index.html'), 'utf8');
