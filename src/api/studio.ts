@@ -7,7 +7,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import { resolveGPT2Config, resolveTrainConfig } from '../core/config';
 import { checkTokens } from '../core/data/batch';
 import { BackendError, CheckpointError, DataError, TabtuneError } from '../core/errors';
-import { GPT2, gpt2ParamShapes, validateWeights } from '../core/model/gpt2';
+import { countParams } from '../core/model/base';
+import { GPT2, gpt2ParamShapes, validateGPT2Weights } from '../core/model/gpt2';
 import { DEMO_PRESETS, isPresetName } from '../core/presets';
 import { ByteTokenizer } from '../core/tokenizer/bytes';
 import { Trainer, type StepReport } from '../core/train/trainer';
@@ -179,7 +180,7 @@ export class Studio implements StudioApi {
       try {
         const ckpt = await loadCheckpoint(this.deps.kv, key);
         if (!ckpt) throw new Error('missing');
-        validateWeights(run.model, ckpt.weights);
+        validateGPT2Weights(run.model, ckpt.weights);
         return { ckpt, key };
       } catch (e) {
         problems.push(`${key}: ${e instanceof Error ? e.message : String(e)}`);
@@ -243,7 +244,7 @@ export class Studio implements StudioApi {
     return Object.entries(DEMO_PRESETS).map(([name, p]) => {
       const model = resolveGPT2Config(p.model);
       const train = resolveTrainConfig(p.train, model);
-      const numParams = gpt2ParamShapes(model).reduce((n, [, shape]) => n + shape.reduce((a, b) => a * b, 1), 0);
+      const numParams = countParams(gpt2ParamShapes(model));
       return { name, label: p.label, help: p.help, steps: train.steps, numParams };
     });
   }

@@ -1,12 +1,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { GPT2Config } from '../config';
-import { CheckpointError } from '../errors';
 import { Rng } from '../rng';
+import { CausalLM, causalAttention, embed, validateWeights, type NamedWeights } from './base';
 
-/** Plain, transferable weights keyed by Hugging Face tensor name. */
-export type NamedWeights = Record<string, { shape: number[]; data: Float32Array }>;
-
-let instances = 0;
+export type { NamedWeights } from './base';
 
 /** The names and shapes of every GPT-2 parameter, in Hugging Face's order and layout (Conv1D is [in, out]). */
 export function gpt2ParamShapes(c: GPT2Config): [string, number[]][] {
@@ -48,50 +45,26 @@ export function initGPT2Weights(c: GPT2Config, seed: number): NamedWeights {
 }
 
 /**
- * A GPT-2 causal language model on tfjs-core, in the spirit of nanoGPT's model.py.
- * The token embedding is a one-hot matmul rather than a gather: the gather's gradient needs
- * UnsortedSegmentSum, which the WASM backend lacks, and at small vocabularies the matmul is cheap.
+ * A GPT-2 causal language model on tfjs-core, in the spirit of nanoGPT's model.py, with Hugging
+ * Face's parameter names and layouts, so a GPT-2 checkpoint loads key for key.
  */
-export class GPT2 {
-  readonly params = new Map<string, tf.Variable>();
-  private readonly prefix = `gpt2_${++instances}/`;
+export class GPT2 extends CausalLM {
+  readonly vocabSize: number;
 
   constructor(readonly config: GPT2Config, weights: NamedWeights) {
-    validateWeights(config, weights);
-    for (const [name, shape] of gpt2ParamShapes(config)) {
-      // tf.variable copies its input and does not dispose it, so the temporary tensor is disposed here.
-      const t = tf.tensor(weights[name].data, shape, 'float32');
-      this.params.set(name, tf.variable(t, true, this.prefix + name));
-      t.dispose();
-    }
+    super('gpt2', gpt2ParamShapes(config), weights);
+    this.vocabSize = config.vocab_size;
   }
 
   static random(config: GPT2Config, seed: number): GPT2 {
     return new GPT2(config, initGPT2Weights(config, seed));
   }
 
-  /** The tfjs variable name back to the Hugging Face name. */
-  hfName(variableName: string): string {
-    return variableName.startsWith(this.prefix) ? variableName.slice(this.prefix.length) : variableName;
-  }
-
-  numParams(): number {
-    let n = 0;
-    for (const v of this.params.values()) n += v.size;
-    return n;
-  }
-
-  private p(name: string): tf.Variable {
-    return this.params.get(name)!;
-  }
-
-  /** Logits for every position: ids [B, T] int32 -> [B, T, V]. */
   forward(ids: tf.Tensor2D): tf.Tensor3D {
     return tf.tidy(() => {
       const { n_embd: C, vocab_size: V, n_layer } = this.config;
       const [B, T] = ids.shape;
-      const oneHot = tf.cast(tf.oneHot(tf.reshape(ids, [B * T]), V), 'float32'); // [B*T, V]
-      const tok = tf.matMul(oneHot, this.p('wte.weight')); // [B*T, C]
+      const tok = embed(ids, this.p('wte.weight') as tf.Tensor2D); // [B*T, C]
       const pos = tf.slice(this.p('wpe.weight'), [0, 0], [T, C]); // [T, C]
       let x = tf.add(tf.reshape(tok, [B, T, C]), pos) as tf.Tensor3D; // [B, T, C]
       for (let i = 0; i < n_layer; i++) {
@@ -103,18 +76,6 @@ export class GPT2 {
       // GPT-2 ties the output projection to the token embedding.
       const logits = tf.matMul(tf.reshape(x, [B * T, C]), this.p('wte.weight'), false, true); // [B*T, V]
       return tf.reshape(logits, [B, T, V]);
-    });
-  }
-
-  /** Mean next-token cross-entropy: ids and targets [B, T] int32. */
-  loss(ids: tf.Tensor2D, targets: tf.Tensor2D): tf.Scalar {
-    return tf.tidy(() => {
-      const V = this.config.vocab_size;
-      const N = targets.size;
-      const logits = tf.reshape(this.forward(ids), [N, V]); // [N, V]
-      const logp = tf.logSoftmax(logits); // [N, V]
-      const onehot = tf.cast(tf.oneHot(tf.reshape(targets, [N]), V), 'float32'); // [N, V]
-      return tf.div(tf.neg(tf.sum(tf.mul(logp, onehot))), N) as tf.Scalar;
     });
   }
 
@@ -137,34 +98,14 @@ export class GPT2 {
     const [q, k, v] = tf.split(qkv, 3, 1).map(
       (t) => tf.transpose(tf.reshape(t, [B, T, H, D]), [0, 2, 1, 3]), // [B, H, T, D]
     );
-    let att = tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(D)); // [B, H, T, T]
-    att = tf.add(att, this.causalMask(T));
-    att = tf.softmax(att);
-    const y = tf.transpose(tf.matMul(att, v), [0, 2, 1, 3]); // [B, T, H, D]
+    const y = tf.transpose(causalAttention(q as tf.Tensor4D, k as tf.Tensor4D, v as tf.Tensor4D), [0, 2, 1, 3]); // [B, T, H, D]
     return tf.reshape(this.linear(tf.reshape(y, [B * T, C]), h + 'attn.c_proj'), [B, T, C]);
-  }
-
-  /** Additive causal mask [T, T]: 0 where key j <= query i, -1e9 above the diagonal. Built on the device per call. */
-  private causalMask(T: number): tf.Tensor2D {
-    const i = tf.reshape(tf.range(0, T, 1, 'int32'), [T, 1]); // [T, 1]
-    const j = tf.reshape(tf.range(0, T, 1, 'int32'), [1, T]); // [1, T]
-    return tf.mul(tf.cast(tf.greater(j, i), 'float32'), -1e9) as tf.Tensor2D; // [T, T]
   }
 
   private mlp(x: tf.Tensor3D, h: string): tf.Tensor3D {
     const [B, T, C] = x.shape;
     const a = this.linear(tf.reshape(x, [B * T, C]), h + 'mlp.c_fc'); // [B*T, 4C]
     return tf.reshape(this.linear(geluNew(a), h + 'mlp.c_proj'), [B, T, C]);
-  }
-
-  /** Reads every weight back to the CPU: a sync point, used only for checkpoints and export. */
-  async exportWeights(): Promise<NamedWeights> {
-    return readNamed(this.params);
-  }
-
-  dispose(): void {
-    for (const v of this.params.values()) v.dispose();
-    this.params.clear();
   }
 }
 
@@ -176,33 +117,7 @@ export function geluNew<T extends tf.Tensor>(x: T): T {
   });
 }
 
-export function checkShape(name: string, got: number[], want: number[]): void {
-  if (got.length !== want.length || got.some((d, i) => d !== want[i])) {
-    throw new CheckpointError(`tensor ${name} has shape [${got}], expected [${want}]`, { field: name });
-  }
-}
-
-/** Checks names, shapes and value counts before anything is created from the weights. */
-export function validateWeights(config: GPT2Config, weights: NamedWeights): void {
-  for (const [name, shape] of gpt2ParamShapes(config)) {
-    const w = weights[name];
-    if (!w) throw new CheckpointError(`weights are missing tensor ${name}`, { field: name });
-    checkShape(name, w.shape, shape);
-    const size = shape.reduce((a, b) => a * b, 1);
-    if (!(w.data instanceof Float32Array) || w.data.length !== size) {
-      throw new CheckpointError(`tensor ${name} has ${w.data?.length ?? 0} values, expected ${size}`, { field: name });
-    }
-  }
-}
-
-/** Reads a map of tensors back to the CPU, keyed by the map's keys (all reads in flight at once). */
-export async function readNamed(tensors: Map<string, tf.Tensor>): Promise<NamedWeights> {
-  const entries = [...tensors];
-  const values = await Promise.all(entries.map(([, t]) => t.data()));
-  const out: NamedWeights = {};
-  entries.forEach(([name, t], i) => {
-    // Copied: some backends hand back their own storage.
-    out[name] = { shape: t.shape.slice(), data: new Float32Array(values[i] as Float32Array) };
-  });
-  return out;
+/** Checks a GPT-2 checkpoint's names, shapes and value counts. */
+export function validateGPT2Weights(config: GPT2Config, weights: NamedWeights): void {
+  validateWeights(gpt2ParamShapes(config), weights);
 }

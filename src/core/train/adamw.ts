@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { checkShape, readNamed, type NamedWeights } from '../model/gpt2';
+import { checkShape, readNamed, type NamedWeights } from '../model/base';
 import { CheckpointError } from '../errors';
 
 export interface AdamWConfig {

@@ -1,9 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
-import '@tensorflow/tfjs-core/dist/register_all_gradients';
 import type { TrainConfig } from '../config';
 import { sampleBatch } from '../data/batch';
 import { TrainingError } from '../errors';
-import type { GPT2, NamedWeights } from '../model/gpt2';
+import type { CausalLM, NamedWeights } from '../model/base';
 import { Rng } from '../rng';
 import { AdamW, type AdamWState } from './adamw';
 import { learningRate } from './schedule';
@@ -39,7 +38,7 @@ export class Trainer {
   readonly rng: Rng;
   private readonly opt: AdamW;
 
-  constructor(readonly model: GPT2, readonly cfg: TrainConfig) {
+  constructor(readonly model: CausalLM, readonly cfg: TrainConfig) {
     this.opt = new AdamW(model.params, cfg);
     // Batch order has its own stream so that changing the init does not change the data order.
     this.rng = new Rng(cfg.seed ^ 0x5bd1e995);

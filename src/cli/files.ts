@@ -1,0 +1,38 @@
+import { open, readFile, stat } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { ModelFiles } from '../core/model/hf';
+
+/** A model folder on disk, read lazily: headers first, then one tensor's bytes at a time. */
+export function folderFiles(dir: string): ModelFiles {
+  const root = resolve(dir);
+  const full = (p: string) => join(root, p);
+  return {
+    name: root,
+    async has(p) {
+      try {
+        return (await stat(full(p))).isFile();
+      } catch {
+        return false;
+      }
+    },
+    async size(p) {
+      return (await stat(full(p))).size;
+    },
+    text: (p) => readFile(full(p), 'utf8'),
+    async read(p, start, end) {
+      const fh = await open(full(p), 'r');
+      try {
+        const buf = new Uint8Array(end - start);
+        let done = 0;
+        while (done < buf.length) {
+          const { bytesRead } = await fh.read(buf, done, buf.length - done, start + done);
+          if (bytesRead === 0) throw new Error(`${p}: unexpected end of file at byte ${start + done}`);
+          done += bytesRead;
+        }
+        return buf;
+      } finally {
+        await fh.close();
+      }
+    },
+  };
+}
