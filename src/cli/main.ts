@@ -10,7 +10,10 @@ import * as tf from '@tensorflow/tfjs-core';
 import { isBackendRequest, selectBackend } from '../api/backend';
 import type { BackendRequest } from '../api/protocol';
 import { Studio } from '../api/studio';
+import { ConfigError } from '../core/errors';
+import { buildModel, inspectModel, loadWeights } from '../core/model/hf';
 import { DEMO_PRESETS } from '../core/presets';
+import { folderFiles } from './files';
 import { fsKV } from '../store/fs';
 
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
@@ -21,6 +24,7 @@ const HELP = `tabtune: fine-tuning studio, command line
 Usage:
   tabtune info  [--backend B]
   tabtune train [--backend B] [--preset P] [--steps N] [--text FILE] [--state DIR] [--json]
+  tabtune logits --model DIR --ids 1,2,3 [--backend B]
 
 Options:
   --backend B   auto (default), wasm or cpu in Node; webgpu/webgl where a GPU is exposed
@@ -30,6 +34,10 @@ Options:
   --state DIR   where runs and checkpoints are kept (default: .tabtune in this folder);
                 an unfinished run there resumes from its latest checkpoint
   --json        print one JSON object per step instead of a table
+  --model DIR   a Hugging Face model folder: config.json and model.safetensors (or shards
+                with model.safetensors.index.json); model_type gpt2 or llama
+  --ids LIST    token ids, comma-separated; logits prints {"ids": [...], "logits": [[...], ...]}
+                with one row of vocabulary-sized logits per position
 `;
 
 export async function main(argv: string[]): Promise<number> {
@@ -45,6 +53,8 @@ export async function main(argv: string[]): Promise<number> {
         text: { type: 'string', default: DEFAULT_TEXT },
         state: { type: 'string', default: '.tabtune' },
         json: { type: 'boolean', default: false },
+        model: { type: 'string' },
+        ids: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     });
@@ -67,6 +77,16 @@ export async function main(argv: string[]): Promise<number> {
   const studio = new Studio({ kv: fsKV(resolve(args.values.state!)), selectBackend: (r: BackendRequest, onLost, exclude) => selectBackend(r, { onLost, exclude }) });
 
   try {
+    if (command === 'logits') {
+      if (!args.values.model) return usage('logits needs --model DIR');
+      if (!args.values.ids) return usage('logits needs --ids, comma-separated token ids');
+      const ids = args.values.ids.split(',').map((x) => Number(x.trim()));
+      const bad = ids.findIndex((x) => !Number.isInteger(x) || x < 0);
+      if (bad >= 0 || ids.length === 0) return usage(`--ids must be non-negative whole numbers; item ${bad + 1} is "${args.values.ids.split(',')[bad]}"`);
+      await studio.init(backend);
+      process.stdout.write(JSON.stringify(await logits(args.values.model, ids)) + '\n');
+      return 0;
+    }
     if (command === 'info') {
       const report = await studio.init(backend);
       const info = { tabtune: readVersion(), node: process.versions.node, tfjs: tf.version_core, backend: report };
@@ -134,6 +154,31 @@ export async function main(argv: string[]): Promise<number> {
     const where = err.field ? ` (${err.field})` : err.file ? ` (${err.file})` : '';
     process.stderr.write(`tabtune: ${err.name ?? 'Error'}${where}: ${err.message}\n`);
     return 1;
+  }
+}
+
+function usage(message: string): number {
+  process.stderr.write(`tabtune: ${message}\n\n${HELP}`);
+  return 2;
+}
+
+/** Logits of every position for a Hugging Face model folder, read as it is on disk. */
+async function logits(dir: string, ids: number[]): Promise<{ ids: number[]; logits: number[][] }> {
+  const files = folderFiles(dir);
+  const summary = await inspectModel(files);
+  if (ids.length > summary.contextLength) throw new ConfigError(`${ids.length} ids exceed the model's context of ${summary.contextLength}`, { field: 'ids' });
+  const over = ids.find((i) => i >= summary.vocabSize);
+  if (over !== undefined) throw new ConfigError(`id ${over} is outside the vocabulary (0 to ${summary.vocabSize - 1})`, { field: 'ids' });
+  const model = buildModel(summary.spec, await loadWeights(files, summary));
+  try {
+    const out = tf.tidy(() => model.forward(tf.tensor2d(ids, [1, ids.length], 'int32')));
+    // Read back: the command prints them.
+    const flat = await out.data();
+    out.dispose();
+    const V = summary.vocabSize;
+    return { ids, logits: ids.map((_, t) => Array.from(flat.subarray(t * V, (t + 1) * V))) };
+  } finally {
+    model.dispose();
   }
 }
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -73,6 +73,22 @@ test('tabtune train: Ctrl-C pauses after the current step with a checkpoint', as
   const info = tabtune('train', '--preset', 'tiny', '--steps', '400', '--state', state, '--json');
   const next = JSON.parse(info.stdout.split('\n')[0]).step;
   assert.equal(next, steps.at(-1)! + 1, 'the pause checkpointed the last step it finished');
+});
+
+test('tabtune logits prints PyTorch\'s logits for a Hugging Face folder', () => {
+  const dir = fileURLToPath(new URL('../fixtures/tiny-gpt2/', import.meta.url));
+  const golden = JSON.parse(readFileSync(join(dir, 'golden.json'), 'utf8')) as { ids: number[]; logits: number[][] };
+  const r = tabtune('logits', '--model', dir, '--ids', golden.ids.join(','));
+  assert.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as { ids: number[]; logits: number[][] };
+  assert.deepEqual(out.ids, golden.ids);
+  assert.equal(out.logits.length, golden.ids.length);
+  let err = 0;
+  out.logits.forEach((row, t) => row.forEach((v, j) => (err = Math.max(err, Math.abs(v - golden.logits[t][j])))));
+  assert.ok(err < 1e-4, `max abs error ${err}`);
+  const bad = tabtune('logits', '--model', dir, '--ids', '1,x');
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /item 2 is "x"/);
 });
 
 test('tabtune refuses bad arguments with a message that names them', () => {

@@ -69,6 +69,16 @@ test('Llama (GQA, RoPE, RMSNorm, SwiGLU, separate lm_head) matches PyTorch logit
   assert.equal(s.spec.arch === 'llama' && s.spec.config.num_key_value_heads, 2);
 });
 
+test('the WASM backend gives the same logits as PyTorch for both architectures', async () => {
+  await useBackend('wasm');
+  try {
+    await checkLogits('tiny-gpt2');
+    await checkLogits('tiny-llama');
+  } finally {
+    await useBackend('cpu');
+  }
+});
+
 test('Llama stored as BF16 in two shards with an index, tied embeddings, matches PyTorch', async () => {
   const s = await checkLogits('tiny-llama-bf16-sharded');
   assert.deepEqual(s.dtypes, ['BF16']);

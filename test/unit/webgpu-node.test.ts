@@ -62,6 +62,31 @@ test('WebGPU training matches the CPU backend step by step', { skip }, async () 
   }
 });
 
+test('Hugging Face GPT-2 and Llama checkpoints give PyTorch\'s logits on WebGPU', { skip }, async () => {
+  const { readFileSync } = await import('node:fs');
+  const { fileURLToPath } = await import('node:url');
+  const { folderFiles } = await import('../../src/cli/files');
+  const { buildModel, inspectModel, loadWeights } = await import('../../src/core/model/hf');
+  await tf.setBackend('webgpu');
+  assert.equal(tf.getBackend(), 'webgpu');
+  for (const name of ['tiny-gpt2', 'tiny-llama', 'tiny-llama-bf16-sharded']) {
+    const dir = fileURLToPath(new URL(`../fixtures/${name}/`, import.meta.url));
+    const golden = JSON.parse(readFileSync(dir + 'golden.json', 'utf8')) as { ids: number[]; logits: number[][] };
+    const files = folderFiles(dir);
+    const summary = await inspectModel(files);
+    const model = buildModel(summary.spec, await loadWeights(files, summary));
+    const logits = model.forward(tf.tensor2d(golden.ids, [1, golden.ids.length], 'int32'));
+    const got = await logits.data();
+    const want = golden.logits.flat();
+    let err = 0;
+    for (let i = 0; i < want.length; i++) err = Math.max(err, Math.abs(got[i] - want[i]));
+    assert.ok(err < 1e-4, `${name}: max abs logit error ${err} on webgpu`);
+    logits.dispose();
+    model.dispose();
+  }
+});
+
+// Last: it destroys the device.
 test('a lost WebGPU device stops the run with the reason, and the next run falls back and resumes', { skip }, async () => {
   const { Studio } = await import('../../src/api/studio');
   const { selectBackend } = await import('../../src/api/backend');
