@@ -1,0 +1,88 @@
+/**
+ * Hugging Face tokenizers as they ship: tokenizer.json (byte-level BPE as in GPT-2 and SmolLM,
+ * SentencePiece-style BPE with byte fallback as in Llama) through @huggingface/tokenizers, the
+ * special tokens and chat template of tokenizer_config.json, and the template rendered by a real
+ * Jinja implementation (@huggingface/jinja).
+ */
+import { Template } from '@huggingface/jinja';
+import { Tokenizer } from '@huggingface/tokenizers';
+import { TabtuneError } from '../errors';
+
+export class TokenizerError extends TabtuneError {
+  override name = 'TokenizerError';
+}
+
+export interface ChatMessage {
+  role: string;
+  content: string;
+}
+
+type Json = Record<string, unknown>;
+
+/** A special token in tokenizer_config.json is a string or an AddedToken object with `content`. */
+function tokenText(v: unknown): string | null {
+  if (typeof v === 'string') return v;
+  if (v && typeof v === 'object' && typeof (v as Json).content === 'string') return (v as Json).content as string;
+  return null;
+}
+
+export class HFTokenizer {
+  readonly bosToken: string | null;
+  readonly eosToken: string | null;
+  readonly bosId: number | null;
+  readonly eosId: number | null;
+  readonly chatTemplate: string | null;
+  readonly vocabSize: number;
+  private template: Template | null = null;
+
+  private constructor(private readonly tok: Tokenizer, config: Json) {
+    this.bosToken = tokenText(config.bos_token);
+    this.eosToken = tokenText(config.eos_token);
+    this.bosId = this.bosToken === null ? null : (tok.token_to_id(this.bosToken) ?? null);
+    this.eosId = this.eosToken === null ? null : (tok.token_to_id(this.eosToken) ?? null);
+    const t = config.chat_template;
+    this.chatTemplate = typeof t === 'string' ? t : null;
+    this.vocabSize = tok.get_vocab(true).size;
+  }
+
+  /** From the parsed tokenizer.json and tokenizer_config.json ({} when there is none). */
+  static fromJSON(tokenizerJson: unknown, config: unknown = {}, file = 'tokenizer.json'): HFTokenizer {
+    if (!tokenizerJson || typeof tokenizerJson !== 'object' || !('model' in tokenizerJson)) {
+      throw new TokenizerError(`${file} is not a Hugging Face tokenizer (no "model")`, { file, field: 'model' });
+    }
+    const cfg = (config && typeof config === 'object' ? config : {}) as Json;
+    let tok: Tokenizer;
+    try {
+      tok = new Tokenizer(tokenizerJson, cfg);
+    } catch (e) {
+      throw new TokenizerError(`${file} could not be loaded: ${(e as Error).message}`, { file });
+    }
+    return new HFTokenizer(tok, cfg);
+  }
+
+  /** Token ids; special tokens (a BOS for Llama) are added as the tokenizer's post-processor says. */
+  encode(text: string, opts: { addSpecialTokens?: boolean } = {}): number[] {
+    return this.tok.encode(text, { add_special_tokens: opts.addSpecialTokens ?? true }).ids;
+  }
+
+  /** The text of the ids, exactly: no clean-up of spaces before punctuation (" ?" stays " ?"). */
+  decode(ids: number[], opts: { skipSpecialTokens?: boolean } = {}): string {
+    return this.tok.decode(ids, { skip_special_tokens: opts.skipSpecialTokens ?? false, clean_up_tokenization_spaces: false });
+  }
+
+  /** The conversation rendered by the model's own chat template, as transformers' apply_chat_template does. */
+  applyChatTemplate(messages: ChatMessage[], opts: { addGenerationPrompt?: boolean } = {}): string {
+    if (!this.chatTemplate) throw new TokenizerError('this tokenizer has no chat_template in tokenizer_config.json', { file: 'tokenizer_config.json', field: 'chat_template' });
+    try {
+      this.template ??= new Template(this.chatTemplate);
+      return this.template.render({
+        messages,
+        add_generation_prompt: opts.addGenerationPrompt ?? true,
+        bos_token: this.bosToken ?? '',
+        eos_token: this.eosToken ?? '',
+      });
+    } catch (e) {
+      throw new TokenizerError(`the chat_template could not be rendered: ${(e as Error).message}`, { file: 'tokenizer_config.json', field: 'chat_template' });
+    }
+  }
+}
