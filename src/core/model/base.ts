@@ -30,8 +30,14 @@ export abstract class CausalLM {
 
   abstract readonly vocabSize: number;
 
-  /** Logits for every position: ids [B, T] int32 -> [B, T, V]. */
-  abstract forward(ids: tf.Tensor2D): tf.Tensor3D;
+  /**
+   * Logits for every given position: ids [B, T] int32 -> [B, T, V]. With a cache, ids are the
+   * positions after the cached ones, and their keys and values are appended to it.
+   */
+  abstract forward(ids: tf.Tensor2D, cache?: KVCache): tf.Tensor3D;
+
+  /** The longest sequence the model's positions allow. */
+  abstract readonly contextLength: number;
 
   /** The tfjs variable name back to the Hugging Face name. */
   hfName(variableName: string): string {
@@ -83,19 +89,70 @@ export function embed(ids: tf.Tensor2D, table: tf.Tensor2D): tf.Tensor2D {
   return tf.matMul(oneHot, table); // [B*T, C]
 }
 
-/** Additive causal mask [T, T]: 0 where key j <= query i, -1e9 above the diagonal. Built on the device. */
-export function causalMask(T: number): tf.Tensor2D {
-  const i = tf.reshape(tf.range(0, T, 1, 'int32'), [T, 1]); // [T, 1]
-  const j = tf.reshape(tf.range(0, T, 1, 'int32'), [1, T]); // [1, T]
-  return tf.mul(tf.cast(tf.greater(j, i), 'float32'), -1e9) as tf.Tensor2D; // [T, T]
+/**
+ * Additive causal mask [Tq, Tk] for queries at positions offset .. offset+Tq-1 over keys at
+ * 0 .. Tk-1: 0 where the key is not after the query, -1e9 where it is. Built on the device.
+ */
+export function causalMask(Tq: number, Tk = Tq, offset = 0): tf.Tensor2D {
+  const i = tf.reshape(tf.range(offset, offset + Tq, 1, 'int32'), [Tq, 1]); // [Tq, 1]
+  const j = tf.reshape(tf.range(0, Tk, 1, 'int32'), [1, Tk]); // [1, Tk]
+  return tf.mul(tf.cast(tf.greater(j, i), 'float32'), -1e9) as tf.Tensor2D; // [Tq, Tk]
 }
 
-/** Softmax attention with a causal mask: q, k, v [B, H, T, D] -> [B, H, T, D]. */
+/**
+ * Softmax attention with a causal mask: q [B, H, Tq, D] over k, v [B, H, Tk, D] -> [B, H, Tq, D].
+ * With a KV cache the queries are the last Tq positions of Tk.
+ */
 export function causalAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D): tf.Tensor4D {
-  const [, , T, D] = q.shape;
-  let att = tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(D)); // [B, H, T, T]
-  att = tf.add(att, causalMask(T));
-  return tf.matMul(tf.softmax(att), v); // [B, H, T, D]
+  const [, , Tq, D] = q.shape;
+  const Tk = k.shape[2];
+  let att = tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(D)); // [B, H, Tq, Tk]
+  att = tf.add(att, causalMask(Tq, Tk, Tk - Tq));
+  return tf.matMul(tf.softmax(att), v); // [B, H, Tq, D]
+}
+
+/**
+ * Keys and values of the positions seen so far, per layer ([B, heads, T, D], heads being the
+ * key/value heads). A forward pass given a cache computes only the new positions and appends
+ * theirs, so generating a token costs one position, not the whole prefix. The caller owns it.
+ */
+export class KVCache {
+  layers: { k: tf.Tensor4D; v: tf.Tensor4D }[] = [];
+
+  /** Positions cached so far. */
+  get length(): number {
+    return this.layers[0]?.k.shape[2] ?? 0;
+  }
+
+  /**
+   * The layer's keys and values with the new ones appended. Called inside a forward pass's tidy;
+   * the result is kept, and the previous tensors are released when the pass ends (commit()).
+   */
+  extend(layer: number, k: tf.Tensor4D, v: tf.Tensor4D): { k: tf.Tensor4D; v: tf.Tensor4D } {
+    const old = this.layers[layer];
+    const next = old ? { k: tf.concat([old.k, k], 2) as tf.Tensor4D, v: tf.concat([old.v, v], 2) as tf.Tensor4D } : { k, v };
+    this.pending.push({ layer, next: { k: tf.keep(next.k), v: tf.keep(next.v) } });
+    return next;
+  }
+
+  private pending: { layer: number; next: { k: tf.Tensor4D; v: tf.Tensor4D } }[] = [];
+
+  /** Swaps in what the pass appended and disposes what it replaced. */
+  commit(): void {
+    for (const { layer, next } of this.pending) {
+      const old = this.layers[layer];
+      if (old) tf.dispose([old.k, old.v]);
+      this.layers[layer] = next;
+    }
+    this.pending = [];
+  }
+
+  dispose(): void {
+    for (const l of this.layers) tf.dispose([l.k, l.v]);
+    for (const { next } of this.pending) tf.dispose([next.k, next.v]);
+    this.layers = [];
+    this.pending = [];
+  }
 }
 
 export function checkShape(name: string, got: number[], want: number[]): void {

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { GPT2Config } from '../config';
 import { Rng } from '../rng';
-import { CausalLM, causalAttention, embed, validateWeights, type NamedWeights } from './base';
+import { CausalLM, causalAttention, embed, validateWeights, type KVCache, type NamedWeights } from './base';
 
 export type { NamedWeights } from './base';
 
@@ -50,33 +50,38 @@ export function initGPT2Weights(c: GPT2Config, seed: number): NamedWeights {
  */
 export class GPT2 extends CausalLM {
   readonly vocabSize: number;
+  readonly contextLength: number;
 
   constructor(readonly config: GPT2Config, weights: NamedWeights) {
     super('gpt2', gpt2ParamShapes(config), weights);
     this.vocabSize = config.vocab_size;
+    this.contextLength = config.n_positions;
   }
 
   static random(config: GPT2Config, seed: number): GPT2 {
     return new GPT2(config, initGPT2Weights(config, seed));
   }
 
-  forward(ids: tf.Tensor2D): tf.Tensor3D {
-    return tf.tidy(() => {
+  forward(ids: tf.Tensor2D, cache?: KVCache): tf.Tensor3D {
+    const out = tf.tidy(() => {
       const { n_embd: C, vocab_size: V, n_layer } = this.config;
       const [B, T] = ids.shape;
+      const start = cache?.length ?? 0;
       const tok = embed(ids, this.p('wte.weight') as tf.Tensor2D); // [B*T, C]
-      const pos = tf.slice(this.p('wpe.weight'), [0, 0], [T, C]); // [T, C]
+      const pos = tf.slice(this.p('wpe.weight'), [start, 0], [T, C]); // [T, C]
       let x = tf.add(tf.reshape(tok, [B, T, C]), pos) as tf.Tensor3D; // [B, T, C]
       for (let i = 0; i < n_layer; i++) {
         const h = `h.${i}.`;
-        x = tf.add(x, this.attention(this.layerNorm(x, h + 'ln_1'), h));
+        x = tf.add(x, this.attention(this.layerNorm(x, h + 'ln_1'), h, i, cache));
         x = tf.add(x, this.mlp(this.layerNorm(x, h + 'ln_2'), h));
       }
       x = this.layerNorm(x, 'ln_f');
       // GPT-2 ties the output projection to the token embedding.
       const logits = tf.matMul(tf.reshape(x, [B * T, C]), this.p('wte.weight'), false, true); // [B*T, V]
-      return tf.reshape(logits, [B, T, V]);
+      return tf.reshape(logits, [B, T, V]) as tf.Tensor3D;
     });
+    cache?.commit();
+    return out;
   }
 
   private layerNorm(x: tf.Tensor3D, name: string): tf.Tensor3D {
@@ -90,7 +95,7 @@ export class GPT2 extends CausalLM {
     return tf.add(tf.matMul(x, this.p(name + '.weight')), this.p(name + '.bias'));
   }
 
-  private attention(x: tf.Tensor3D, h: string): tf.Tensor3D {
+  private attention(x: tf.Tensor3D, h: string, layer: number, cache?: KVCache): tf.Tensor3D {
     const [B, T, C] = x.shape;
     const H = this.config.n_head;
     const D = C / H;
@@ -98,7 +103,8 @@ export class GPT2 extends CausalLM {
     const [q, k, v] = tf.split(qkv, 3, 1).map(
       (t) => tf.transpose(tf.reshape(t, [B, T, H, D]), [0, 2, 1, 3]), // [B, H, T, D]
     );
-    const y = tf.transpose(causalAttention(q as tf.Tensor4D, k as tf.Tensor4D, v as tf.Tensor4D), [0, 2, 1, 3]); // [B, T, H, D]
+    const kv = cache ? cache.extend(layer, k as tf.Tensor4D, v as tf.Tensor4D) : { k: k as tf.Tensor4D, v: v as tf.Tensor4D };
+    const y = tf.transpose(causalAttention(q as tf.Tensor4D, kv.k, kv.v), [0, 2, 1, 3]); // [B, T, H, D]
     return tf.reshape(this.linear(tf.reshape(y, [B * T, C]), h + 'attn.c_proj'), [B, T, C]);
   }
 

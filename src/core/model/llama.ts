@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { CausalLM, causalAttention, embed, type NamedWeights } from './base';
+import { CausalLM, causalAttention, embed, type KVCache, type NamedWeights } from './base';
 
 /** Llama architecture; keys are Hugging Face `config.json` names (SmolLM, TinyLlama use the same). */
 export interface LlamaConfig {
@@ -47,27 +47,31 @@ export function llamaParamShapes(c: LlamaConfig): [string, number[]][] {
  */
 export class Llama extends CausalLM {
   readonly vocabSize: number;
+  readonly contextLength: number;
 
   constructor(readonly config: LlamaConfig, weights: NamedWeights) {
     super('llama', llamaParamShapes(config), weights);
     this.vocabSize = config.vocab_size;
+    this.contextLength = config.max_position_embeddings;
   }
 
-  forward(ids: tf.Tensor2D): tf.Tensor3D {
-    return tf.tidy(() => {
+  forward(ids: tf.Tensor2D, cache?: KVCache): tf.Tensor3D {
+    const out = tf.tidy(() => {
       const c = this.config;
       const [B, T] = ids.shape;
-      const { cos, sin } = ropeTables(T, c.head_dim, c.rope_theta);
+      const { cos, sin } = ropeTables(T, c.head_dim, c.rope_theta, cache?.length ?? 0);
       let x = embed(ids, this.p('model.embed_tokens.weight') as tf.Tensor2D); // [B*T, C]
       for (let i = 0; i < c.num_hidden_layers; i++) {
         const p = `model.layers.${i}.`;
-        x = tf.add(x, this.attention(this.rmsNorm(x, p + 'input_layernorm.weight'), p, B, T, cos, sin));
+        x = tf.add(x, this.attention(this.rmsNorm(x, p + 'input_layernorm.weight'), p, B, T, cos, sin, i, cache));
         x = tf.add(x, this.mlp(this.rmsNorm(x, p + 'post_attention_layernorm.weight'), p));
       }
       x = this.rmsNorm(x, 'model.norm.weight');
       const head = this.p(c.tie_word_embeddings ? 'model.embed_tokens.weight' : 'lm_head.weight');
-      return tf.reshape(tf.matMul(x, head, false, true), [B, T, c.vocab_size]); // [B, T, V]
+      return tf.reshape(tf.matMul(x, head, false, true), [B, T, c.vocab_size]) as tf.Tensor3D; // [B, T, V]
     });
+    cache?.commit();
+    return out;
   }
 
   /** x * rsqrt(mean(x^2) + eps) * weight, over the last axis. x [N, C]. */
@@ -81,12 +85,16 @@ export class Llama extends CausalLM {
     return tf.matMul(x, this.p(name), false, true);
   }
 
-  private attention(x: tf.Tensor2D, p: string, B: number, T: number, cos: tf.Tensor2D, sin: tf.Tensor2D): tf.Tensor2D {
+  private attention(
+    x: tf.Tensor2D, p: string, B: number, T: number, cos: tf.Tensor2D, sin: tf.Tensor2D, layer: number, cache?: KVCache,
+  ): tf.Tensor2D {
     const { num_attention_heads: H, num_key_value_heads: KV, head_dim: D } = this.config;
     const heads = (t: tf.Tensor2D, n: number) => tf.transpose(tf.reshape(t, [B, T, n, D]), [0, 2, 1, 3]) as tf.Tensor4D; // [B, n, T, D]
     const q = rope(heads(this.linear(x, p + 'self_attn.q_proj.weight'), H), cos, sin);
     let k = rope(heads(this.linear(x, p + 'self_attn.k_proj.weight'), KV), cos, sin);
     let v = heads(this.linear(x, p + 'self_attn.v_proj.weight'), KV);
+    // The cache keeps the KV heads un-repeated; the repeat happens per pass.
+    if (cache) ({ k, v } = cache.extend(layer, k, v));
     if (KV !== H) {
       // Grouped-query attention: each key/value head serves H / KV query heads (repeat_interleave).
       k = repeatKV(k, H / KV);
@@ -103,8 +111,8 @@ export class Llama extends CausalLM {
   }
 }
 
-/** cos and sin of position * inv_freq, the frequencies repeated for both halves: [T, D] each. */
-export function ropeTables(T: number, D: number, theta: number): { cos: tf.Tensor2D; sin: tf.Tensor2D } {
+/** cos and sin of position * inv_freq for positions offset .. offset+T-1, repeated for both halves: [T, D] each. */
+export function ropeTables(T: number, D: number, theta: number, offset = 0): { cos: tf.Tensor2D; sin: tf.Tensor2D } {
   const half = D / 2;
   const cos = new Float32Array(T * D);
   const sin = new Float32Array(T * D);
@@ -112,7 +120,7 @@ export function ropeTables(T: number, D: number, theta: number): { cos: tf.Tenso
     // As torch computes it, in float32: 1 / theta^(2j / D).
     const invFreq = Math.fround(1 / Math.fround(theta ** Math.fround((2 * j) / D)));
     for (let t = 0; t < T; t++) {
-      const a = Math.fround(t * invFreq);
+      const a = Math.fround((offset + t) * invFreq);
       cos[t * D + j] = cos[t * D + j + half] = Math.cos(a);
       sin[t * D + j] = sin[t * D + j + half] = Math.sin(a);
     }
