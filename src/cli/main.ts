@@ -11,7 +11,9 @@ import { isBackendRequest, selectBackend } from '../api/backend';
 import type { BackendRequest } from '../api/protocol';
 import { Studio } from '../api/studio';
 import { ConfigError } from '../core/errors';
+import { generate, SAMPLE_DEFAULTS, type SampleOptions } from '../core/generate';
 import { buildModel, inspectModel, loadWeights } from '../core/model/hf';
+import { loadTokenizer, stopTokenIds } from '../core/tokenizer/hf';
 import { DEMO_PRESETS } from '../core/presets';
 import { folderFiles } from './files';
 import { fsKV } from '../store/fs';
@@ -24,7 +26,9 @@ const HELP = `tabtune: fine-tuning studio, command line
 Usage:
   tabtune info  [--backend B]
   tabtune train [--backend B] [--preset P] [--steps N] [--text FILE] [--state DIR] [--json]
-  tabtune logits --model DIR --ids 1,2,3 [--backend B]
+  tabtune logits   --model DIR (--text "..." | --ids 1,2,3) [--backend B]
+  tabtune generate --model DIR --prompt "..." [--max-tokens N] [--temperature T] [--top-k K]
+                   [--top-p P] [--seed S] [--backend B]
 
 Options:
   --backend B   auto (default), wasm or cpu in Node; webgpu/webgl where a GPU is exposed
@@ -38,6 +42,10 @@ Options:
                 with model.safetensors.index.json); model_type gpt2 or llama
   --ids LIST    token ids, comma-separated; logits prints {"ids": [...], "logits": [[...], ...]}
                 with one row of vocabulary-sized logits per position
+  --text S      text to tokenize with the model's tokenizer.json (special tokens added)
+  --prompt S    generate continues it, printing tokens as they come, and stops at EOS;
+                sampling: --temperature (0 = greedy, default ${SAMPLE_DEFAULTS.temperature}), --top-k (${SAMPLE_DEFAULTS.topK}),
+                --top-p (${SAMPLE_DEFAULTS.topP}), --seed (${SAMPLE_DEFAULTS.seed}), --max-tokens (${SAMPLE_DEFAULTS.maxNewTokens})
 `;
 
 export async function main(argv: string[]): Promise<number> {
@@ -55,6 +63,12 @@ export async function main(argv: string[]): Promise<number> {
         json: { type: 'boolean', default: false },
         model: { type: 'string' },
         ids: { type: 'string' },
+        prompt: { type: 'string' },
+        'max-tokens': { type: 'string' },
+        temperature: { type: 'string' },
+        'top-k': { type: 'string' },
+        'top-p': { type: 'string' },
+        seed: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     });
@@ -79,12 +93,39 @@ export async function main(argv: string[]): Promise<number> {
   try {
     if (command === 'logits') {
       if (!args.values.model) return usage('logits needs --model DIR');
-      if (!args.values.ids) return usage('logits needs --ids, comma-separated token ids');
-      const ids = args.values.ids.split(',').map((x) => Number(x.trim()));
-      const bad = ids.findIndex((x) => !Number.isInteger(x) || x < 0);
-      if (bad >= 0 || ids.length === 0) return usage(`--ids must be non-negative whole numbers; item ${bad + 1} is "${args.values.ids.split(',')[bad]}"`);
+      const textGiven = args.values.text !== DEFAULT_TEXT;
+      if (!args.values.ids && !textGiven) return usage('logits needs --text "..." or --ids 1,2,3');
+      let ids: number[];
+      if (args.values.ids) {
+        ids = args.values.ids.split(',').map((x) => Number(x.trim()));
+        const bad = ids.findIndex((x) => !Number.isInteger(x) || x < 0);
+        if (bad >= 0) return usage(`--ids must be non-negative whole numbers; item ${bad + 1} is "${args.values.ids.split(',')[bad]}"`);
+      } else {
+        ids = (await loadTokenizer(folderFiles(args.values.model))).encode(args.values.text!);
+      }
       await studio.init(backend);
       process.stdout.write(JSON.stringify(await logits(args.values.model, ids)) + '\n');
+      return 0;
+    }
+    if (command === 'generate') {
+      if (!args.values.model) return usage('generate needs --model DIR');
+      if (args.values.prompt === undefined) return usage('generate needs --prompt "..."');
+      const numberOpt = (name: string, fallback: number) => {
+        const raw = args.values[name as keyof typeof args.values];
+        if (raw === undefined) return fallback;
+        const v = Number(raw);
+        if (!Number.isFinite(v)) throw new ConfigError(`--${name} must be a number, got "${raw}"`, { field: name });
+        return v;
+      };
+      const options = {
+        maxNewTokens: numberOpt('max-tokens', SAMPLE_DEFAULTS.maxNewTokens),
+        temperature: numberOpt('temperature', SAMPLE_DEFAULTS.temperature),
+        topK: numberOpt('top-k', SAMPLE_DEFAULTS.topK),
+        topP: numberOpt('top-p', SAMPLE_DEFAULTS.topP),
+        seed: numberOpt('seed', SAMPLE_DEFAULTS.seed),
+      };
+      await studio.init(backend);
+      await generateText(args.values.model, args.values.prompt, options);
       return 0;
     }
     if (command === 'info') {
@@ -177,6 +218,32 @@ async function logits(dir: string, ids: number[]): Promise<{ ids: number[]; logi
     out.dispose();
     const V = summary.vocabSize;
     return { ids, logits: ids.map((_, t) => Array.from(flat.subarray(t * V, (t + 1) * V))) };
+  } finally {
+    model.dispose();
+  }
+}
+
+/** Streams a continuation of the prompt to stdout, decoding as tokens arrive. */
+async function generateText(dir: string, prompt: string, options: Partial<SampleOptions>): Promise<void> {
+  const files = folderFiles(dir);
+  const tokenizer = await loadTokenizer(files);
+  const summary = await inspectModel(files);
+  const stopIds = await stopTokenIds(files, tokenizer);
+  const model = buildModel(summary.spec, await loadWeights(files, summary));
+  try {
+    const out: number[] = [];
+    let printed = '';
+    for await (const t of generate(model, tokenizer.encode(prompt), { ...options, stopIds })) {
+      if (t.done === 'stop') break;
+      out.push(t.id);
+      // Decode the whole continuation each time: a character can span several tokens.
+      const text = tokenizer.decode(out, { skipSpecialTokens: true });
+      if (!text.endsWith('\ufffd')) {
+        process.stdout.write(text.slice(printed.length));
+        printed = text;
+      }
+    }
+    process.stdout.write('\n');
   } finally {
     model.dispose();
   }

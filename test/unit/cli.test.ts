@@ -91,6 +91,23 @@ test('tabtune logits prints PyTorch\'s logits for a Hugging Face folder', () => 
   assert.match(bad.stderr, /item 2 is "x"/);
 });
 
+test('tabtune logits --text and generate --prompt use the folder\'s tokenizer.json', () => {
+  const dir = fileURLToPath(new URL('../fixtures/tiny-llama/', import.meta.url));
+  const byText = JSON.parse(tabtune('logits', '--model', dir, '--text', 'the sea').stdout) as { ids: number[]; logits: number[][] };
+  assert.deepEqual(byText.ids, [1, 46, 48, 62, 8, 4], '<s> then the tiny vocabulary\'s tokens');
+  const byIds = JSON.parse(tabtune('logits', '--model', dir, '--ids', byText.ids.join(',')).stdout);
+  assert.deepEqual(byIds, byText);
+  const greedy = tabtune('generate', '--model', dir, '--prompt', 'the whale', '--temperature', '0', '--max-tokens', '12');
+  assert.equal(greedy.status, 0, greedy.stderr);
+  assert.ok(greedy.stdout.trim().length > 0);
+  assert.equal(tabtune('generate', '--model', dir, '--prompt', 'the whale', '--temperature', '0', '--max-tokens', '12').stdout, greedy.stdout, 'greedy is deterministic');
+  const seeded = (seed: string) => tabtune('generate', '--model', dir, '--prompt', 'the', '--seed', seed, '--temperature', '1', '--max-tokens', '16').stdout;
+  assert.equal(seeded('4'), seeded('4'));
+  const bad = tabtune('generate', '--model', dir, '--prompt', 'x', '--temperature', 'hot');
+  assert.equal(bad.status, 1);
+  assert.match(bad.stderr, /--temperature must be a number, got "hot"/);
+});
+
 test('tabtune refuses bad arguments with a message that names them', () => {
   const steps = tabtune('train', '--steps', 'many');
   assert.equal(steps.status, 2);

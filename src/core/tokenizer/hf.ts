@@ -7,6 +7,7 @@
 import { Template } from '@huggingface/jinja';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { TabtuneError } from '../errors';
+import type { ModelFiles } from '../model/hf';
 
 export class TokenizerError extends TabtuneError {
   override name = 'TokenizerError';
@@ -84,5 +85,39 @@ export class HFTokenizer {
     } catch (e) {
       throw new TokenizerError(`the chat_template could not be rendered: ${(e as Error).message}`, { file: 'tokenizer_config.json', field: 'chat_template' });
     }
+  }
+}
+
+/** The tokenizer of a model folder: tokenizer.json, with tokenizer_config.json when present. */
+export async function loadTokenizer(files: ModelFiles): Promise<HFTokenizer> {
+  if (!(await files.has('tokenizer.json'))) {
+    throw new TokenizerError(`${files.name} has no tokenizer.json`, { file: 'tokenizer.json' });
+  }
+  const json = await readJson(files, 'tokenizer.json');
+  const config = (await files.has('tokenizer_config.json')) ? await readJson(files, 'tokenizer_config.json') : {};
+  return HFTokenizer.fromJSON(json, config);
+}
+
+/**
+ * The ids that end generation, as transformers decides them: generation_config.json's
+ * eos_token_id (a number or a list), else config.json's, plus the tokenizer's EOS token.
+ */
+export async function stopTokenIds(files: ModelFiles, tokenizer: HFTokenizer): Promise<number[]> {
+  const ids = new Set<number>();
+  const add = (v: unknown) => {
+    for (const x of Array.isArray(v) ? v : [v]) if (Number.isInteger(x)) ids.add(x as number);
+  };
+  const gen = (await files.has('generation_config.json')) ? ((await readJson(files, 'generation_config.json')) as Json) : null;
+  if (gen && gen.eos_token_id != null) add(gen.eos_token_id);
+  else add(((await readJson(files, 'config.json')) as Json).eos_token_id);
+  if (tokenizer.eosId !== null) ids.add(tokenizer.eosId);
+  return [...ids];
+}
+
+async function readJson(files: ModelFiles, path: string): Promise<unknown> {
+  try {
+    return JSON.parse(await files.text(path));
+  } catch (e) {
+    throw new TokenizerError(`${files.name}/${path} is not valid JSON: ${(e as Error).message}`, { file: path });
   }
 }
