@@ -3,7 +3,7 @@
  * the UI never imports comlink, tfjs or the core.
  */
 import { proxy, wrap, type Remote } from 'comlink';
-import type { StepReport, StudioApi, TrainRequest } from './protocol';
+import type { FileEntry, GenerateRequest, GeneratedPiece, ModelProgress, StepReport, StudioApi, TrainRequest } from './protocol';
 
 export class StudioClient {
   private readonly remote: Remote<StudioApi>;
@@ -36,4 +36,12 @@ export class StudioClient {
   stop: StudioApi['stop'] = () => this.call(this.remote.stop());
   deleteRun: StudioApi['deleteRun'] = (preset) => this.call(this.remote.deleteRun(preset));
   diagnostics: StudioApi['diagnostics'] = () => this.call(this.remote.diagnostics());
+  inspectModelFiles: StudioApi['inspectModelFiles'] = (files) => this.call(this.remote.inspectModelFiles(files));
+  importModel = (files: FileEntry[], onProgress: (p: ModelProgress) => void) => this.call(this.remote.importModel(files, proxy(onProgress)));
+  listModels: StudioApi['listModels'] = () => this.call(this.remote.listModels());
+  loadModel = (id: string, onProgress: (p: ModelProgress) => void) => this.call(this.remote.loadModel(id, proxy(onProgress)));
+  deleteModel: StudioApi['deleteModel'] = (id) => this.call(this.remote.deleteModel(id));
+  logits: StudioApi['logits'] = (id, input) => this.call(this.remote.logits(id, input));
+  generate = (req: GenerateRequest, onPiece: (p: GeneratedPiece) => void) => this.call(this.remote.generate(req, proxy(onPiece)));
+  stopGenerating: StudioApi['stopGenerating'] = () => this.call(this.remote.stopGenerating());
 }

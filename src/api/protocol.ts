@@ -83,6 +83,72 @@ export interface Diagnostics {
   inWorker: boolean;
 }
 
+/** A file of a model folder, as the page got it (a File from a picker or a drop). */
+export interface FileEntry {
+  path: string;
+  file: Blob;
+}
+
+export interface ModelInfo {
+  id: string;
+  name: string;
+  arch: 'gpt2' | 'llama';
+  numParams: number;
+  /** float32 bytes the parameters take on the device. */
+  paramBytes: number;
+  /** Bytes of the weights as stored in the files (their dtype). */
+  fileBytes: number;
+  dtypes: string[];
+  vocabSize: number;
+  contextLength: number;
+  layers: number;
+  hidden: number;
+  heads: number;
+  kvHeads: number;
+  hasTokenizer: boolean;
+  chatTemplate: boolean;
+  files: string[];
+  /** Kept in IndexedDB: loads on the next visit without the files. */
+  stored: boolean;
+  storedBytes: number;
+}
+
+export interface ModelProgress {
+  phase: 'reading' | 'storing' | 'loading' | 'ready';
+  done: number;
+  total: number;
+  detail: string;
+}
+
+export interface SamplingOptions {
+  maxNewTokens: number;
+  temperature: number;
+  topK: number;
+  topP: number;
+  seed: number;
+}
+
+export interface GenerateRequest {
+  modelId: string;
+  prompt: string;
+  options: Partial<SamplingOptions>;
+}
+
+export interface GeneratedPiece {
+  id: number;
+  /** The whole continuation decoded so far. */
+  text: string;
+}
+
+export interface GenerateResult {
+  text: string;
+  ids: number[];
+  promptTokens: number;
+  stopReason: 'stop' | 'length' | 'context' | 'cancelled';
+  firstTokenMs: number;
+  tokensPerSec: number;
+}
+
 export interface StudioApi {
   /** Chooses the backend (once); returns what was chosen and why. */
   init(request: BackendRequest): Promise<BackendReport>;
@@ -97,4 +163,18 @@ export interface StudioApi {
   stop(): Promise<void>;
   deleteRun(preset: string): Promise<void>;
   diagnostics(): Promise<Diagnostics>;
+
+  /** Architecture, size, vocabulary, context, chat template: from config.json and headers only. */
+  inspectModelFiles(files: FileEntry[]): Promise<ModelInfo>;
+  /** Reads the weights (progress), stores them in IndexedDB, and holds the model ready. */
+  importModel(files: FileEntry[], onProgress: (p: ModelProgress) => void): Promise<ModelInfo>;
+  listModels(): Promise<ModelInfo[]>;
+  /** A stored model onto the device. */
+  loadModel(id: string, onProgress: (p: ModelProgress) => void): Promise<ModelInfo>;
+  deleteModel(id: string): Promise<void>;
+  /** Logits at every position; `logits` is positions x vocabulary, row by row. */
+  logits(modelId: string, input: { ids?: number[]; text?: string }): Promise<{ ids: number[]; logits: Float32Array; vocabSize: number }>;
+  generate(req: GenerateRequest, onPiece: (p: GeneratedPiece) => void): Promise<GenerateResult>;
+  /** Ends the generation in progress after its current token. */
+  stopGenerating(): Promise<void>;
 }

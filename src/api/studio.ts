@@ -13,13 +13,16 @@ import { DEMO_PRESETS, isPresetName } from '../core/presets';
 import { ByteTokenizer } from '../core/tokenizer/bytes';
 import { Trainer, type StepReport } from '../core/train/trainer';
 import type { KV } from '../store/kv';
+import { blobFiles } from './blob-files';
+import { ModelLibrary } from './library';
 import type { RunLocks } from './locks';
 import {
   SCHEMA_VERSION, deleteRun, isResumable, listCheckpoints, loadCheckpoint, loadRun, saveCheckpoint, saveRun,
   type CheckpointRecord, type RunRecord,
 } from '../store/runs';
 import type {
-  BackendFallback, BackendReport, BackendRequest, Diagnostics, PresetInfo, RunInfo, StudioApi, TrainRequest,
+  BackendFallback, BackendReport, BackendRequest, Diagnostics, FileEntry, GenerateRequest, GenerateResult, GeneratedPiece,
+  ModelInfo, ModelProgress, PresetInfo, RunInfo, StudioApi, TrainRequest,
 } from './protocol';
 
 export interface StudioDeps {
@@ -30,6 +33,17 @@ export interface StudioDeps {
 }
 
 const runIdFor = (preset: string) => `demo-${preset}`;
+
+/** A watcher's callback that can never hold up or fail the work it watches. */
+function quiet<T>(fn: (x: T) => void): (x: T) => void {
+  return (x) => {
+    try {
+      void Promise.resolve(fn(x)).catch(() => undefined);
+    } catch {
+      // the watcher's problem, not the work's
+    }
+  };
+}
 
 interface Session {
   run: RunRecord;
@@ -54,6 +68,8 @@ export function fingerprintTokens(tokens: Int32Array): string {
 }
 
 export class Studio implements StudioApi {
+  private readonly library: ModelLibrary;
+  private generating: { stop: boolean } | null = null;
   private current: BackendReport | null = null;
   private request: BackendRequest = 'auto';
   /** Backends lost during this Studio's life; never chosen again by it. */
@@ -61,7 +77,9 @@ export class Studio implements StudioApi {
   private active: { id: string; stopRequested: boolean } | null = null;
   private readonly tokenizer = new ByteTokenizer();
 
-  constructor(private readonly deps: StudioDeps) {}
+  constructor(private readonly deps: StudioDeps) {
+    this.library = new ModelLibrary(deps.kv);
+  }
 
   /** Chooses the backend once per Studio; later calls return the same report. */
   async init(request: BackendRequest): Promise<BackendReport> {
@@ -199,12 +217,7 @@ export class Studio implements StudioApi {
       if (s.backend.lost) throw lostError(s);
       const report = await s.trainer.trainStep(s.tokens);
       history.push(report);
-      try {
-        // Fire and forget: the watcher's callback must never hold up or fail training.
-        void Promise.resolve(onStep(report)).catch(() => undefined);
-      } catch {
-        // a callback that throws is the watcher's problem, not the run's
-      }
+      quiet(onStep)(report);
       if (report.step % cfg.checkpoint_every === 0 || report.step === cfg.steps) {
         s.run = await saveCheckpoint(kv, s.run, await s.trainer.checkpoint(), history);
       }
@@ -247,6 +260,51 @@ export class Studio implements StudioApi {
       const numParams = countParams(gpt2ParamShapes(model));
       return { name, label: p.label, help: p.help, steps: train.steps, numParams };
     });
+  }
+
+  async inspectModelFiles(files: FileEntry[]): Promise<ModelInfo> {
+    return this.library.inspect(blobFiles(files));
+  }
+
+  async importModel(files: FileEntry[], onProgress: (p: ModelProgress) => void): Promise<ModelInfo> {
+    this.requireBackend();
+    return this.library.import(blobFiles(files), quiet(onProgress));
+  }
+
+  async listModels(): Promise<ModelInfo[]> {
+    return this.library.list();
+  }
+
+  async loadModel(id: string, onProgress: (p: ModelProgress) => void): Promise<ModelInfo> {
+    this.requireBackend();
+    return this.library.load(id, quiet(onProgress));
+  }
+
+  async deleteModel(id: string): Promise<void> {
+    await this.library.delete(id);
+  }
+
+  async logits(modelId: string, input: { ids?: number[]; text?: string }) {
+    return this.library.logits(modelId, input);
+  }
+
+  async generate(req: GenerateRequest, onPiece: (p: GeneratedPiece) => void): Promise<GenerateResult> {
+    if (this.generating) throw new TabtuneError('a generation is already running; stop it first');
+    const state = { stop: false };
+    this.generating = state;
+    try {
+      return await this.library.generate(req, quiet(onPiece), () => state.stop);
+    } finally {
+      this.generating = null;
+    }
+  }
+
+  async stopGenerating(): Promise<void> {
+    if (this.generating) this.generating.stop = true;
+  }
+
+  private requireBackend(): void {
+    if (!this.current) throw new BackendError('init() must choose a backend first');
   }
 
   async diagnostics(): Promise<Diagnostics> {

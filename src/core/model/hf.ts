@@ -198,13 +198,21 @@ export interface LoadProgress {
   tensor: string;
 }
 
+/** One parameter's bytes as stored in its file, under tabtune's name. */
+export interface ParameterBytes {
+  name: string;
+  dtype: string;
+  shape: number[];
+  bytes: Uint8Array;
+}
+
 /**
- * Reads every parameter of a summary's files, one tensor at a time, as float32 under tabtune's
- * names. Missing parameters are an error naming them; tensors that are not parameters are skipped.
+ * Reads the parameters of a summary's files one tensor at a time, in their stored dtype.
+ * Tensors that are not parameters (mask buffers, a tied lm_head copy) are skipped; a tensor
+ * this architecture does not have is an error naming it.
  */
-export async function loadWeights(files: ModelFiles, summary: ModelSummary, onProgress?: (p: LoadProgress) => void): Promise<NamedWeights> {
+export async function* readParameters(files: ModelFiles, summary: ModelSummary, onProgress?: (p: LoadProgress) => void): AsyncGenerator<ParameterBytes> {
   const wanted = new Map(paramShapes(summary.spec));
-  const weights: NamedWeights = {};
   const bytesTotal = summary.files.reduce((n, f) => n + f.header.tensors.reduce((m, t) => m + t.end - t.begin, 0), 0);
   let bytesRead = 0;
   for (const f of summary.files) {
@@ -215,18 +223,41 @@ export async function loadWeights(files: ModelFiles, summary: ModelSummary, onPr
       if (!wanted.has(name)) {
         throw new SafetensorsError(`${f.path}: tensor ${t.name} is not a parameter of this ${summary.spec.arch} model`, { file: f.path, field: t.name });
       }
-      if (weights[name]) throw new SafetensorsError(`${f.path}: tensor ${t.name} appears twice`, { file: f.path, field: t.name });
-      const raw = await files.read(f.path, f.header.dataStart + t.begin, f.header.dataStart + t.end);
-      weights[name] = { shape: t.shape.slice(), data: decodeTensor(t, raw, f.path) };
+      const bytes = await files.read(f.path, f.header.dataStart + t.begin, f.header.dataStart + t.end);
+      yield { name, dtype: t.dtype, shape: t.shape.slice(), bytes };
       onProgress?.({ bytesRead, bytesTotal, tensor: t.name });
     }
   }
-  const missing = [...wanted.keys()].filter((n) => !weights[n]);
+}
+
+/** Decodes one parameter to float32 into `weights`; a parameter given twice is an error. */
+function addParameter(weights: NamedWeights, p: ParameterBytes, source: string): void {
+  if (weights[p.name]) throw new SafetensorsError(`${source}: parameter ${p.name} appears twice`, { field: p.name });
+  const entry = { name: p.name, dtype: p.dtype, shape: p.shape, begin: 0, end: p.bytes.byteLength };
+  weights[p.name] = { shape: p.shape, data: decodeTensor(entry, p.bytes, source) };
+}
+
+function checkComplete(spec: ModelSpec, weights: NamedWeights, source: string): NamedWeights {
+  const missing = paramShapes(spec).map(([n]) => n).filter((n) => !weights[n]);
   if (missing.length) {
     throw new SafetensorsError(
-      `${summary.source}: the weights lack ${missing.length} parameter(s): ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}`,
+      `${source}: the weights lack ${missing.length} parameter(s): ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}`,
       { field: missing[0] },
     );
   }
   return weights;
+}
+
+/** float32 weights from parameter bytes; every parameter of the architecture must be there once. */
+export function decodeParameters(spec: ModelSpec, params: Iterable<ParameterBytes>, source: string): NamedWeights {
+  const weights: NamedWeights = {};
+  for (const p of params) addParameter(weights, p, source);
+  return checkComplete(spec, weights, source);
+}
+
+/** Every parameter of a summary's files as float32 under tabtune's names, decoded as each is read. */
+export async function loadWeights(files: ModelFiles, summary: ModelSummary, onProgress?: (p: LoadProgress) => void): Promise<NamedWeights> {
+  const weights: NamedWeights = {};
+  for await (const p of readParameters(files, summary, onProgress)) addParameter(weights, p, summary.source);
+  return checkComplete(summary.spec, weights, summary.source);
 }

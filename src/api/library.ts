@@ -1,0 +1,260 @@
+/**
+ * The models a person brought: inspected from their files before anything big is read, loaded
+ * with progress, stored in IndexedDB (through the store) for the next visit, and one of them held
+ * on the device for logits and generation.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { generate, type SampleOptions } from '../core/generate';
+import type { CausalLM } from '../core/model/base';
+import {
+  buildModel, decodeParameters, inspectModel, parseHFConfig, readParameters, type ModelFiles, type ModelSpec, type ModelSummary, type ParameterBytes,
+} from '../core/model/hf';
+import { HFTokenizer, loadTokenizer, stopTokenIds } from '../core/tokenizer/hf';
+import { ConfigError, TabtuneError } from '../core/errors';
+import type { KV } from '../store/kv';
+import { deleteModel, listModels, loadModelRecord, loadTensorBytes, loadTextFile, saveModel, type ModelRecord } from '../store/models';
+import type { GenerateRequest, GenerateResult, GeneratedPiece, ModelInfo, ModelProgress } from './protocol';
+
+const TEXT_FILES = ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json'];
+
+interface Loaded {
+  id: string;
+  model: CausalLM;
+  tokenizer: HFTokenizer | null;
+  stopIds: number[];
+  info: ModelInfo;
+}
+
+export class ModelLibrary {
+  private loaded: Loaded | null = null;
+
+  constructor(private readonly kv: KV) {}
+
+  /** What a folder holds, from config.json and the safetensors headers only. */
+  async inspect(files: ModelFiles): Promise<ModelInfo> {
+    const summary = await inspectModel(files);
+    return infoFrom(idFor(files.name, summary), files.name, summary.spec, {
+      numParams: summary.numParams, fileBytes: summary.fileBytes, dtypes: summary.dtypes,
+      files: summary.files.map((f) => f.path), hasTokenizer: await files.has('tokenizer.json'),
+      chatTemplate: await hasChatTemplate(files), stored: false,
+    });
+  }
+
+  /** Reads the weights with progress, stores them, and holds the model ready. */
+  async import(files: ModelFiles, onProgress: (p: ModelProgress) => void): Promise<ModelInfo> {
+    const summary = await inspectModel(files);
+    const info = await this.inspect(files);
+    const texts: Record<string, string> = {};
+    for (const p of TEXT_FILES) if (await files.has(p)) texts[p] = await files.text(p);
+    const tokenizer = texts['tokenizer.json'] ? await loadTokenizer(files) : null;
+    const params: ParameterBytes[] = [];
+    const total = summary.files.reduce((n, f) => n + f.header.tensors.reduce((m, t) => m + t.end - t.begin, 0), 0);
+    async function* tensors() {
+      for await (const p of readParameters(files, summary, (r) => onProgress({ phase: 'reading', done: r.bytesRead, total, detail: r.tensor }))) {
+        params.push(p);
+        yield p;
+      }
+    }
+    let record: ModelRecord;
+    try {
+      record = await saveModel(this.kv, info.id, info.name, texts, tensors(), (stored) =>
+        onProgress({ phase: 'storing', done: stored, total, detail: 'IndexedDB' }),
+      );
+    } catch (e) {
+      // Nothing half-imported stays behind (the record is written last, so it was never listed).
+      await deleteModel(this.kv, info.id).catch(() => undefined);
+      throw e;
+    }
+    const weights = decodeParameters(summary.spec, params, files.name);
+    params.length = 0;
+    const stored = { ...info, stored: true, storedBytes: record.storedBytes };
+    await this.hold(stored, summary.spec, weights, tokenizer, tokenizer ? await stopTokenIds(files, tokenizer) : eosOf(texts));
+    onProgress({ phase: 'ready', done: total, total, detail: info.name });
+    return stored;
+  }
+
+  async list(): Promise<ModelInfo[]> {
+    const out: ModelInfo[] = [];
+    for (const r of await listModels(this.kv)) {
+      const config = await loadTextFile(this.kv, r.id, 'config.json');
+      if (!config) continue;
+      out.push(await recordInfo(r, parseHFConfig(JSON.parse(config)), await this.kvFiles(r)));
+    }
+    return out;
+  }
+
+  /** A stored model onto the device, without its original files. */
+  async load(id: string, onProgress: (p: ModelProgress) => void): Promise<ModelInfo> {
+    if (this.loaded?.id === id) return this.loaded.info;
+    const record = await loadModelRecord(this.kv, id);
+    if (!record) throw new TabtuneError(`no stored model "${id}"`, { field: 'model' });
+    const files = await this.kvFiles(record);
+    const spec = parseHFConfig(JSON.parse(await files.text('config.json')));
+    const info = await recordInfo(record, spec, files);
+    const params: ParameterBytes[] = [];
+    let done = 0;
+    for (const t of record.tensors) {
+      params.push({ name: t.name, dtype: t.dtype, shape: t.shape, bytes: await loadTensorBytes(this.kv, id, t) });
+      done += t.byteLength;
+      onProgress({ phase: 'loading', done, total: record.storedBytes, detail: t.name });
+    }
+    const weights = decodeParameters(spec, params, record.name);
+    const tokenizer = (await files.has('tokenizer.json')) ? await loadTokenizer(files) : null;
+    const stopIds = tokenizer ? await stopTokenIds(files, tokenizer) : eosOf({ 'config.json': await files.text('config.json') });
+    await this.hold(info, spec, weights, tokenizer, stopIds);
+    onProgress({ phase: 'ready', done: record.storedBytes, total: record.storedBytes, detail: info.name });
+    return info;
+  }
+
+  async delete(id: string): Promise<void> {
+    if (this.loaded?.id === id) this.release();
+    await deleteModel(this.kv, id);
+  }
+
+  /** Logits at every position of the ids (or of the text, tokenized), from the held model. */
+  async logits(id: string, input: { ids?: number[]; text?: string }): Promise<{ ids: number[]; logits: Float32Array; vocabSize: number }> {
+    const m = this.require(id);
+    const ids = input.ids ?? this.tokenizerOf(m).encode(input.text ?? '');
+    if (ids.length === 0 || ids.length > m.model.contextLength) {
+      throw new ConfigError(`${ids.length} tokens; the model takes 1 to ${m.model.contextLength}`, { field: 'ids' });
+    }
+    if (ids.some((i) => !Number.isInteger(i) || i < 0 || i >= m.model.vocabSize)) {
+      throw new ConfigError(`token ids must be whole numbers from 0 to ${m.model.vocabSize - 1}`, { field: 'ids' });
+    }
+    const out = tf.tidy(() => m.model.forward(tf.tensor2d(ids, [1, ids.length], 'int32')));
+    // Read back: the caller asked for the numbers.
+    const logits = (await out.data()) as Float32Array;
+    out.dispose();
+    return { ids, logits, vocabSize: m.model.vocabSize };
+  }
+
+  /** Streams a continuation of the prompt; each piece carries the text decoded so far. */
+  async generate(req: GenerateRequest, onPiece: (p: GeneratedPiece) => void, shouldStop: () => boolean): Promise<GenerateResult> {
+    const m = this.require(req.modelId);
+    const tokenizer = this.tokenizerOf(m);
+    const prompt = tokenizer.encode(req.prompt);
+    const t0 = performance.now();
+    let firstTokenMs = 0;
+    const ids: number[] = [];
+    let text = '';
+    let stopReason: GenerateResult['stopReason'] = 'length';
+    const options: Partial<SampleOptions> = { ...req.options, stopIds: m.stopIds };
+    for await (const t of generate(m.model, prompt, options)) {
+      if (ids.length === 0) firstTokenMs = performance.now() - t0;
+      if (t.done === 'stop') {
+        stopReason = 'stop';
+        break;
+      }
+      ids.push(t.id);
+      text = tokenizer.decode(ids, { skipSpecialTokens: true });
+      onPiece({ id: t.id, text });
+      if (t.done) stopReason = t.done;
+      if (shouldStop()) {
+        stopReason = 'cancelled';
+        break;
+      }
+    }
+    const ms = performance.now() - t0;
+    return { text, ids, promptTokens: prompt.length, stopReason, firstTokenMs, tokensPerSec: ids.length / (ms / 1000) };
+  }
+
+  private require(id: string): Loaded {
+    if (this.loaded?.id !== id) throw new TabtuneError(`model "${id}" is not loaded; load it first`, { field: 'model' });
+    return this.loaded;
+  }
+
+  private tokenizerOf(m: Loaded): HFTokenizer {
+    if (!m.tokenizer) throw new TabtuneError(`${m.info.name} has no tokenizer.json, so it cannot read text; give token ids`, { file: 'tokenizer.json' });
+    return m.tokenizer;
+  }
+
+  private async hold(info: ModelInfo, spec: ModelSpec, weights: Parameters<typeof buildModel>[1], tokenizer: HFTokenizer | null, stopIds: number[]) {
+    this.release();
+    this.loaded = { id: info.id, model: buildModel(spec, weights), tokenizer, stopIds, info };
+  }
+
+  private release(): void {
+    this.loaded?.model.dispose();
+    this.loaded = null;
+  }
+
+  /** The stored small files of a model, read like a folder (for the tokenizer and stop ids). */
+  private async kvFiles(r: ModelRecord): Promise<ModelFiles> {
+    const texts = new Map<string, string>();
+    for (const p of r.textFiles) {
+      const t = await loadTextFile(this.kv, r.id, p);
+      if (t !== undefined) texts.set(p, t);
+    }
+    return {
+      name: r.name,
+      has: async (p) => texts.has(p),
+      size: async (p) => texts.get(p)?.length ?? 0,
+      text: async (p) => {
+        const t = texts.get(p);
+        if (t === undefined) throw new Error(`${p} is not stored for ${r.name}`);
+        return t;
+      },
+      read: async () => {
+        throw new Error('stored models are read tensor by tensor');
+      },
+    };
+  }
+}
+
+function idFor(name: string, summary: ModelSummary): string {
+  const slug = name.split('/').pop()!.toLowerCase().replace(/[^a-z0-9._-]+/g, '-').replace(/^-+|-+$/g, '') || 'model';
+  return `${slug}-${summary.numParams}`;
+}
+
+async function hasChatTemplate(files: ModelFiles): Promise<boolean> {
+  if (!(await files.has('tokenizer_config.json'))) return false;
+  try {
+    return typeof JSON.parse(await files.text('tokenizer_config.json')).chat_template === 'string';
+  } catch {
+    return false;
+  }
+}
+
+function eosOf(texts: Record<string, string>): number[] {
+  try {
+    const e = JSON.parse(texts['config.json'] ?? '{}').eos_token_id;
+    return (Array.isArray(e) ? e : [e]).filter((x: unknown) => Number.isInteger(x));
+  } catch {
+    return [];
+  }
+}
+
+interface Extra {
+  numParams: number;
+  fileBytes: number;
+  dtypes: string[];
+  files: string[];
+  hasTokenizer: boolean;
+  chatTemplate: boolean;
+  stored: boolean;
+  storedBytes?: number;
+}
+
+function infoFrom(id: string, name: string, spec: ModelSpec, x: Extra): ModelInfo {
+  const c = spec.config;
+  const shape =
+    spec.arch === 'gpt2'
+      ? { layers: spec.config.n_layer, hidden: spec.config.n_embd, heads: spec.config.n_head, kvHeads: spec.config.n_head, contextLength: spec.config.n_positions }
+      : {
+          layers: spec.config.num_hidden_layers, hidden: spec.config.hidden_size, heads: spec.config.num_attention_heads,
+          kvHeads: spec.config.num_key_value_heads, contextLength: spec.config.max_position_embeddings,
+        };
+  return {
+    id, name: name.split('/').pop() || name, arch: spec.arch, vocabSize: c.vocab_size, ...shape,
+    numParams: x.numParams, paramBytes: x.numParams * 4, fileBytes: x.fileBytes, dtypes: x.dtypes, files: x.files,
+    hasTokenizer: x.hasTokenizer, chatTemplate: x.chatTemplate, stored: x.stored, storedBytes: x.storedBytes ?? 0,
+  };
+}
+
+async function recordInfo(r: ModelRecord, spec: ModelSpec, files: ModelFiles): Promise<ModelInfo> {
+  const numParams = r.tensors.reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1), 0);
+  return infoFrom(r.id, r.name, spec, {
+    numParams, fileBytes: r.storedBytes, dtypes: [...new Set(r.tensors.map((t) => t.dtype))].sort(), files: r.textFiles,
+    hasTokenizer: r.textFiles.includes('tokenizer.json'), chatTemplate: await hasChatTemplate(files), stored: true, storedBytes: r.storedBytes,
+  });
+}

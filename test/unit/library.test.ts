@@ -1,0 +1,95 @@
+/**
+ * The Studio's model path as the worker runs it, in Node: files given as Blobs (what a drop or a
+ * picker hands over), inspected, imported with progress into a key-value store, listed, loaded
+ * back without the files, and used for logits and generation.
+ */
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { selectBackend } from '../../src/api/backend';
+import type { FileEntry, ModelProgress } from '../../src/api/protocol';
+import { Studio } from '../../src/api/studio';
+import { memoryKV } from '../../src/store/kv';
+import { tf, useBackend } from '../support/tf-node';
+
+before(() => useBackend('cpu'));
+
+function entries(name: string): FileEntry[] {
+  const dir = fileURLToPath(new URL(`../fixtures/${name}/`, import.meta.url));
+  return readdirSync(dir)
+    .filter((f) => !f.startsWith('golden'))
+    .map((f) => ({ path: `${name}/${f}`, file: new Blob([readFileSync(join(dir, f))]) }));
+}
+
+const golden = (name: string) =>
+  JSON.parse(readFileSync(fileURLToPath(new URL(`../fixtures/${name}/golden.json`, import.meta.url)), 'utf8')) as { ids: number[]; logits: number[][] };
+
+test('a dropped folder is inspected, imported, stored, listed, reloaded from storage and matches PyTorch', async () => {
+  const kv = memoryKV();
+  const studio = new Studio({ kv, selectBackend: (r, onLost, exclude) => selectBackend(r, { onLost, exclude }) });
+  await studio.init('cpu');
+  const files = entries('tiny-llama-bf16-sharded');
+  const info = await studio.inspectModelFiles(files);
+  assert.equal(info.name, 'tiny-llama-bf16-sharded');
+  assert.equal(info.arch, 'llama');
+  assert.deepEqual([info.layers, info.hidden, info.heads, info.kvHeads, info.vocabSize, info.contextLength], [2, 32, 4, 2, 64, 64]);
+  assert.deepEqual(info.dtypes, ['BF16']);
+  assert.equal(info.hasTokenizer, true);
+  assert.equal(info.stored, false);
+  assert.deepEqual(await kv.keys(), [], 'inspecting stores nothing');
+
+  const progress: ModelProgress[] = [];
+  const imported = await studio.importModel(files, (p) => progress.push(p));
+  assert.equal(imported.stored, true);
+  assert.ok(progress.some((p) => p.phase === 'reading') && progress.some((p) => p.phase === 'storing'));
+  assert.equal(progress.at(-1)!.phase, 'ready');
+  const g = golden('tiny-llama-bf16-sharded');
+  const check = async () => {
+    const out = await studio.logits(imported.id, { ids: g.ids });
+    let err = 0;
+    g.logits.flat().forEach((v, i) => (err = Math.max(err, Math.abs(v - out.logits[i]))));
+    assert.ok(err < 1e-4, `max abs error ${err}`);
+  };
+  await check();
+
+  // A new Studio on the same storage: the next visit, without the files.
+  const later = new Studio({ kv, selectBackend: (r, onLost, exclude) => selectBackend(r, { onLost, exclude }) });
+  await later.init('cpu');
+  const listed = await later.listModels();
+  assert.deepEqual(listed.map((m) => m.id), [imported.id]);
+  assert.equal(listed[0].hasTokenizer, true);
+  await assert.rejects(later.logits(imported.id, { ids: [1] }), /is not loaded/);
+  const loading: ModelProgress[] = [];
+  await later.loadModel(imported.id, (p) => loading.push(p));
+  assert.equal(loading.at(-1)!.phase, 'ready');
+  const out = await later.logits(imported.id, { text: 'the sea' });
+  assert.deepEqual(out.ids, [1, 46, 48, 62, 8, 4]);
+
+  const pieces: string[] = [];
+  const result = await later.generate({ modelId: imported.id, prompt: 'the whale', options: { temperature: 0, maxNewTokens: 10 } }, (p) => pieces.push(p.text));
+  assert.ok(result.ids.length >= 1 && result.ids.length <= 10);
+  assert.equal(pieces.at(-1), result.text, 'the pieces build up to the final text');
+  assert.ok(['stop', 'length'].includes(result.stopReason));
+
+  const before = tf.memory().numTensors;
+  await later.deleteModel(imported.id);
+  assert.ok(tf.memory().numTensors < before, 'deleting the held model releases its tensors');
+  assert.deepEqual(await later.listModels(), []);
+  assert.deepEqual((await kv.keys()).filter((k) => k.startsWith('model')), [], 'every chunk and file is gone');
+});
+
+test('bad files are refused with the file named, before anything is stored', async () => {
+  const kv = memoryKV();
+  const studio = new Studio({ kv, selectBackend: (r, onLost, exclude) => selectBackend(r, { onLost, exclude }) });
+  await studio.init('cpu');
+  const files = entries('tiny-gpt2').map((e) =>
+    e.path.endsWith('model.safetensors') ? { ...e, file: new Blob([new Uint8Array(readFileSync(fileURLToPath(new URL('../fixtures/tiny-gpt2/model.safetensors', import.meta.url)))).slice(0, 100)]) } : e,
+  );
+  await assert.rejects(studio.inspectModelFiles(files), (e: Error & { file?: string }) => e.name === 'SafetensorsError' && e.file === 'model.safetensors');
+  await assert.rejects(studio.importModel(files, () => undefined), /model\.safetensors/);
+  assert.deepEqual(await studio.listModels(), []);
+  const noConfig = entries('tiny-gpt2').filter((e) => !e.path.endsWith('config.json') || e.path.endsWith('tokenizer_config.json'));
+  await assert.rejects(studio.inspectModelFiles(noConfig), /has no config\.json/);
+});
