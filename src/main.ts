@@ -1,6 +1,7 @@
 import { mount } from 'svelte';
 import { StudioClient } from './api/client';
 import App from './ui/App.svelte';
+import { ModelsState } from './ui/models.svelte';
 import { BACKEND_CHOICES, BACKEND_SETTING, StudioState } from './ui/studio.svelte';
 import type { BackendRequest } from './api/protocol';
 
@@ -25,8 +26,10 @@ const studio = new StudioState(client, {
   sampleName: 'moby-dick-ch1.txt',
 });
 
-// A handle for the browser tests and for curious users in the console.
-(globalThis as { tabtune?: unknown }).tabtune = { client, studio };
+const models = new ModelsState(client);
 
-mount(App, { target: document.getElementById('app')!, props: { studio } });
-void studio.start();
+// A handle for the browser tests and for curious users in the console.
+(globalThis as { tabtune?: unknown }).tabtune = { client, studio, models };
+
+mount(App, { target: document.getElementById('app')!, props: { studio, models } });
+void studio.start().then(() => models.refresh());

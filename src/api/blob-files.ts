@@ -2,6 +2,9 @@ import type { ModelFiles } from '../core/model/hf';
 
 import type { FileEntry } from './protocol';
 
+/** The name of files picked one by one, with no folder around them. */
+export const UNNAMED = 'unnamed model';
+
 /**
  * Files a person dropped or picked, read lazily: a safetensors header, then one tensor at a time,
  * never the whole file at once. Paths from a dropped folder ("SmolLM2-135M/config.json") are
@@ -17,7 +20,7 @@ export function blobFiles(entries: FileEntry[], name?: string): ModelFiles {
     return f;
   };
   return {
-    name: name ?? (root || 'dropped files'),
+    name: name ?? (root || UNNAMED),
     has: async (p) => byPath.has(p),
     size: async (p) => get(p).size,
     text: (p) => get(p).text(),

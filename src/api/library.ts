@@ -12,6 +12,7 @@ import {
 import { HFTokenizer, loadTokenizer, stopTokenIds } from '../core/tokenizer/hf';
 import { ConfigError, TabtuneError } from '../core/errors';
 import type { KV } from '../store/kv';
+import { UNNAMED } from './blob-files';
 import { deleteModel, listModels, loadModelRecord, loadTensorBytes, loadTextFile, saveModel, type ModelRecord } from '../store/models';
 import type { GenerateRequest, GenerateResult, GeneratedPiece, ModelInfo, ModelProgress } from './protocol';
 
@@ -33,7 +34,8 @@ export class ModelLibrary {
   /** What a folder holds, from config.json and the safetensors headers only. */
   async inspect(files: ModelFiles): Promise<ModelInfo> {
     const summary = await inspectModel(files);
-    return infoFrom(idFor(files.name, summary), files.name, summary.spec, {
+    const name = files.name === UNNAMED ? ((await nameInConfig(files)) ?? UNNAMED) : files.name;
+    return infoFrom(idFor(name, summary), name, summary.spec, {
       numParams: summary.numParams, fileBytes: summary.fileBytes, dtypes: summary.dtypes,
       files: summary.files.map((f) => f.path), hasTokenizer: await files.has('tokenizer.json'),
       chatTemplate: await hasChatTemplate(files), stored: false,
@@ -204,6 +206,16 @@ export class ModelLibrary {
 function idFor(name: string, summary: ModelSummary): string {
   const slug = name.split('/').pop()!.toLowerCase().replace(/[^a-z0-9._-]+/g, '-').replace(/^-+|-+$/g, '') || 'model';
   return `${slug}-${summary.numParams}`;
+}
+
+/** transformers writes the repository name into config.json as _name_or_path. */
+async function nameInConfig(files: ModelFiles): Promise<string | null> {
+  try {
+    const n = JSON.parse(await files.text('config.json'))._name_or_path;
+    return typeof n === 'string' && n.trim() ? n.trim() : null;
+  } catch {
+    return null;
+  }
 }
 
 async function hasChatTemplate(files: ModelFiles): Promise<boolean> {

@@ -1,0 +1,125 @@
+import type { StudioClient } from '../api/client';
+import type { FileEntry, GenerateResult, ModelInfo, ModelProgress, SamplingOptions } from '../api/protocol';
+
+/** Bring-your-own models: pick or drop a Hugging Face folder, see it, import it, generate with it. */
+export class ModelsState {
+  models = $state<ModelInfo[]>([]);
+  /** Files picked but not yet imported, with what they hold. */
+  pending = $state.raw<{ files: FileEntry[]; info: ModelInfo } | null>(null);
+  progress = $state<ModelProgress | null>(null);
+  loadedId = $state<string | null>(null);
+  busy = $state(false);
+  error = $state<string | null>(null);
+
+  prompt = $state('The sea');
+  sampling = $state<SamplingOptions>({ maxNewTokens: 40, temperature: 0.8, topK: 50, topP: 0.95, seed: 0 });
+  output = $state('');
+  generating = $state(false);
+  result = $state<GenerateResult | null>(null);
+
+  loaded = $derived(this.models.find((m) => m.id === this.loadedId) ?? null);
+
+  private readonly client: StudioClient;
+
+  constructor(client: StudioClient) {
+    this.client = client;
+  }
+
+  async refresh(): Promise<void> {
+    try {
+      this.models = await this.client.listModels();
+    } catch (e) {
+      this.error = message(e);
+    }
+  }
+
+  /** Reads config.json and the safetensors headers of the chosen files: nothing big yet. */
+  async choose(files: FileEntry[]): Promise<void> {
+    this.error = null;
+    this.pending = null;
+    if (files.length === 0) return;
+    try {
+      this.pending = { files, info: await this.client.inspectModelFiles(files) };
+    } catch (e) {
+      this.error = message(e);
+    }
+  }
+
+  async importPending(): Promise<void> {
+    if (!this.pending || this.busy) return;
+    await this.run(async () => {
+      const info = await this.client.importModel(this.pending!.files, (p) => (this.progress = p));
+      this.pending = null;
+      this.loadedId = info.id;
+      await this.refresh();
+    });
+  }
+
+  async load(id: string): Promise<void> {
+    await this.run(async () => {
+      const info = await this.client.loadModel(id, (p) => (this.progress = p));
+      this.loadedId = info.id;
+    });
+  }
+
+  async remove(id: string): Promise<void> {
+    await this.run(async () => {
+      await this.client.deleteModel(id);
+      if (this.loadedId === id) this.loadedId = null;
+      await this.refresh();
+    });
+  }
+
+  async generate(): Promise<void> {
+    if (!this.loadedId || this.generating) return;
+    this.generating = true;
+    this.error = null;
+    this.output = '';
+    this.result = null;
+    try {
+      this.result = await this.client.generate({ modelId: this.loadedId, prompt: this.prompt, options: { ...this.sampling } }, (p) => {
+        this.output = p.text;
+      });
+      this.output = this.result.text;
+    } catch (e) {
+      this.error = message(e);
+    } finally {
+      this.generating = false;
+    }
+  }
+
+  async stop(): Promise<void> {
+    await this.client.stopGenerating().catch(() => undefined);
+  }
+
+  private async run(work: () => Promise<void>): Promise<void> {
+    if (this.busy) return;
+    this.busy = true;
+    this.error = null;
+    try {
+      await work();
+    } catch (e) {
+      this.error = message(e);
+    } finally {
+      this.busy = false;
+      this.progress = null;
+    }
+  }
+}
+
+function message(e: unknown): string {
+  if (e instanceof Error) return e.name && e.name !== 'Error' ? `${e.name}: ${e.message}` : e.message;
+  return String(e);
+}
+
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ['KB', 'MB', 'GB'];
+  let v = n / 1024;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
+}
