@@ -26,7 +26,8 @@ const studio = new StudioState(client, {
   sampleName: 'moby-dick-ch1.txt',
 });
 
-const models = new ModelsState(client);
+// ?hub= points at a mirror of the Hugging Face Hub (as HF_ENDPOINT does for Python).
+const models = new ModelsState(client, params.get('hub') ?? undefined);
 
 // A handle for the browser tests and for curious users in the console.
 (globalThis as { tabtune?: unknown }).tabtune = { client, studio, models };

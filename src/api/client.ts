@@ -38,6 +38,9 @@ export class StudioClient {
   diagnostics: StudioApi['diagnostics'] = () => this.call(this.remote.diagnostics());
   inspectModelFiles: StudioApi['inspectModelFiles'] = (files) => this.call(this.remote.inspectModelFiles(files));
   importModel = (files: FileEntry[], onProgress: (p: ModelProgress) => void) => this.call(this.remote.importModel(files, proxy(onProgress)));
+  inspectHubModel: StudioApi['inspectHubModel'] = (repo, endpoint) => this.call(this.remote.inspectHubModel(repo, endpoint));
+  importHubModel = (repo: string, endpoint: string | undefined, onProgress: (p: ModelProgress) => void) =>
+    this.call(this.remote.importHubModel(repo, endpoint, proxy(onProgress)));
   listModels: StudioApi['listModels'] = () => this.call(this.remote.listModels());
   loadModel = (id: string, onProgress: (p: ModelProgress) => void) => this.call(this.remote.loadModel(id, proxy(onProgress)));
   deleteModel: StudioApi['deleteModel'] = (id) => this.call(this.remote.deleteModel(id));

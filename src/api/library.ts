@@ -13,7 +13,9 @@ import { HFTokenizer, loadTokenizer, stopTokenIds } from '../core/tokenizer/hf';
 import { ConfigError, TabtuneError } from '../core/errors';
 import type { KV } from '../store/kv';
 import { UNNAMED } from './blob-files';
-import { deleteModel, listModels, loadModelRecord, loadTensorBytes, loadTextFile, saveModel, type ModelRecord } from '../store/models';
+import {
+  deleteModel, listModels, loadModelRecord, loadTensorBytes, loadTextFile, resumableTensors, saveModel, type ModelRecord,
+} from '../store/models';
 import type { GenerateRequest, GenerateResult, GeneratedPiece, ModelInfo, ModelProgress } from './protocol';
 
 const TEXT_FILES = ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json'];
@@ -33,7 +35,10 @@ export class ModelLibrary {
 
   /** What a folder holds, from config.json and the safetensors headers only. */
   async inspect(files: ModelFiles): Promise<ModelInfo> {
-    const summary = await inspectModel(files);
+    return this.describe(files, await inspectModel(files));
+  }
+
+  private async describe(files: ModelFiles, summary: ModelSummary): Promise<ModelInfo> {
     const name = files.name === UNNAMED ? ((await nameInConfig(files)) ?? UNNAMED) : files.name;
     return infoFrom(idFor(name, summary), name, summary.spec, {
       numParams: summary.numParams, fileBytes: summary.fileBytes, dtypes: summary.dtypes,
@@ -45,28 +50,27 @@ export class ModelLibrary {
   /** Reads the weights with progress, stores them, and holds the model ready. */
   async import(files: ModelFiles, onProgress: (p: ModelProgress) => void): Promise<ModelInfo> {
     const summary = await inspectModel(files);
-    const info = await this.inspect(files);
+    const info = await this.describe(files, summary);
     const texts: Record<string, string> = {};
     for (const p of TEXT_FILES) if (await files.has(p)) texts[p] = await files.text(p);
     const tokenizer = texts['tokenizer.json'] ? await loadTokenizer(files) : null;
     const params: ParameterBytes[] = [];
     const total = summary.files.reduce((n, f) => n + f.header.tensors.reduce((m, t) => m + t.end - t.begin, 0), 0);
+    // An import cut short (a reload, a dropped connection) continues: stored tensors are not read again.
+    const already = await resumableTensors(this.kv, info.id);
+    for (const t of already.values()) params.push({ name: t.name, dtype: t.dtype, shape: t.shape, bytes: await loadTensorBytes(this.kv, info.id, t) });
+    const progress = (r: { bytesRead: number; tensor: string }) => onProgress({ phase: 'reading', done: r.bytesRead, total, detail: r.tensor });
     async function* tensors() {
-      for await (const p of readParameters(files, summary, (r) => onProgress({ phase: 'reading', done: r.bytesRead, total, detail: r.tensor }))) {
+      for await (const p of readParameters(files, summary, progress, (name) => already.has(name))) {
         params.push(p);
         yield p;
       }
     }
-    let record: ModelRecord;
-    try {
-      record = await saveModel(this.kv, info.id, info.name, texts, tensors(), (stored) =>
-        onProgress({ phase: 'storing', done: stored, total, detail: 'IndexedDB' }),
-      );
-    } catch (e) {
-      // Nothing half-imported stays behind (the record is written last, so it was never listed).
-      await deleteModel(this.kv, info.id).catch(() => undefined);
-      throw e;
-    }
+    // On failure what was stored stays for the next attempt to continue from; the record is
+    // written last, so the model is not listed until it is complete.
+    const record = await saveModel(
+      this.kv, info.id, info.name, texts, tensors(), (stored) => onProgress({ phase: 'storing', done: stored, total, detail: 'IndexedDB' }), already,
+    );
     const weights = decodeParameters(summary.spec, params, files.name);
     params.length = 0;
     const stored = { ...info, stored: true, storedBytes: record.storedBytes };

@@ -168,6 +168,10 @@ export interface StudioApi {
   inspectModelFiles(files: FileEntry[]): Promise<ModelInfo>;
   /** Reads the weights (progress), stores them in IndexedDB, and holds the model ready. */
   importModel(files: FileEntry[], onProgress: (p: ModelProgress) => void): Promise<ModelInfo>;
+  /** The same, for a Hugging Face repository ("owner/name" or its URL) on the hub or a mirror. */
+  inspectHubModel(repo: string, endpoint?: string): Promise<ModelInfo>;
+  /** Downloads (resuming an interrupted download), stores and holds a hub model. */
+  importHubModel(repo: string, endpoint: string | undefined, onProgress: (p: ModelProgress) => void): Promise<ModelInfo>;
   listModels(): Promise<ModelInfo[]>;
   /** A stored model onto the device. */
   loadModel(id: string, onProgress: (p: ModelProgress) => void): Promise<ModelInfo>;

@@ -14,6 +14,7 @@ import { ByteTokenizer } from '../core/tokenizer/bytes';
 import { Trainer, type StepReport } from '../core/train/trainer';
 import type { KV } from '../store/kv';
 import { blobFiles } from './blob-files';
+import { hubFiles, parseRepo } from './hub';
 import { ModelLibrary } from './library';
 import type { RunLocks } from './locks';
 import {
@@ -269,6 +270,15 @@ export class Studio implements StudioApi {
   async importModel(files: FileEntry[], onProgress: (p: ModelProgress) => void): Promise<ModelInfo> {
     this.requireBackend();
     return this.library.import(blobFiles(files), quiet(onProgress));
+  }
+
+  async inspectHubModel(repo: string, endpoint?: string): Promise<ModelInfo> {
+    return this.library.inspect(hubFiles(parseRepo(repo), { endpoint }));
+  }
+
+  async importHubModel(repo: string, endpoint: string | undefined, onProgress: (p: ModelProgress) => void): Promise<ModelInfo> {
+    this.requireBackend();
+    return this.library.import(hubFiles(parseRepo(repo), { endpoint }), quiet(onProgress));
   }
 
   async listModels(): Promise<ModelInfo[]> {

@@ -31,6 +31,8 @@ export interface ModelRecord {
 const metaKey = (id: string) => `model/${id}`;
 const fileKey = (id: string, path: string) => `modelfile/${id}/${path}`;
 const chunkKey = (id: string, tensor: string, i: number) => `modelchunk/${id}/${tensor}/${i}`;
+/** Written after a tensor's last chunk: the tensor is complete, and an interrupted import can skip it. */
+const doneKey = (id: string, tensor: string) => `modeltensor/${id}/${tensor}`;
 
 export interface TensorBytes {
   name: string;
@@ -39,22 +41,45 @@ export interface TensorBytes {
   bytes: Uint8Array;
 }
 
-/** Writes a model's files and tensors, then its record; calls onTensor after each tensor is stored. */
+/**
+ * Tensors of an import of `id` that was interrupted before its record was written: they are
+ * complete in storage and need not be read again. Empty when the model is stored completely
+ * (a new import of it starts over) or was never started.
+ */
+export async function resumableTensors(kv: KV, id: string): Promise<Map<string, StoredTensor>> {
+  const out = new Map<string, StoredTensor>();
+  if (await kv.get(metaKey(id))) return out;
+  const prefix = `modeltensor/${id}/`;
+  for (const k of await kv.keys()) {
+    if (!k.startsWith(prefix)) continue;
+    const t = await kv.get<StoredTensor>(k);
+    if (t) out.set(t.name, t);
+  }
+  return out;
+}
+
+/**
+ * Writes a model's files and tensors, then its record; calls onTensor after each tensor is stored.
+ * Tensors in `already` (from resumableTensors) are kept as they are and not expected again.
+ */
 export async function saveModel(
   kv: KV, id: string, name: string, textFiles: Record<string, string>, tensors: AsyncIterable<TensorBytes>,
-  onTensor?: (storedBytes: number) => void,
+  onTensor?: (storedBytes: number) => void, already: Map<string, StoredTensor> = new Map(),
 ): Promise<ModelRecord> {
-  await deleteModel(kv, id);
+  if (already.size === 0) await deleteModel(kv, id);
+  else await kv.del(metaKey(id));
   for (const [path, text] of Object.entries(textFiles)) await kv.set(fileKey(id, path), text);
-  const stored: StoredTensor[] = [];
-  let storedBytes = 0;
+  const stored: StoredTensor[] = [...already.values()];
+  let storedBytes = stored.reduce((n, t) => n + t.byteLength, 0);
   for await (const t of tensors) {
     const chunks = Math.max(1, Math.ceil(t.bytes.byteLength / MODEL_CHUNK_BYTES));
     for (let i = 0; i < chunks; i++) {
       // slice() copies: the chunk is stored on its own, not as a view of a larger buffer.
       await kv.set(chunkKey(id, t.name, i), t.bytes.slice(i * MODEL_CHUNK_BYTES, (i + 1) * MODEL_CHUNK_BYTES));
     }
-    stored.push({ name: t.name, dtype: t.dtype, shape: t.shape, byteLength: t.bytes.byteLength, chunks });
+    const entry: StoredTensor = { name: t.name, dtype: t.dtype, shape: t.shape, byteLength: t.bytes.byteLength, chunks };
+    await kv.set(doneKey(id, t.name), entry);
+    stored.push(entry);
     storedBytes += t.bytes.byteLength;
     onTensor?.(storedBytes);
   }
@@ -100,6 +125,6 @@ export async function loadTensorBytes(kv: KV, id: string, t: StoredTensor): Prom
 /** Removes the record first, so a half-deleted model is never listed, then everything it owned. */
 export async function deleteModel(kv: KV, id: string): Promise<void> {
   await kv.del(metaKey(id));
-  const prefixes = [`modelfile/${id}/`, `modelchunk/${id}/`];
+  const prefixes = [`modelfile/${id}/`, `modelchunk/${id}/`, `modeltensor/${id}/`];
   for (const k of await kv.keys()) if (prefixes.some((p) => k.startsWith(p))) await kv.del(k);
 }

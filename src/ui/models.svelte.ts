@@ -4,8 +4,9 @@ import type { FileEntry, GenerateResult, ModelInfo, ModelProgress, SamplingOptio
 /** Bring-your-own models: pick or drop a Hugging Face folder, see it, import it, generate with it. */
 export class ModelsState {
   models = $state<ModelInfo[]>([]);
-  /** Files picked but not yet imported, with what they hold. */
-  pending = $state.raw<{ files: FileEntry[]; info: ModelInfo } | null>(null);
+  /** Files picked, or a hub repository looked up, but not yet imported, with what they hold. */
+  pending = $state.raw<({ kind: 'files'; files: FileEntry[] } | { kind: 'hub'; repo: string }) & { info: ModelInfo } | null>(null);
+  repo = $state('');
   progress = $state<ModelProgress | null>(null);
   loadedId = $state<string | null>(null);
   busy = $state(false);
@@ -20,9 +21,12 @@ export class ModelsState {
   loaded = $derived(this.models.find((m) => m.id === this.loadedId) ?? null);
 
   private readonly client: StudioClient;
+  /** A hub mirror (like HF_ENDPOINT); the Hugging Face Hub when undefined. */
+  readonly hubEndpoint: string | undefined;
 
-  constructor(client: StudioClient) {
+  constructor(client: StudioClient, hubEndpoint?: string) {
     this.client = client;
+    this.hubEndpoint = hubEndpoint;
   }
 
   async refresh(): Promise<void> {
@@ -39,16 +43,30 @@ export class ModelsState {
     this.pending = null;
     if (files.length === 0) return;
     try {
-      this.pending = { files, info: await this.client.inspectModelFiles(files) };
+      this.pending = { kind: 'files', files, info: await this.client.inspectModelFiles(files) };
     } catch (e) {
       this.error = message(e);
     }
   }
 
+  /** Reads a hub repository's config.json and safetensors headers (a few kilobytes). */
+  async lookUp(): Promise<void> {
+    this.error = null;
+    this.pending = null;
+    const repo = this.repo.trim();
+    if (!repo) return;
+    await this.run(async () => {
+      this.progress = { phase: 'reading', done: 0, total: 1, detail: `${repo}: config and headers` };
+      this.pending = { kind: 'hub', repo, info: await this.client.inspectHubModel(repo, this.hubEndpoint) };
+    });
+  }
+
   async importPending(): Promise<void> {
     if (!this.pending || this.busy) return;
     await this.run(async () => {
-      const info = await this.client.importModel(this.pending!.files, (p) => (this.progress = p));
+      const p = this.pending!;
+      const onProgress = (x: ModelProgress) => (this.progress = x);
+      const info = p.kind === 'files' ? await this.client.importModel(p.files, onProgress) : await this.client.importHubModel(p.repo, this.hubEndpoint, onProgress);
       this.pending = null;
       this.loadedId = info.id;
       await this.refresh();

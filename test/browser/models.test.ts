@@ -106,3 +106,32 @@ test('a broken weight file is named in the page and nothing is stored', { skip, 
   assert.deepEqual(errors, []);
   await context.close();
 });
+
+test('a Hugging Face repository name: looked up, downloaded from the hub (a local stand-in), PyTorch logits', { skip, timeout: 120_000 }, async () => {
+  const { startHub } = await import('../support/hub-server');
+  const hub = await startHub();
+  try {
+    const { context } = await launch();
+    const page = await context.newPage();
+    const errors = watchErrors(page);
+    await page.goto(`${server.url}?backend=wasm&hub=${encodeURIComponent(hub.url)}`);
+    await page.waitForSelector('[data-testid=backend-name]');
+    await page.fill('[data-testid=hub-repo]', 'tabtune-test/tiny-gpt2');
+    await page.click('[data-testid=hub-lookup]');
+    const summary = (await (await page.waitForSelector('[data-testid=model-summary]')).textContent()) ?? '';
+    assert.match(summary, /tiny-gpt2/);
+    assert.match(summary, /gpt2 · /);
+    await page.click('[data-testid=model-import]');
+    await page.waitForSelector('[data-testid=model-loaded]');
+    const [model] = await page.evaluate(() => (globalThis as any).tabtune.client.listModels());
+    const err = await maxLogitError(page, model.id, 'tiny-gpt2');
+    assert.ok(err < 1e-4, `max abs logit error ${err}`);
+    await page.fill('[data-testid=hub-repo]', 'not a repo');
+    await page.click('[data-testid=hub-lookup]');
+    assert.match((await (await page.waitForSelector('[data-testid=model-error]')).textContent()) ?? '', /HubError: "not a repo" is not a Hugging Face repository/);
+    assert.deepEqual(errors, []);
+    await context.close();
+  } finally {
+    await hub.close();
+  }
+});

@@ -211,7 +211,9 @@ export interface ParameterBytes {
  * Tensors that are not parameters (mask buffers, a tied lm_head copy) are skipped; a tensor
  * this architecture does not have is an error naming it.
  */
-export async function* readParameters(files: ModelFiles, summary: ModelSummary, onProgress?: (p: LoadProgress) => void): AsyncGenerator<ParameterBytes> {
+export async function* readParameters(
+  files: ModelFiles, summary: ModelSummary, onProgress?: (p: LoadProgress) => void, skip?: (name: string) => boolean,
+): AsyncGenerator<ParameterBytes> {
   const wanted = new Map(paramShapes(summary.spec));
   const bytesTotal = summary.files.reduce((n, f) => n + f.header.tensors.reduce((m, t) => m + t.end - t.begin, 0), 0);
   let bytesRead = 0;
@@ -223,6 +225,7 @@ export async function* readParameters(files: ModelFiles, summary: ModelSummary, 
       if (!wanted.has(name)) {
         throw new SafetensorsError(`${f.path}: tensor ${t.name} is not a parameter of this ${summary.spec.arch} model`, { file: f.path, field: t.name });
       }
+      if (skip?.(name)) continue;
       const bytes = await files.read(f.path, f.header.dataStart + t.begin, f.header.dataStart + t.end);
       yield { name, dtype: t.dtype, shape: t.shape.slice(), bytes };
       onProgress?.({ bytesRead, bytesTotal, tensor: t.name });
