@@ -69,6 +69,7 @@ export async function selectBackend(request: BackendRequest, opts: BackendOption
       software: probe.software,
       fallbacks,
       lost: null,
+      maxBufferBytes: name === 'webgpu' ? deviceBufferLimit() : null,
       tfjsVersion: tf.version_core,
     };
     if (name === 'webgpu') watchDeviceLoss(report, opts.onLost);
@@ -165,6 +166,13 @@ async function start(name: BackendName): Promise<string | null> {
 async function wasmDescription(): Promise<string> {
   const simd = await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT');
   return `WebAssembly (SIMD ${simd ? 'on' : 'off'}, single thread)`;
+}
+
+/** What the device tfjs created allows (tfjs asks the adapter for its maximum limits). */
+function deviceBufferLimit(): number | null {
+  const limits = (tf.backend() as unknown as { device?: { limits?: { maxStorageBufferBindingSize?: number; maxBufferSize?: number } } }).device?.limits;
+  if (!limits?.maxStorageBufferBindingSize) return null;
+  return Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize ?? Infinity);
 }
 
 function watchDeviceLoss(report: BackendReport, onLost?: (reason: string) => void): void {

@@ -31,7 +31,8 @@ interface Loaded {
 export class ModelLibrary {
   private loaded: Loaded | null = null;
 
-  constructor(private readonly kv: KV) {}
+  /** `maxBufferBytes` tells the current device's buffer limit (null: none). */
+  constructor(private readonly kv: KV, private readonly maxBufferBytes: () => number | null = () => null) {}
 
   /** What a folder holds, from config.json and the safetensors headers only. */
   async inspect(files: ModelFiles): Promise<ModelInfo> {
@@ -176,7 +177,8 @@ export class ModelLibrary {
 
   private async hold(info: ModelInfo, spec: ModelSpec, weights: Parameters<typeof buildModel>[1], tokenizer: HFTokenizer | null, stopIds: number[]) {
     this.release();
-    this.loaded = { id: info.id, model: buildModel(spec, weights), tokenizer, stopIds, info };
+    const model = buildModel(spec, weights, { maxTensorBytes: this.maxBufferBytes() ?? undefined });
+    this.loaded = { id: info.id, model, tokenizer, stopIds, info };
   }
 
   private release(): void {

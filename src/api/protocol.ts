@@ -28,6 +28,11 @@ export interface BackendReport {
   fallbacks: BackendFallback[];
   /** Set when the GPU device was lost after start; training stops with this reason. */
   lost: string | null;
+  /**
+   * The largest buffer the device binds (WebGPU's maxStorageBufferBindingSize and maxBufferSize);
+   * tables larger than this are split. Null where the backend has no such limit.
+   */
+  maxBufferBytes: number | null;
   tfjsVersion: string;
 }
 

@@ -79,7 +79,7 @@ export class Studio implements StudioApi {
   private readonly tokenizer = new ByteTokenizer();
 
   constructor(private readonly deps: StudioDeps) {
-    this.library = new ModelLibrary(deps.kv);
+    this.library = new ModelLibrary(deps.kv, () => this.current?.maxBufferBytes ?? null);
   }
 
   /** Chooses the backend once per Studio; later calls return the same report. */

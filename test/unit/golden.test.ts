@@ -108,6 +108,52 @@ test('GPT-2 gradients match PyTorch for every parameter', () => checkGradients('
 
 test('Llama gradients match PyTorch for every parameter', () => checkGradients('tiny-llama'));
 
+test('tables larger than a device buffer are split into row blocks and still give PyTorch\'s logits and gradients', async () => {
+  for (const [name, cap] of [['tiny-gpt2', 2000], ['tiny-llama', 3000]] as const) {
+    const g = golden(name);
+    const files = folderFiles(fixture(name));
+    const summary = await inspectModel(files);
+    const weights = await loadWeights(files, summary);
+    const model = buildModel(summary.spec, weights, { maxTensorBytes: cap });
+    const parts = [...model.params.keys()].filter((k) => k.includes('#'));
+    assert.ok(parts.length >= 3, `${name}: tables split into ${parts.length} blocks`);
+    for (const k of parts) assert.ok(model.params.get(k)!.size * 4 <= cap, `${k} fits the cap`);
+    const T = g.ids.length;
+    const ids = tf.tensor2d(g.ids, [1, T], 'int32');
+    const targets = tf.tensor2d(g.targets, [1, T], 'int32');
+    const logits = model.forward(ids);
+    assert.ok(maxAbsDiff(await logits.data(), g.logits.flat()) < 1e-4, `${name}: split logits`);
+    // Gradients of the blocks, stacked back in row order, are the whole table's gradient.
+    const want = readSafetensors(new Uint8Array(readFileSync(fixture(name) + 'golden-grads.safetensors')), 'golden-grads.safetensors').tensors;
+    const { value, grads } = tf.variableGrads(() => model.loss(ids, targets), [...model.params.values()]);
+    const byTable = new Map<string, Float32Array[]>();
+    for (const [vname, grad] of Object.entries(grads)) {
+      const pname = model.hfName(vname);
+      const data = (await grad.data()) as Float32Array;
+      if (pname.includes('#')) {
+        const [table, i] = pname.split('#');
+        const list = byTable.get(table) ?? [];
+        list[Number(i)] = data;
+        byTable.set(table, list);
+      } else assert.ok(maxAbsDiff(data, want[pname].data) < 1e-5, `${name} ${pname}`);
+    }
+    for (const [table, blocks] of byTable) {
+      const whole = new Float32Array(blocks.reduce((n, b) => n + b.length, 0));
+      let at = 0;
+      for (const b of blocks) {
+        whole.set(b, at);
+        at += b.length;
+      }
+      assert.ok(maxAbsDiff(whole, want[table].data) < 1e-5, `${name} ${table} (split) gradient`);
+    }
+    const exported = await model.exportWeights();
+    assert.deepEqual(Object.keys(exported).sort(), Object.keys(weights).sort(), 'export uses the Hugging Face names');
+    for (const k of Object.keys(weights)) assert.deepEqual(exported[k].data, weights[k].data, k);
+    tf.dispose([ids, targets, logits, value, ...Object.values(grads)]);
+    model.dispose();
+  }
+});
+
 /** The tiny GPT-2 re-saved the way GPT2LMHeadModel saves: "transformer." names plus lm_head.weight. */
 function prefixedGPT2(): ModelFiles {
   const base = folderFiles(fixture('tiny-gpt2'));

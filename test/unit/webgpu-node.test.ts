@@ -74,7 +74,10 @@ test('Hugging Face GPT-2 and Llama checkpoints give PyTorch\'s logits on WebGPU'
     const golden = JSON.parse(readFileSync(dir + 'golden.json', 'utf8')) as { ids: number[]; logits: number[][] };
     const files = folderFiles(dir);
     const summary = await inspectModel(files);
-    const model = buildModel(summary.spec, await loadWeights(files, summary));
+    // Half the models with their tables split into blocks, as on a device with small buffers.
+    const split = name !== 'tiny-llama';
+    const model = buildModel(summary.spec, await loadWeights(files, summary), split ? { maxTensorBytes: 2048 } : {});
+    if (split) assert.ok([...model.params.keys()].some((k) => k.includes('#')));
     const logits = model.forward(tf.tensor2d(golden.ids, [1, golden.ids.length], 'int32'));
     const got = await logits.data();
     const want = golden.logits.flat();

@@ -8,24 +8,81 @@ export type NamedWeights = Record<string, { shape: number[]; data: Float32Array 
 
 let instances = 0;
 
+export interface ModelOptions {
+  /**
+   * The largest tensor the device can hold in one buffer (WebGPU's maxStorageBufferBindingSize).
+   * Embedding and output tables larger than this are kept as several row blocks.
+   */
+  maxTensorBytes?: number;
+}
+
+/** A [rows, C] table kept as row blocks: the variables' names and the first row of each. */
+interface SplitTable {
+  parts: string[];
+  offsets: number[];
+  rows: number;
+}
+
 /**
  * What every architecture shares: parameters as tfjs variables keyed by their Hugging Face
  * names, the causal-LM loss, weight export and disposal. Subclasses give the forward pass.
  */
 export abstract class CausalLM {
+  /** Variables by name: the Hugging Face name, or "name#i" for the i-th row block of a split table. */
   readonly params = new Map<string, tf.Variable>();
   private readonly prefix: string;
+  private readonly splits = new Map<string, SplitTable>();
 
-  /** `shapes` lists every parameter in order; all are checked before any variable is made. */
-  protected constructor(kind: string, shapes: [string, number[]][], weights: NamedWeights) {
+  /**
+   * `shapes` lists every parameter in order; all are checked before any variable is made.
+   * `tables` names the [vocab, C] tables that may be split when they exceed opts.maxTensorBytes.
+   */
+  protected constructor(kind: string, shapes: [string, number[]][], weights: NamedWeights, tables: string[] = [], opts: ModelOptions = {}) {
     this.prefix = `${kind}_${++instances}/`;
     validateWeights(shapes, weights);
+    const max = opts.maxTensorBytes ?? Infinity;
     for (const [name, shape] of shapes) {
-      // tf.variable copies its input and does not dispose it, so the temporary tensor is disposed here.
-      const t = tf.tensor(weights[name].data, shape, 'float32');
-      this.params.set(name, tf.variable(t, true, this.prefix + name));
-      t.dispose();
+      const data = weights[name].data;
+      if (tables.includes(name) && data.byteLength > max) {
+        const [rows, C] = shape;
+        // As few blocks as fit, with the rows spread evenly over them.
+        const blocks = Math.ceil(rows / Math.max(1, Math.floor(max / (C * 4))));
+        const per = Math.ceil(rows / blocks);
+        const split: SplitTable = { parts: [], offsets: [], rows };
+        for (let r = 0, i = 0; r < rows; r += per, i++) {
+          const n = Math.min(per, rows - r);
+          this.addVariable(`${name}#${i}`, data.subarray(r * C, (r + n) * C), [n, C]);
+          split.parts.push(`${name}#${i}`);
+          split.offsets.push(r);
+        }
+        this.splits.set(name, split);
+      } else {
+        this.addVariable(name, data, shape);
+      }
     }
+  }
+
+  private addVariable(name: string, data: Float32Array, shape: number[]): void {
+    // tf.variable copies its input and does not dispose it, so the temporary tensor is disposed here.
+    const t = tf.tensor(data, shape, 'float32');
+    this.params.set(name, tf.variable(t, true, this.prefix + name));
+    t.dispose();
+  }
+
+  /** Token embedding: ids [B, T] -> [B*T, C], whether the table is whole or in row blocks. */
+  protected embedTokens(ids: tf.Tensor2D, name: string): tf.Tensor2D {
+    const split = this.splits.get(name);
+    if (!split) return embed(ids, this.p(name) as tf.Tensor2D);
+    // Each block embeds the ids in its row range; ids outside it one-hot to zero rows.
+    const parts = split.parts.map((part, i) => embed(tf.sub(ids, tf.scalar(split.offsets[i], 'int32')) as tf.Tensor2D, this.p(part) as tf.Tensor2D));
+    return parts.reduce((a, b) => tf.add(a, b));
+  }
+
+  /** x [N, C] against a [V, C] table, transposed: [N, V], block by block when it is split. */
+  protected projectOut(x: tf.Tensor2D, name: string): tf.Tensor2D {
+    const split = this.splits.get(name);
+    if (!split) return tf.matMul(x, this.p(name), false, true);
+    return tf.concat(split.parts.map((part) => tf.matMul(x, this.p(part), false, true)), 1) as tf.Tensor2D; // [N, V]
   }
 
   abstract readonly vocabSize: number;
@@ -68,9 +125,18 @@ export abstract class CausalLM {
     });
   }
 
-  /** Reads every weight back to the CPU: a sync point, used only for checkpoints and export. */
+  /** Reads every weight back to the CPU under its Hugging Face name: a sync point, for checkpoints and export. */
   async exportWeights(): Promise<NamedWeights> {
-    return readNamed(this.params);
+    const out = await readNamed(this.params);
+    for (const [name, split] of this.splits) {
+      const blocks = split.parts.map((part) => out[part]);
+      const C = blocks[0].shape[1];
+      const data = new Float32Array(split.rows * C);
+      blocks.forEach((b, i) => data.set(b.data, split.offsets[i] * C));
+      for (const part of split.parts) delete out[part];
+      out[name] = { shape: [split.rows, C], data };
+    }
+    return out;
   }
 
   dispose(): void {
@@ -85,7 +151,12 @@ export abstract class CausalLM {
  */
 export function embed(ids: tf.Tensor2D, table: tf.Tensor2D): tf.Tensor2D {
   const [B, T] = ids.shape;
-  const oneHot = tf.cast(tf.oneHot(tf.reshape(ids, [B * T]), table.shape[0]), 'float32'); // [B*T, V]
+  const flat = tf.reshape(ids, [B * T]);
+  // tf.oneHot needs a depth of at least 2; a one-row block compares instead.
+  const oneHot =
+    table.shape[0] === 1
+      ? tf.reshape(tf.cast(tf.equal(flat, tf.scalar(0, 'int32')), 'float32'), [B * T, 1])
+      : tf.cast(tf.oneHot(flat, table.shape[0]), 'float32'); // [B*T, V]
   return tf.matMul(oneHot, table); // [B*T, C]
 }
 

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { GPT2Config } from '../config';
 import { Rng } from '../rng';
-import { CausalLM, causalAttention, embed, validateWeights, type KVCache, type NamedWeights } from './base';
+import { CausalLM, causalAttention, validateWeights, type KVCache, type ModelOptions, type NamedWeights } from './base';
 
 export type { NamedWeights } from './base';
 
@@ -52,8 +52,8 @@ export class GPT2 extends CausalLM {
   readonly vocabSize: number;
   readonly contextLength: number;
 
-  constructor(readonly config: GPT2Config, weights: NamedWeights) {
-    super('gpt2', gpt2ParamShapes(config), weights);
+  constructor(readonly config: GPT2Config, weights: NamedWeights, opts: ModelOptions = {}) {
+    super('gpt2', gpt2ParamShapes(config), weights, ['wte.weight'], opts);
     this.vocabSize = config.vocab_size;
     this.contextLength = config.n_positions;
   }
@@ -67,7 +67,7 @@ export class GPT2 extends CausalLM {
       const { n_embd: C, vocab_size: V, n_layer } = this.config;
       const [B, T] = ids.shape;
       const start = cache?.length ?? 0;
-      const tok = embed(ids, this.p('wte.weight') as tf.Tensor2D); // [B*T, C]
+      const tok = this.embedTokens(ids, 'wte.weight'); // [B*T, C]
       const pos = tf.slice(this.p('wpe.weight'), [start, 0], [T, C]); // [T, C]
       let x = tf.add(tf.reshape(tok, [B, T, C]), pos) as tf.Tensor3D; // [B, T, C]
       for (let i = 0; i < n_layer; i++) {
@@ -77,7 +77,7 @@ export class GPT2 extends CausalLM {
       }
       x = this.layerNorm(x, 'ln_f');
       // GPT-2 ties the output projection to the token embedding.
-      const logits = tf.matMul(tf.reshape(x, [B * T, C]), this.p('wte.weight'), false, true); // [B*T, V]
+      const logits = this.projectOut(tf.reshape(x, [B * T, C]), 'wte.weight'); // [B*T, V]
       return tf.reshape(logits, [B, T, V]) as tf.Tensor3D;
     });
     cache?.commit();

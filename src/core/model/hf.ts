@@ -5,7 +5,7 @@
  */
 import { ConfigError } from '../errors';
 import { SafetensorsError, decodeTensor, headerLength, parseHeader, type SafetensorsHeader } from '../io/safetensors';
-import { CausalLM, countParams, type NamedWeights } from './base';
+import { CausalLM, countParams, type ModelOptions, type NamedWeights } from './base';
 import { GPT2, gpt2ParamShapes } from './gpt2';
 import type { GPT2Config } from '../config';
 import { Llama, llamaParamShapes, type LlamaConfig } from './llama';
@@ -119,8 +119,8 @@ export function parameterName(spec: ModelSpec, name: string): string | null {
   return name;
 }
 
-export function buildModel(spec: ModelSpec, weights: NamedWeights): CausalLM {
-  return spec.arch === 'gpt2' ? new GPT2(spec.config, weights) : new Llama(spec.config, weights);
+export function buildModel(spec: ModelSpec, weights: NamedWeights, opts: ModelOptions = {}): CausalLM {
+  return spec.arch === 'gpt2' ? new GPT2(spec.config, weights, opts) : new Llama(spec.config, weights, opts);
 }
 
 export interface WeightFile {

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { CausalLM, causalAttention, embed, type KVCache, type NamedWeights } from './base';
+import { CausalLM, causalAttention, type KVCache, type ModelOptions, type NamedWeights } from './base';
 
 /** Llama architecture; keys are Hugging Face `config.json` names (SmolLM, TinyLlama use the same). */
 export interface LlamaConfig {
@@ -49,8 +49,8 @@ export class Llama extends CausalLM {
   readonly vocabSize: number;
   readonly contextLength: number;
 
-  constructor(readonly config: LlamaConfig, weights: NamedWeights) {
-    super('llama', llamaParamShapes(config), weights);
+  constructor(readonly config: LlamaConfig, weights: NamedWeights, opts: ModelOptions = {}) {
+    super('llama', llamaParamShapes(config), weights, ['model.embed_tokens.weight', 'lm_head.weight'], opts);
     this.vocabSize = config.vocab_size;
     this.contextLength = config.max_position_embeddings;
   }
@@ -60,15 +60,15 @@ export class Llama extends CausalLM {
       const c = this.config;
       const [B, T] = ids.shape;
       const { cos, sin } = ropeTables(T, c.head_dim, c.rope_theta, cache?.length ?? 0);
-      let x = embed(ids, this.p('model.embed_tokens.weight') as tf.Tensor2D); // [B*T, C]
+      let x = this.embedTokens(ids, 'model.embed_tokens.weight'); // [B*T, C]
       for (let i = 0; i < c.num_hidden_layers; i++) {
         const p = `model.layers.${i}.`;
         x = tf.add(x, this.attention(this.rmsNorm(x, p + 'input_layernorm.weight'), p, B, T, cos, sin, i, cache));
         x = tf.add(x, this.mlp(this.rmsNorm(x, p + 'post_attention_layernorm.weight'), p));
       }
       x = this.rmsNorm(x, 'model.norm.weight');
-      const head = this.p(c.tie_word_embeddings ? 'model.embed_tokens.weight' : 'lm_head.weight');
-      return tf.reshape(tf.matMul(x, head, false, true), [B, T, c.vocab_size]) as tf.Tensor3D; // [B, T, V]
+      const head = c.tie_word_embeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
+      return tf.reshape(this.projectOut(x, head), [B, T, c.vocab_size]) as tf.Tensor3D; // [B, T, V]
     });
     cache?.commit();
     return out;
