@@ -139,7 +139,9 @@ export class ModelLibrary {
   async generate(req: GenerateRequest, onPiece: (p: GeneratedPiece) => void, shouldStop: () => boolean): Promise<GenerateResult> {
     const m = this.require(req.modelId);
     const tokenizer = this.tokenizerOf(m);
-    const prompt = tokenizer.encode(req.prompt);
+    // A chat template writes its own special tokens (BOS, role markers), so none are added again.
+    const input = req.chat ? tokenizer.applyChatTemplate([{ role: 'user', content: req.prompt }]) : req.prompt;
+    const prompt = tokenizer.encode(input, { addSpecialTokens: !req.chat });
     const t0 = performance.now();
     let firstTokenMs = 0;
     const ids: number[] = [];
@@ -162,7 +164,7 @@ export class ModelLibrary {
       }
     }
     const ms = performance.now() - t0;
-    return { text, ids, promptTokens: prompt.length, stopReason, firstTokenMs, tokensPerSec: ids.length / (ms / 1000) };
+    return { text, input, ids, promptTokens: prompt.length, stopReason, firstTokenMs, tokensPerSec: ids.length / (ms / 1000) };
   }
 
   private require(id: string): Loaded {

@@ -137,6 +137,8 @@ export interface GenerateRequest {
   modelId: string;
   prompt: string;
   options: Partial<SamplingOptions>;
+  /** Wrap the prompt as a user message with the model's chat template (instruct models). */
+  chat?: boolean;
 }
 
 export interface GeneratedPiece {
@@ -147,6 +149,8 @@ export interface GeneratedPiece {
 
 export interface GenerateResult {
   text: string;
+  /** The exact text the model read: the prompt, or the chat template's rendering of it. */
+  input: string;
   ids: number[];
   promptTokens: number;
   stopReason: 'stop' | 'length' | 'context' | 'cancelled';

@@ -13,6 +13,8 @@ export class ModelsState {
   error = $state<string | null>(null);
 
   prompt = $state('The sea');
+  /** Use the model's chat template (instruct models); on by default when it has one. */
+  chat = $state(false);
   sampling = $state<SamplingOptions>({ maxNewTokens: 40, temperature: 0.8, topK: 50, topP: 0.95, seed: 0 });
   output = $state('');
   generating = $state(false);
@@ -95,7 +97,8 @@ export class ModelsState {
     this.output = '';
     this.result = null;
     try {
-      this.result = await this.client.generate({ modelId: this.loadedId, prompt: this.prompt, options: { ...this.sampling } }, (p) => {
+      const chat = this.chat && (this.loaded?.chatTemplate ?? false);
+      this.result = await this.client.generate({ modelId: this.loadedId, prompt: this.prompt, options: { ...this.sampling }, chat }, (p) => {
         this.output = p.text;
       });
       this.output = this.result.text;

@@ -93,3 +93,22 @@ test('bad files are refused with the file named, before anything is stored', asy
   const noConfig = entries('tiny-gpt2').filter((e) => !e.path.endsWith('config.json') || e.path.endsWith('tokenizer_config.json'));
   await assert.rejects(studio.inspectModelFiles(noConfig), /has no config\.json/);
 });
+
+test('chat: the prompt goes through the model\'s chat template, rendered by Jinja', async () => {
+  const studio = new Studio({ kv: memoryKV(), selectBackend: (r, onLost, exclude) => selectBackend(r, { onLost, exclude }) });
+  await studio.init('cpu');
+  const template = "{{ bos_token }}{% for m in messages %}{{ m['role'] + ' ' + m['content'] + ' ' }}{% endfor %}{% if add_generation_prompt %}{{ 'assistant ' }}{% endif %}";
+  const files = entries('tiny-llama').map((e) => {
+    if (!e.path.endsWith('tokenizer_config.json')) return e;
+    const cfg = JSON.parse(readFileSync(fileURLToPath(new URL('../fixtures/tiny-llama/tokenizer_config.json', import.meta.url)), 'utf8'));
+    return { ...e, file: new Blob([JSON.stringify({ ...cfg, chat_template: template })]) };
+  });
+  const info = await studio.importModel(files, () => undefined);
+  assert.equal(info.chatTemplate, true);
+  const plain = await studio.generate({ modelId: info.id, prompt: 'the sea', options: { temperature: 0, maxNewTokens: 3 } }, () => undefined);
+  assert.equal(plain.input, 'the sea');
+  const chat = await studio.generate({ modelId: info.id, prompt: 'the sea', options: { temperature: 0, maxNewTokens: 3 }, chat: true }, () => undefined);
+  assert.equal(chat.input, '<s>user the sea assistant ');
+  // <s> comes from the template, once; the tokenizer adds no second BOS.
+  assert.equal(chat.promptTokens, (await studio.logits(info.id, { text: 'user the sea assistant ' })).ids.length);
+});
