@@ -21,6 +21,9 @@ export interface SampleOptions {
   stopIds: number[];
 }
 
+/** Prompt tokens per pass when reading a long prompt into the cache. */
+export const PREFILL_CHUNK = 128;
+
 export const SAMPLE_DEFAULTS: SampleOptions = { maxNewTokens: 64, temperature: 0.8, topK: 50, topP: 0.95, seed: 0, stopIds: [] };
 
 export interface GeneratedToken {
@@ -85,7 +88,13 @@ export async function* generate(model: CausalLM, prompt: number[], options: Part
   const rng = new Rng(o.seed);
   const cache = new KVCache();
   try {
-    let input = prompt;
+    // The prompt goes in chunks through the cache, so no pass builds [T, V] logits or [T, T]
+    // attention for a long prompt; only the last chunk's last row is kept.
+    for (let at = 0; at + PREFILL_CHUNK < prompt.length - 1; at += PREFILL_CHUNK) {
+      const chunk = prompt.slice(at, at + PREFILL_CHUNK);
+      tf.dispose(tf.tidy(() => model.forward(tf.tensor2d(chunk, [1, chunk.length], 'int32'), cache)));
+    }
+    let input = prompt.slice(cache.length);
     for (let n = 1; n <= o.maxNewTokens; n++) {
       const last = tf.tidy(() => {
         const logits = model.forward(tf.tensor2d(input, [1, input.length], 'int32'), cache); // [1, T, V]

@@ -33,8 +33,10 @@ for (const name of ['tiny-gpt2', 'tiny-llama', 'tiny-llama-bf16-sharded']) {
       out.dispose();
       for (let t = 0; t < ids.length; t++) rows.push(Array.from(flat.subarray(t * model.vocabSize, (t + 1) * model.vocabSize)));
     };
+    // A first chunk, then a chunk of three after an offset (a mask that is not all zeros), then one at a time.
     await pass(golden.ids.slice(0, split));
-    for (const id of golden.ids.slice(split)) await pass([id]);
+    await pass(golden.ids.slice(split, split + 3));
+    for (const id of golden.ids.slice(split + 3)) await pass([id]);
     assert.equal(cache.length, golden.ids.length);
     let err = 0;
     rows.forEach((r, t) => r.forEach((v, j) => (err = Math.max(err, Math.abs(v - golden.logits[t][j])))));

@@ -73,7 +73,7 @@ export abstract class CausalLM {
   protected embedTokens(ids: tf.Tensor2D, name: string): tf.Tensor2D {
     const split = this.splits.get(name);
     if (!split) return embed(ids, this.p(name) as tf.Tensor2D);
-    // Each block embeds the ids in its row range; ids outside it one-hot to zero rows.
+    // Each block embeds the ids in its row range; ids outside it embed to zeros.
     const parts = split.parts.map((part, i) => embed(tf.sub(ids, tf.scalar(split.offsets[i], 'int32')) as tf.Tensor2D, this.p(part) as tf.Tensor2D));
     return parts.reduce((a, b) => tf.add(a, b));
   }
@@ -146,18 +146,36 @@ export abstract class CausalLM {
 }
 
 /**
- * Token embedding as a one-hot matmul rather than a gather: the gather's gradient needs
- * UnsortedSegmentSum, which the WASM backend lacks. ids [B, T] -> [B*T, C].
+ * Token embedding: ids [B, T] -> [B*T, C]. The forward pass is a gather, cheap at any vocabulary;
+ * the gradient is written by hand as a one-hot matmul, because tfjs's gather gradient needs
+ * UnsortedSegmentSum, which the WASM backend lacks. Ids outside the table's rows (those of another
+ * row block of a split table) embed to zeros.
  */
 export function embed(ids: tf.Tensor2D, table: tf.Tensor2D): tf.Tensor2D {
   const [B, T] = ids.shape;
-  const flat = tf.reshape(ids, [B * T]);
-  // tf.oneHot needs a depth of at least 2; a one-row block compares instead.
-  const oneHot =
-    table.shape[0] === 1
-      ? tf.reshape(tf.cast(tf.equal(flat, tf.scalar(0, 'int32')), 'float32'), [B * T, 1])
-      : tf.cast(tf.oneHot(flat, table.shape[0]), 'float32'); // [B*T, V]
-  return tf.matMul(oneHot, table); // [B*T, C]
+  const lookup = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [t, flat, save] = args as [tf.Tensor, tf.Tensor, tf.GradSaveFunc];
+    save([flat]);
+    const { idx, inRange } = rowsOf(flat as tf.Tensor1D, t.shape[0]);
+    return {
+      value: tf.mul(tf.gather(t, idx), inRange), // [N, C]
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const rows = rowsOf(saved[0] as tf.Tensor1D, t.shape[0]);
+        const V = t.shape[0];
+        // [N, V] one-hot of the rows this table holds; a one-row block compares instead (oneHot needs depth 2).
+        const hot = V === 1 ? tf.reshape(tf.cast(tf.equal(rows.idx, 0), 'float32'), [-1, 1]) : tf.cast(tf.oneHot(rows.idx, V), 'float32');
+        return [tf.matMul(tf.mul(hot, rows.inRange), dy, true, false), tf.zerosLike(saved[0])]; // [V, C]
+      },
+    };
+  });
+  return lookup(table, tf.reshape(ids, [B * T])) as tf.Tensor2D;
+}
+
+/** Row index per id, clipped into [0, V), and a [N, 1] mask of the ids that are really in range. */
+function rowsOf(flat: tf.Tensor1D, V: number): { idx: tf.Tensor1D; inRange: tf.Tensor2D } {
+  const ok = tf.logicalAnd(tf.greaterEqual(flat, tf.scalar(0, 'int32')), tf.less(flat, tf.scalar(V, 'int32')));
+  const idx = tf.where(ok, flat, tf.zerosLike(flat)) as tf.Tensor1D;
+  return { idx, inRange: tf.reshape(tf.cast(ok, 'float32'), [-1, 1]) as tf.Tensor2D };
 }
 
 /**
@@ -174,11 +192,12 @@ export function causalMask(Tq: number, Tk = Tq, offset = 0): tf.Tensor2D {
  * Softmax attention with a causal mask: q [B, H, Tq, D] over k, v [B, H, Tk, D] -> [B, H, Tq, D].
  * With a KV cache the queries are the last Tq positions of Tk.
  */
-export function causalAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D): tf.Tensor4D {
+export function causalAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, mask?: tf.Tensor2D): tf.Tensor4D {
   const [, , Tq, D] = q.shape;
   const Tk = k.shape[2];
   let att = tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(D)); // [B, H, Tq, Tk]
-  att = tf.add(att, causalMask(Tq, Tk, Tk - Tq));
+  // A forward pass builds the mask once and hands it to every layer.
+  att = tf.add(att, mask ?? causalMask(Tq, Tk, Tk - Tq));
   return tf.matMul(tf.softmax(att), v); // [B, H, Tq, D]
 }
 

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { GPT2Config } from '../config';
 import { Rng } from '../rng';
-import { CausalLM, causalAttention, validateWeights, type KVCache, type ModelOptions, type NamedWeights } from './base';
+import { CausalLM, causalAttention, causalMask, validateWeights, type KVCache, type ModelOptions, type NamedWeights } from './base';
 
 export type { NamedWeights } from './base';
 
@@ -70,9 +70,10 @@ export class GPT2 extends CausalLM {
       const tok = this.embedTokens(ids, 'wte.weight'); // [B*T, C]
       const pos = tf.slice(this.p('wpe.weight'), [start, 0], [T, C]); // [T, C]
       let x = tf.add(tf.reshape(tok, [B, T, C]), pos) as tf.Tensor3D; // [B, T, C]
+      const mask = causalMask(T, start + T, start); // [T, start+T]
       for (let i = 0; i < n_layer; i++) {
         const h = `h.${i}.`;
-        x = tf.add(x, this.attention(this.layerNorm(x, h + 'ln_1'), h, i, cache));
+        x = tf.add(x, this.attention(this.layerNorm(x, h + 'ln_1'), h, i, mask, cache));
         x = tf.add(x, this.mlp(this.layerNorm(x, h + 'ln_2'), h));
       }
       x = this.layerNorm(x, 'ln_f');
@@ -95,7 +96,7 @@ export class GPT2 extends CausalLM {
     return tf.add(tf.matMul(x, this.p(name + '.weight')), this.p(name + '.bias'));
   }
 
-  private attention(x: tf.Tensor3D, h: string, layer: number, cache?: KVCache): tf.Tensor3D {
+  private attention(x: tf.Tensor3D, h: string, layer: number, mask: tf.Tensor2D, cache?: KVCache): tf.Tensor3D {
     const [B, T, C] = x.shape;
     const H = this.config.n_head;
     const D = C / H;
@@ -104,7 +105,7 @@ export class GPT2 extends CausalLM {
       (t) => tf.transpose(tf.reshape(t, [B, T, H, D]), [0, 2, 1, 3]), // [B, H, T, D]
     );
     const kv = cache ? cache.extend(layer, k as tf.Tensor4D, v as tf.Tensor4D) : { k: k as tf.Tensor4D, v: v as tf.Tensor4D };
-    const y = tf.transpose(causalAttention(q as tf.Tensor4D, kv.k, kv.v), [0, 2, 1, 3]); // [B, T, H, D]
+    const y = tf.transpose(causalAttention(q as tf.Tensor4D, kv.k, kv.v, mask), [0, 2, 1, 3]); // [B, T, H, D]
     return tf.reshape(this.linear(tf.reshape(y, [B * T, C]), h + 'attn.c_proj'), [B, T, C]);
   }
 

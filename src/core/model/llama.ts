@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { CausalLM, causalAttention, type KVCache, type ModelOptions, type NamedWeights } from './base';
+import { CausalLM, causalAttention, causalMask, type KVCache, type ModelOptions, type NamedWeights } from './base';
 
 /** Llama architecture; keys are Hugging Face `config.json` names (SmolLM, TinyLlama use the same). */
 export interface LlamaConfig {
@@ -59,11 +59,13 @@ export class Llama extends CausalLM {
     const out = tf.tidy(() => {
       const c = this.config;
       const [B, T] = ids.shape;
-      const { cos, sin } = ropeTables(T, c.head_dim, c.rope_theta, cache?.length ?? 0);
+      const start = cache?.length ?? 0;
+      const { cos, sin } = ropeTables(T, c.head_dim, c.rope_theta, start);
+      const mask = causalMask(T, start + T, start); // [T, start+T]
       let x = this.embedTokens(ids, 'model.embed_tokens.weight'); // [B*T, C]
       for (let i = 0; i < c.num_hidden_layers; i++) {
         const p = `model.layers.${i}.`;
-        x = tf.add(x, this.attention(this.rmsNorm(x, p + 'input_layernorm.weight'), p, B, T, cos, sin, i, cache));
+        x = tf.add(x, this.attention(this.rmsNorm(x, p + 'input_layernorm.weight'), p, B, T, cos, sin, mask, i, cache));
         x = tf.add(x, this.mlp(this.rmsNorm(x, p + 'post_attention_layernorm.weight'), p));
       }
       x = this.rmsNorm(x, 'model.norm.weight');
@@ -86,7 +88,7 @@ export class Llama extends CausalLM {
   }
 
   private attention(
-    x: tf.Tensor2D, p: string, B: number, T: number, cos: tf.Tensor2D, sin: tf.Tensor2D, layer: number, cache?: KVCache,
+    x: tf.Tensor2D, p: string, B: number, T: number, cos: tf.Tensor2D, sin: tf.Tensor2D, mask: tf.Tensor2D, layer: number, cache?: KVCache,
   ): tf.Tensor2D {
     const { num_attention_heads: H, num_key_value_heads: KV, head_dim: D } = this.config;
     const heads = (t: tf.Tensor2D, n: number) => tf.transpose(tf.reshape(t, [B, T, n, D]), [0, 2, 1, 3]) as tf.Tensor4D; // [B, n, T, D]
@@ -100,7 +102,7 @@ export class Llama extends CausalLM {
       k = repeatKV(k, H / KV);
       v = repeatKV(v, H / KV);
     }
-    const y = tf.transpose(causalAttention(q, k, v), [0, 2, 1, 3]); // [B, T, H, D]
+    const y = tf.transpose(causalAttention(q, k, v, mask), [0, 2, 1, 3]); // [B, T, H, D]
     return this.linear(tf.reshape(y, [B * T, H * D]), p + 'self_attn.o_proj.weight'); // [B*T, C]
   }
 
