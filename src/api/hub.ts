@@ -46,26 +46,38 @@ export function hubFiles(repo: string, opts: HubOptions = {}): ModelFiles {
   async function request(p: string, init: RequestInit): Promise<Response> {
     let last: unknown;
     for (let i = 0; i < attempts; i++) {
+      let wait = 200 * 2 ** i;
       try {
         const res = await doFetch(url(p), init);
-        if (res.status < 500) return res;
+        if (res.status < 500 && res.status !== 429) return res;
         last = new Error(`HTTP ${res.status}`);
+        // Rate limited: the hub says how long to wait.
+        const after = Number(res.headers.get('retry-after'));
+        if (res.status === 429 && after > 0) wait = Math.min(after, 60) * 1000;
+        res.body?.cancel().catch(() => undefined);
       } catch (e) {
         last = e;
       }
-      await new Promise((r) => setTimeout(r, 200 * 2 ** i));
+      await new Promise((r) => setTimeout(r, wait));
     }
     throw new HubError(`${repo}: ${p} could not be fetched from ${endpoint} (${last instanceof Error ? last.message : String(last)})`, { file: p });
   }
 
+  /**
+   * A file's size from a one-byte ranged GET (Content-Range: bytes 0-0/SIZE). Not HEAD: the hub
+   * answers HEAD on large files with a redirect to a CDN whose URL is signed for GET only, and a
+   * browser cannot read the size headers of the redirect itself.
+   */
   async function size(p: string): Promise<number | null> {
     if (!sizes.has(p)) {
-      const res = await request(p, { method: 'HEAD' });
+      const res = await request(p, { headers: { Range: 'bytes=0-0' } });
       if (res.status === 401 || res.status === 403) {
         throw new HubError(`${repo}: ${p} needs permission (HTTP ${res.status}); gated models must be downloaded and dropped in as files`, { file: p });
       }
+      const range = /\/(\d+)\s*$/.exec(res.headers.get('content-range') ?? '');
       const len = res.headers.get('content-length');
-      sizes.set(p, res.ok && len !== null ? Number(len) : null);
+      sizes.set(p, !res.ok ? null : range ? Number(range[1]) : len !== null && res.status === 200 ? Number(len) : null);
+      res.body?.cancel().catch(() => undefined);
     }
     return sizes.get(p)!;
   }

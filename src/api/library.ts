@@ -7,8 +7,9 @@ import * as tf from '@tensorflow/tfjs-core';
 import { generate, type SampleOptions } from '../core/generate';
 import type { CausalLM } from '../core/model/base';
 import {
-  buildModel, decodeParameters, inspectModel, parseHFConfig, readParameters, type ModelFiles, type ModelSpec, type ModelSummary, type ParameterBytes,
+  addParameter, buildModel, checkComplete, inspectModel, parseHFConfig, readParameters, type ModelFiles, type ModelSpec, type ModelSummary,
 } from '../core/model/hf';
+import type { NamedWeights } from '../core/model/base';
 import { HFTokenizer, loadTokenizer, stopTokenIds } from '../core/tokenizer/hf';
 import { ConfigError, TabtuneError } from '../core/errors';
 import type { KV } from '../store/kv';
@@ -41,39 +42,47 @@ export class ModelLibrary {
 
   private async describe(files: ModelFiles, summary: ModelSummary): Promise<ModelInfo> {
     const name = files.name === UNNAMED ? ((await nameInConfig(files)) ?? UNNAMED) : files.name;
-    return infoFrom(idFor(name, summary), name, summary.spec, {
+    return infoFrom(`${slug(name)}-${await contentFingerprint(files, summary)}`, name, summary.spec, {
       numParams: summary.numParams, fileBytes: summary.fileBytes, dtypes: summary.dtypes,
       files: summary.files.map((f) => f.path), hasTokenizer: await files.has('tokenizer.json'),
       chatTemplate: await hasChatTemplate(files), stored: false,
     });
   }
 
-  /** Reads the weights with progress, stores them, and holds the model ready. */
+  /**
+   * Reads the weights with progress, stores them, and holds the model ready. Tensor by tensor:
+   * each is read, stored, decoded to float32, and its bytes dropped, so the peak is the float32
+   * model plus one tensor, not every byte twice.
+   */
   async import(files: ModelFiles, onProgress: (p: ModelProgress) => void): Promise<ModelInfo> {
     const summary = await inspectModel(files);
     const info = await this.describe(files, summary);
     const texts: Record<string, string> = {};
     for (const p of TEXT_FILES) if (await files.has(p)) texts[p] = await files.text(p);
     const tokenizer = texts['tokenizer.json'] ? await loadTokenizer(files) : null;
-    const params: ParameterBytes[] = [];
+    this.release();
+    const weights: NamedWeights = {};
     const total = summary.files.reduce((n, f) => n + f.header.tensors.reduce((m, t) => m + t.end - t.begin, 0), 0);
     // An import cut short (a reload, a dropped connection) continues: stored tensors are not read again.
     const already = await resumableTensors(this.kv, info.id);
-    for (const t of already.values()) params.push({ name: t.name, dtype: t.dtype, shape: t.shape, bytes: await loadTensorBytes(this.kv, info.id, t) });
-    const progress = (r: { bytesRead: number; tensor: string }) => onProgress({ phase: 'reading', done: r.bytesRead, total, detail: r.tensor });
+    let done = 0;
+    for (const t of already.values()) {
+      addParameter(weights, { ...t, bytes: await loadTensorBytes(this.kv, info.id, t) }, info.name);
+      done += t.byteLength;
+    }
+    const source = files.name;
     async function* tensors() {
-      for await (const p of readParameters(files, summary, progress, (name) => already.has(name))) {
-        params.push(p);
+      for await (const p of readParameters(files, summary, undefined, (name) => already.has(name))) {
+        addParameter(weights, p, source);
         yield p;
+        done += p.bytes.byteLength;
+        onProgress({ phase: 'reading', done, total, detail: p.name });
       }
     }
     // On failure what was stored stays for the next attempt to continue from; the record is
     // written last, so the model is not listed until it is complete.
-    const record = await saveModel(
-      this.kv, info.id, info.name, texts, tensors(), (stored) => onProgress({ phase: 'storing', done: stored, total, detail: 'IndexedDB' }), already,
-    );
-    const weights = decodeParameters(summary.spec, params, files.name);
-    params.length = 0;
+    const record = await saveModel(this.kv, info.id, info.name, texts, tensors(), undefined, already);
+    checkComplete(summary.spec, weights, source);
     const stored = { ...info, stored: true, storedBytes: record.storedBytes };
     await this.hold(stored, summary.spec, weights, tokenizer, tokenizer ? await stopTokenIds(files, tokenizer) : eosOf(texts));
     onProgress({ phase: 'ready', done: total, total, detail: info.name });
@@ -98,14 +107,15 @@ export class ModelLibrary {
     const files = await this.kvFiles(record);
     const spec = parseHFConfig(JSON.parse(await files.text('config.json')));
     const info = await recordInfo(record, spec, files);
-    const params: ParameterBytes[] = [];
+    this.release();
+    const weights: NamedWeights = {};
     let done = 0;
     for (const t of record.tensors) {
-      params.push({ name: t.name, dtype: t.dtype, shape: t.shape, bytes: await loadTensorBytes(this.kv, id, t) });
+      addParameter(weights, { ...t, bytes: await loadTensorBytes(this.kv, id, t) }, record.name);
       done += t.byteLength;
       onProgress({ phase: 'loading', done, total: record.storedBytes, detail: t.name });
     }
-    const weights = decodeParameters(spec, params, record.name);
+    checkComplete(spec, weights, record.name);
     const tokenizer = (await files.has('tokenizer.json')) ? await loadTokenizer(files) : null;
     const stopIds = tokenizer ? await stopTokenIds(files, tokenizer) : eosOf({ 'config.json': await files.text('config.json') });
     await this.hold(info, spec, weights, tokenizer, stopIds);
@@ -158,6 +168,8 @@ export class ModelLibrary {
       text = tokenizer.decode(ids, { skipSpecialTokens: true });
       onPiece({ id: t.id, text });
       if (t.done) stopReason = t.done;
+      // Let a stop request in: on CPU-like backends a read back resolves without a macrotask.
+      await new Promise((r) => setTimeout(r, 0));
       if (shouldStop()) {
         stopReason = 'cancelled';
         break;
@@ -177,7 +189,7 @@ export class ModelLibrary {
     return m.tokenizer;
   }
 
-  private async hold(info: ModelInfo, spec: ModelSpec, weights: Parameters<typeof buildModel>[1], tokenizer: HFTokenizer | null, stopIds: number[]) {
+  private async hold(info: ModelInfo, spec: ModelSpec, weights: NamedWeights, tokenizer: HFTokenizer | null, stopIds: number[]) {
     this.release();
     const model = buildModel(spec, weights, { maxTensorBytes: this.maxBufferBytes() ?? undefined });
     this.loaded = { id: info.id, model, tokenizer, stopIds, info };
@@ -211,9 +223,29 @@ export class ModelLibrary {
   }
 }
 
-function idFor(name: string, summary: ModelSummary): string {
-  const slug = name.split('/').pop()!.toLowerCase().replace(/[^a-z0-9._-]+/g, '-').replace(/^-+|-+$/g, '') || 'model';
-  return `${slug}-${summary.numParams}`;
+function slug(name: string): string {
+  return name.toLowerCase().replace(/[^a-z0-9._-]+/g, '-').replace(/^-+|-+$/g, '') || 'model';
+}
+
+/**
+ * Tells models apart that share a name and shapes (a checkpoint folder and its fine-tune, two
+ * picks of "unnamed" files): a hash of the headers and of a few bytes sampled from each tensor
+ * region, read with a handful of small range reads.
+ */
+async function contentFingerprint(files: ModelFiles, summary: ModelSummary): Promise<string> {
+  let h = 0x811c9dc5;
+  const mix = (bytes: Uint8Array) => {
+    for (const b of bytes) h = Math.imul(h ^ b, 0x01000193) >>> 0;
+  };
+  for (const f of summary.files) {
+    mix(new TextEncoder().encode(JSON.stringify(f.header.tensors.map((t) => [t.name, t.dtype, t.shape, t.begin]))));
+    const data = f.header.tensors.at(-1)?.end ?? 0;
+    for (const at of [0, Math.floor(data / 3), Math.floor((2 * data) / 3), Math.max(0, data - 32)]) {
+      const start = f.header.dataStart + at;
+      mix(await files.read(f.path, start, Math.min(start + 32, f.header.dataStart + data)));
+    }
+  }
+  return h.toString(16).padStart(8, '0');
 }
 
 /** transformers writes the repository name into config.json as _name_or_path. */

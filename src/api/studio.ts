@@ -268,7 +268,7 @@ export class Studio implements StudioApi {
   }
 
   async importModel(files: FileEntry[], onProgress: (p: ModelProgress) => void): Promise<ModelInfo> {
-    this.requireBackend();
+    this.requireIdleModel();
     return this.library.import(blobFiles(files), quiet(onProgress));
   }
 
@@ -277,7 +277,7 @@ export class Studio implements StudioApi {
   }
 
   async importHubModel(repo: string, endpoint: string | undefined, onProgress: (p: ModelProgress) => void): Promise<ModelInfo> {
-    this.requireBackend();
+    this.requireIdleModel();
     return this.library.import(hubFiles(parseRepo(repo), { endpoint }), quiet(onProgress));
   }
 
@@ -286,11 +286,12 @@ export class Studio implements StudioApi {
   }
 
   async loadModel(id: string, onProgress: (p: ModelProgress) => void): Promise<ModelInfo> {
-    this.requireBackend();
+    this.requireIdleModel();
     return this.library.load(id, quiet(onProgress));
   }
 
   async deleteModel(id: string): Promise<void> {
+    this.requireIdleModel();
     await this.library.delete(id);
   }
 
@@ -313,8 +314,10 @@ export class Studio implements StudioApi {
     if (this.generating) this.generating.stop = true;
   }
 
-  private requireBackend(): void {
+  /** Loading, importing or deleting replaces the held model: never under a running generation. */
+  private requireIdleModel(): void {
     if (!this.current) throw new BackendError('init() must choose a backend first');
+    if (this.generating) throw new TabtuneError('a generation is running; stop it before changing models');
   }
 
   async diagnostics(): Promise<Diagnostics> {

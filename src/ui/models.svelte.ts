@@ -13,8 +13,12 @@ export class ModelsState {
   error = $state<string | null>(null);
 
   prompt = $state('The sea');
-  /** Use the model's chat template (instruct models); on by default when it has one. */
+  /** Use the model's chat template (instruct models). */
   chat = $state(false);
+  /** The prompt the shown output continues (the box may have changed since). */
+  shownPrompt = $state('');
+  /** One sentence for screen readers when an import, load or generation ends. */
+  announcement = $state('');
   sampling = $state<SamplingOptions>({ maxNewTokens: 40, temperature: 0.8, topK: 50, topP: 0.95, seed: 0 });
   output = $state('');
   generating = $state(false);
@@ -41,9 +45,16 @@ export class ModelsState {
 
   /** Reads config.json and the safetensors headers of the chosen files: nothing big yet. */
   async choose(files: FileEntry[]): Promise<void> {
+    if (this.busy) {
+      this.error = 'An import is running; wait for it to finish before choosing another model.';
+      return;
+    }
     this.error = null;
     this.pending = null;
-    if (files.length === 0) return;
+    if (files.length === 0) {
+      this.error = 'No files were chosen. Choose the files of one model folder, or the folder itself.';
+      return;
+    }
     try {
       this.pending = { kind: 'files', files, info: await this.client.inspectModelFiles(files) };
     } catch (e) {
@@ -56,7 +67,10 @@ export class ModelsState {
     this.error = null;
     this.pending = null;
     const repo = this.repo.trim();
-    if (!repo) return;
+    if (!repo) {
+      this.error = 'Type a repository name, like HuggingFaceTB/SmolLM2-135M.';
+      return;
+    }
     await this.run(async () => {
       this.progress = { phase: 'reading', done: 0, total: 1, detail: `${repo}: config and headers` };
       this.pending = { kind: 'hub', repo, info: await this.client.inspectHubModel(repo, this.hubEndpoint) };
@@ -65,13 +79,19 @@ export class ModelsState {
 
   async importPending(): Promise<void> {
     if (!this.pending || this.busy) return;
+    const p = this.pending;
     await this.run(async () => {
-      const p = this.pending!;
       const onProgress = (x: ModelProgress) => (this.progress = x);
-      const info = p.kind === 'files' ? await this.client.importModel(p.files, onProgress) : await this.client.importHubModel(p.repo, this.hubEndpoint, onProgress);
-      this.pending = null;
-      this.loadedId = info.id;
-      await this.refresh();
+      try {
+        const info = p.kind === 'files' ? await this.client.importModel(p.files, onProgress) : await this.client.importHubModel(p.repo, this.hubEndpoint, onProgress);
+        this.pending = null;
+        this.loadedId = info.id;
+        await this.refresh();
+        this.announcement = `${info.name} is imported, kept in this browser, and loaded.`;
+      } catch (e) {
+        // What was read is kept; the same action continues from there.
+        throw new Error(`${message(e)} What was already ${p.kind === 'hub' ? 'downloaded' : 'read'} is kept: press the button again to continue.`);
+      }
     });
   }
 
@@ -79,6 +99,7 @@ export class ModelsState {
     await this.run(async () => {
       const info = await this.client.loadModel(id, (p) => (this.progress = p));
       this.loadedId = info.id;
+      this.announcement = `${info.name} is loaded.`;
     });
   }
 
@@ -96,12 +117,14 @@ export class ModelsState {
     this.error = null;
     this.output = '';
     this.result = null;
+    this.shownPrompt = this.prompt;
     try {
       const chat = this.chat && (this.loaded?.chatTemplate ?? false);
       this.result = await this.client.generate({ modelId: this.loadedId, prompt: this.prompt, options: { ...this.sampling }, chat }, (p) => {
         this.output = p.text;
       });
       this.output = this.result.text;
+      this.announcement = `Generated ${this.result.ids.length} tokens.`;
     } catch (e) {
       this.error = message(e);
     } finally {
@@ -131,6 +154,13 @@ export class ModelsState {
 function message(e: unknown): string {
   if (e instanceof Error) return e.name && e.name !== 'Error' ? `${e.name}: ${e.message}` : e.message;
   return String(e);
+}
+
+/** "reading 45% (12 MB of 27 MB)" */
+export function describeProgress(p: ModelProgress): string {
+  const pct = p.total > 0 ? Math.floor((100 * p.done) / p.total) : 0;
+  const verb = { reading: 'Reading weights', storing: 'Storing', loading: 'Loading from this browser', ready: 'Ready' }[p.phase];
+  return `${verb}: ${pct}% (${formatBytes(p.done)} of ${formatBytes(p.total)})`;
 }
 
 export function formatBytes(n: number): string {

@@ -1,6 +1,7 @@
 /**
  * A stand-in for the Hugging Face Hub on loopback: /{owner}/{name}/resolve/main/{file} serves the
- * fixture folder test/fixtures/{name}, with HEAD, Range requests and CORS as the hub answers them.
+ * fixture folder test/fixtures/{name}, with Range requests and CORS, and .safetensors files through
+ * a redirect to a /cdn/ location, as the hub serves large files.
  * It counts what it sends, and can fail on purpose, so tests can prove downloads resume.
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
@@ -26,7 +27,11 @@ export async function startHub(): Promise<HubServer> {
     res.setHeader('Access-Control-Allow-Headers', 'Range');
     res.setHeader('Access-Control-Expose-Headers', 'Content-Length, Content-Range, Accept-Ranges');
     if (req.method === 'OPTIONS') return void res.writeHead(204).end();
-    const m = /^\/[\w.-]+\/([\w.-]+)\/resolve\/main\/([\w.-]+)$/.exec(decodeURIComponent(new URL(req.url!, 'http://x').pathname));
+    const path = decodeURIComponent(new URL(req.url!, 'http://x').pathname);
+    // As the hub does for large (LFS) files: a redirect to a CDN location, answered there.
+    const lfs = /^\/[\w.-]+\/([\w.-]+)\/resolve\/main\/([\w.-]+\.safetensors)$/.exec(path);
+    if (lfs) return void res.writeHead(302, { Location: `/cdn/${lfs[1]}/${lfs[2]}` }).end();
+    const m = /^\/(?:[\w.-]+|cdn)\/([\w.-]+)\/(?:resolve\/main\/)?([\w.-]+)$/.exec(path);
     const file = m ? join(FIXTURES, m[1], m[2]) : '';
     if (!m || !existsSync(file) || m[2].startsWith('golden')) return void res.writeHead(404).end('Entry not found');
     const size = statSync(file).size;

@@ -234,13 +234,14 @@ export async function* readParameters(
 }
 
 /** Decodes one parameter to float32 into `weights`; a parameter given twice is an error. */
-function addParameter(weights: NamedWeights, p: ParameterBytes, source: string): void {
+export function addParameter(weights: NamedWeights, p: ParameterBytes, source: string): void {
   if (weights[p.name]) throw new SafetensorsError(`${source}: parameter ${p.name} appears twice`, { field: p.name });
   const entry = { name: p.name, dtype: p.dtype, shape: p.shape, begin: 0, end: p.bytes.byteLength };
   weights[p.name] = { shape: p.shape, data: decodeTensor(entry, p.bytes, source) };
 }
 
-function checkComplete(spec: ModelSpec, weights: NamedWeights, source: string): NamedWeights {
+/** The weights, once every parameter of the architecture is among them; else an error naming the missing. */
+export function checkComplete(spec: ModelSpec, weights: NamedWeights, source: string): NamedWeights {
   const missing = paramShapes(spec).map(([n]) => n).filter((n) => !weights[n]);
   if (missing.length) {
     throw new SafetensorsError(
