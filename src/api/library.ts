@@ -19,7 +19,7 @@ import {
 } from '../store/models';
 import type { GenerateRequest, GenerateResult, GeneratedPiece, ModelInfo, ModelProgress } from './protocol';
 
-const TEXT_FILES = ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json'];
+const TEXT_FILES = ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json', 'chat_template.jinja'];
 
 interface Loaded {
   id: string;
@@ -259,9 +259,11 @@ async function nameInConfig(files: ModelFiles): Promise<string | null> {
 }
 
 async function hasChatTemplate(files: ModelFiles): Promise<boolean> {
+  if (await files.has('chat_template.jinja')) return true;
   if (!(await files.has('tokenizer_config.json'))) return false;
   try {
-    return typeof JSON.parse(await files.text('tokenizer_config.json')).chat_template === 'string';
+    const t = JSON.parse(await files.text('tokenizer_config.json')).chat_template;
+    return typeof t === 'string' || (Array.isArray(t) && t.length > 0);
   } catch {
     return false;
   }

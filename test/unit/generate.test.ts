@@ -20,7 +20,7 @@ async function loadFixture(name: string): Promise<{ model: CausalLM; golden: { i
   return { model: buildModel(summary.spec, await loadWeights(files, summary)), golden: JSON.parse(readFileSync(dir(name) + 'golden.json', 'utf8')) };
 }
 
-for (const name of ['tiny-gpt2', 'tiny-llama', 'tiny-llama-bf16-sharded']) {
+for (const name of ['tiny-gpt2', 'tiny-llama', 'tiny-llama-bf16-sharded', 'tiny-llama-headdim']) {
   test(`${name}: a KV cache fed a prompt and then one token at a time gives PyTorch's logits at every position`, async () => {
     const { model, golden } = await loadFixture(name);
     const start = tf.memory().numTensors;

@@ -79,6 +79,12 @@ test('the WASM backend gives the same logits as PyTorch for both architectures',
   }
 });
 
+test('Llama with head_dim apart from hidden/heads, rope_theta 1e5, 4:1 grouped queries and 48 positions matches PyTorch', async () => {
+  const s = await checkLogits('tiny-llama-headdim');
+  assert.equal(s.spec.arch === 'llama' && s.spec.config.head_dim, 12);
+  await checkGradients('tiny-llama-headdim');
+});
+
 test('Llama stored as BF16 in two shards with an index, tied embeddings, matches PyTorch', async () => {
   const s = await checkLogits('tiny-llama-bf16-sharded');
   assert.deepEqual(s.dtypes, ['BF16']);

@@ -83,4 +83,13 @@ test('chat templates render with Jinja, as apply_chat_template does', () => {
   const broken = HFTokenizer.fromJSON(gpt2TokenizerJson(), { chat_template: '{% for m in messages %}{{ m.content }' });
   assert.throws(() => broken.applyChatTemplate([{ role: 'user', content: 'x' }]), (e: unknown) => e instanceof TokenizerError && e.field === 'chat_template');
   assert.throws(() => HFTokenizer.fromJSON({ vocab: {} }, {}, 'my/tokenizer.json'), /my\/tokenizer\.json is not a Hugging Face tokenizer/);
+  // Llama-2-style templates refuse roles out of order through raise_exception.
+  const strict = HFTokenizer.fromJSON(gpt2TokenizerJson(), {
+    chat_template: "{% for m in messages %}{% if (m['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{{ m['content'] }}{% endfor %}",
+  });
+  assert.equal(strict.applyChatTemplate([{ role: 'user', content: 'a' }, { role: 'assistant', content: 'b' }], { addGenerationPrompt: false }), 'ab');
+  assert.throws(() => strict.applyChatTemplate([{ role: 'assistant', content: 'x' }]), (e: unknown) => e instanceof TokenizerError && /Conversation roles must alternate/.test(e.message));
+  // A list of named templates: the default one is used.
+  const listed = HFTokenizer.fromJSON(gpt2TokenizerJson(), { chat_template: [{ name: 'tool_use', template: 'T' }, { name: 'default', template: 'D{{ messages[0].content }}' }] });
+  assert.equal(listed.applyChatTemplate([{ role: 'user', content: '!' }]), 'D!');
 });

@@ -56,6 +56,10 @@ export function parseHFConfig(json: unknown, file = 'config.json'): ModelSpec {
     if (act !== 'gelu_new' && act !== 'gelu_pytorch_tanh') refuse(file, 'activation_function', `activation_function "${act}" is not supported (gelu_new is)`);
     if (cfg.n_inner != null && cfg.n_inner !== 4 * n_embd) refuse(file, 'n_inner', `n_inner ${cfg.n_inner} is not supported (4 * n_embd is)`);
     if (cfg.tie_word_embeddings === false) refuse(file, 'tie_word_embeddings', 'GPT-2 with an untied lm_head is not supported');
+    for (const flag of ['scale_attn_by_inverse_layer_idx', 'reorder_and_upcast_attn'] as const) {
+      if (cfg[flag] === true) refuse(file, flag, `${flag} is not supported`);
+    }
+    if (cfg.scale_attn_weights === false) refuse(file, 'scale_attn_weights', 'attention without 1/sqrt(d) scaling is not supported');
     return {
       arch: 'gpt2',
       config: {

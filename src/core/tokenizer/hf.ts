@@ -27,9 +27,25 @@ function tokenText(v: unknown): string | null {
   return null;
 }
 
+/**
+ * tokenizer_config.json's chat_template: a string, or a list of named templates (the "default"
+ * one, else the first). Newer models ship it as chat_template.jinja instead, which loadTokenizer
+ * puts here.
+ */
+function chatTemplateOf(v: unknown): string | null {
+  if (typeof v === 'string') return v;
+  if (Array.isArray(v)) {
+    const named = v.filter((t): t is { name?: string; template: string } => !!t && typeof t === 'object' && typeof (t as Json).template === 'string');
+    return (named.find((t) => t.name === 'default') ?? named[0])?.template ?? null;
+  }
+  return null;
+}
+
 export class HFTokenizer {
   readonly bosToken: string | null;
   readonly eosToken: string | null;
+  readonly unkToken: string | null;
+  readonly padToken: string | null;
   readonly bosId: number | null;
   readonly eosId: number | null;
   readonly chatTemplate: string | null;
@@ -39,10 +55,11 @@ export class HFTokenizer {
   private constructor(private readonly tok: Tokenizer, config: Json) {
     this.bosToken = tokenText(config.bos_token);
     this.eosToken = tokenText(config.eos_token);
+    this.unkToken = tokenText(config.unk_token);
+    this.padToken = tokenText(config.pad_token);
     this.bosId = this.bosToken === null ? null : (tok.token_to_id(this.bosToken) ?? null);
     this.eosId = this.eosToken === null ? null : (tok.token_to_id(this.eosToken) ?? null);
-    const t = config.chat_template;
-    this.chatTemplate = typeof t === 'string' ? t : null;
+    this.chatTemplate = chatTemplateOf(config.chat_template);
     this.vocabSize = tok.get_vocab(true).size;
   }
 
@@ -81,6 +98,10 @@ export class HFTokenizer {
         add_generation_prompt: opts.addGenerationPrompt ?? true,
         bos_token: this.bosToken ?? '',
         eos_token: this.eosToken ?? '',
+        unk_token: this.unkToken ?? '',
+        pad_token: this.padToken ?? '',
+        // raise_exception, which Llama-2's and Mistral's templates call to refuse a conversation,
+        // is built into @huggingface/jinja; its error lands in the catch below.
       });
     } catch (e) {
       throw new TokenizerError(`the chat_template could not be rendered: ${(e as Error).message}`, { file: 'tokenizer_config.json', field: 'chat_template' });
@@ -94,7 +115,8 @@ export async function loadTokenizer(files: ModelFiles): Promise<HFTokenizer> {
     throw new TokenizerError(`${files.name} has no tokenizer.json`, { file: 'tokenizer.json' });
   }
   const json = await readJson(files, 'tokenizer.json');
-  const config = (await files.has('tokenizer_config.json')) ? await readJson(files, 'tokenizer_config.json') : {};
+  const config = ((await files.has('tokenizer_config.json')) ? await readJson(files, 'tokenizer_config.json') : {}) as Json;
+  if (config.chat_template == null && (await files.has('chat_template.jinja'))) config.chat_template = await files.text('chat_template.jinja');
   return HFTokenizer.fromJSON(json, config);
 }
 
