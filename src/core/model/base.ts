@@ -16,6 +16,23 @@ export interface ModelOptions {
   maxTensorBytes?: number;
 }
 
+/** A linear layer of a model: its module path (Hugging Face's), sizes, and weight layout. */
+export interface LinearModule {
+  path: string;
+  in: number;
+  out: number;
+  /** GPT-2's Conv1D keeps its weight as [in, out]; nn.Linear as [out, in]. */
+  conv1d: boolean;
+}
+
+/** A LoRA adapter on one linear layer: out += dropout(x) A^T B^T * scaling, A [r, in], B [out, r]. */
+export interface AdapterLayer {
+  A: tf.Variable;
+  B: tf.Variable;
+  scaling: number;
+  dropout: number;
+}
+
 /** A [rows, C] table kept as row blocks: the variables' names and the first row of each. */
 interface SplitTable {
   parts: string[];
@@ -30,6 +47,13 @@ interface SplitTable {
 export abstract class CausalLM {
   /** Variables by name: the Hugging Face name, or "name#i" for the i-th row block of a split table. */
   readonly params = new Map<string, tf.Variable>();
+  /** LoRA adapters by module path (src/core/peft/lora.ts attaches them). */
+  readonly adapters = new Map<string, AdapterLayer>();
+  /** Set by the trainer around training steps: adapter dropout applies only then. */
+  training = false;
+  private dropoutCalls = 0;
+  /** Seed of the adapter dropout masks; a resumed run sets it to continue the sequence. */
+  dropoutSeed = 0;
   private readonly prefix: string;
   private readonly splits = new Map<string, SplitTable>();
 
@@ -69,6 +93,32 @@ export abstract class CausalLM {
     t.dispose();
   }
 
+  /** Every linear layer, in order: what LoRA can target. */
+  abstract linearModules(): LinearModule[];
+
+  /** A module path as PEFT writes it after "base_model.model.". */
+  abstract peftPath(path: string): string;
+
+  /** A linear layer's output plus its adapter's update, if it has one. x [N, in], out [N, out]. */
+  protected adapt(path: string, x: tf.Tensor2D, out: tf.Tensor2D): tf.Tensor2D {
+    const a = this.adapters.get(path);
+    if (!a) return out;
+    const xin = this.training && a.dropout > 0 ? (tf.dropout(x, a.dropout, undefined, this.dropoutSeed * 1_000_003 + ++this.dropoutCalls) as tf.Tensor2D) : x;
+    const update = tf.matMul(tf.matMul(xin, a.A, false, true), a.B, false, true); // [N, r] -> [N, out]
+    return tf.add(out, tf.mul(update, a.scaling));
+  }
+
+  /** What training updates: the adapters' A and B when there are any, else every parameter. */
+  trainableParams(): Map<string, tf.Variable> {
+    if (this.adapters.size === 0) return this.params;
+    const out = new Map<string, tf.Variable>();
+    for (const [path, a] of this.adapters) {
+      out.set(`${path}.lora_A.weight`, a.A);
+      out.set(`${path}.lora_B.weight`, a.B);
+    }
+    return out;
+  }
+
   /** Token embedding: ids [B, T] -> [B*T, C], whether the table is whole or in row blocks. */
   protected embedTokens(ids: tf.Tensor2D, name: string): tf.Tensor2D {
     const split = this.splits.get(name);
@@ -95,6 +145,11 @@ export abstract class CausalLM {
 
   /** The longest sequence the model's positions allow. */
   abstract readonly contextLength: number;
+
+  /** The tfjs variable name for a key of this model (unique across models in one tfjs engine). */
+  variableName(key: string): string {
+    return this.prefix + key;
+  }
 
   /** The tfjs variable name back to the Hugging Face name. */
   hfName(variableName: string): string {
@@ -142,6 +197,8 @@ export abstract class CausalLM {
   dispose(): void {
     for (const v of this.params.values()) v.dispose();
     this.params.clear();
+    for (const a of this.adapters.values()) tf.dispose([a.A, a.B]);
+    this.adapters.clear();
   }
 }
 

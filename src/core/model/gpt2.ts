@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { GPT2Config } from '../config';
 import { Rng } from '../rng';
-import { CausalLM, causalAttention, causalMask, validateWeights, type KVCache, type ModelOptions, type NamedWeights } from './base';
+import { CausalLM, causalAttention, causalMask, validateWeights, type KVCache, type LinearModule, type ModelOptions, type NamedWeights } from './base';
 
 export type { NamedWeights } from './base';
 
@@ -92,8 +92,28 @@ export class GPT2 extends CausalLM {
   }
 
   /** Conv1D: x [N, in] @ weight [in, out] + bias [out]. */
-  private linear(x: tf.Tensor2D, name: string): tf.Tensor2D {
-    return tf.add(tf.matMul(x, this.p(name + '.weight')), this.p(name + '.bias'));
+  private linear(x: tf.Tensor2D, path: string): tf.Tensor2D {
+    return this.adapt(path, x, tf.add(tf.matMul(x, this.p(path + '.weight')), this.p(path + '.bias')));
+  }
+
+  linearModules(): LinearModule[] {
+    const C = this.config.n_embd;
+    const out: LinearModule[] = [];
+    for (let i = 0; i < this.config.n_layer; i++) {
+      const h = `h.${i}.`;
+      out.push(
+        { path: h + 'attn.c_attn', in: C, out: 3 * C, conv1d: true },
+        { path: h + 'attn.c_proj', in: C, out: C, conv1d: true },
+        { path: h + 'mlp.c_fc', in: C, out: 4 * C, conv1d: true },
+        { path: h + 'mlp.c_proj', in: 4 * C, out: C, conv1d: true },
+      );
+    }
+    return out;
+  }
+
+  /** GPT2LMHeadModel keeps the transformer under "transformer.", as PEFT's keys do. */
+  peftPath(path: string): string {
+    return `transformer.${path}`;
   }
 
   private attention(x: tf.Tensor3D, h: string, layer: number, mask: tf.Tensor2D, cache?: KVCache): tf.Tensor3D {

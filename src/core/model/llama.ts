@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { CausalLM, causalAttention, causalMask, type KVCache, type ModelOptions, type NamedWeights } from './base';
+import { CausalLM, causalAttention, causalMask, type KVCache, type LinearModule, type ModelOptions, type NamedWeights } from './base';
 
 /** Llama architecture; keys are Hugging Face `config.json` names (SmolLM, TinyLlama use the same). */
 export interface LlamaConfig {
@@ -82,9 +82,36 @@ export class Llama extends CausalLM {
     return tf.mul(tf.mul(x, tf.rsqrt(tf.add(ms, this.config.rms_norm_eps))), this.p(name));
   }
 
-  /** nn.Linear without bias: x [N, in] @ weight[out, in]^T. */
-  private linear(x: tf.Tensor2D, name: string): tf.Tensor2D {
-    return tf.matMul(x, this.p(name), false, true);
+  /** nn.Linear without bias: x [N, in] @ weight[out, in]^T, plus a LoRA adapter's update if one is attached. */
+  private linear(x: tf.Tensor2D, path: string): tf.Tensor2D {
+    return this.adapt(path, x, tf.matMul(x, this.p(path + '.weight'), false, true));
+  }
+
+  linearModules(): LinearModule[] {
+    const c = this.config;
+    const C = c.hidden_size;
+    const Q = c.num_attention_heads * c.head_dim;
+    const KV = c.num_key_value_heads * c.head_dim;
+    const I = c.intermediate_size;
+    const out: LinearModule[] = [];
+    for (let i = 0; i < c.num_hidden_layers; i++) {
+      const p = `model.layers.${i}.`;
+      out.push(
+        { path: p + 'self_attn.q_proj', in: C, out: Q, conv1d: false },
+        { path: p + 'self_attn.k_proj', in: C, out: KV, conv1d: false },
+        { path: p + 'self_attn.v_proj', in: C, out: KV, conv1d: false },
+        { path: p + 'self_attn.o_proj', in: Q, out: C, conv1d: false },
+        { path: p + 'mlp.gate_proj', in: C, out: I, conv1d: false },
+        { path: p + 'mlp.up_proj', in: C, out: I, conv1d: false },
+        { path: p + 'mlp.down_proj', in: I, out: C, conv1d: false },
+      );
+    }
+    return out;
+  }
+
+  /** LlamaForCausalLM's own module names already start at the model. */
+  peftPath(path: string): string {
+    return path;
   }
 
   private attention(
@@ -92,9 +119,9 @@ export class Llama extends CausalLM {
   ): tf.Tensor2D {
     const { num_attention_heads: H, num_key_value_heads: KV, head_dim: D } = this.config;
     const heads = (t: tf.Tensor2D, n: number) => tf.transpose(tf.reshape(t, [B, T, n, D]), [0, 2, 1, 3]) as tf.Tensor4D; // [B, n, T, D]
-    const q = rope(heads(this.linear(x, p + 'self_attn.q_proj.weight'), H), cos, sin);
-    let k = rope(heads(this.linear(x, p + 'self_attn.k_proj.weight'), KV), cos, sin);
-    let v = heads(this.linear(x, p + 'self_attn.v_proj.weight'), KV);
+    const q = rope(heads(this.linear(x, p + 'self_attn.q_proj'), H), cos, sin);
+    let k = rope(heads(this.linear(x, p + 'self_attn.k_proj'), KV), cos, sin);
+    let v = heads(this.linear(x, p + 'self_attn.v_proj'), KV);
     // The cache keeps the KV heads un-repeated; the repeat happens per pass.
     if (cache) ({ k, v } = cache.extend(layer, k, v));
     if (KV !== H) {
@@ -103,13 +130,13 @@ export class Llama extends CausalLM {
       v = repeatKV(v, H / KV);
     }
     const y = tf.transpose(causalAttention(q, k, v, mask), [0, 2, 1, 3]); // [B, T, H, D]
-    return this.linear(tf.reshape(y, [B * T, H * D]), p + 'self_attn.o_proj.weight'); // [B*T, C]
+    return this.linear(tf.reshape(y, [B * T, H * D]), p + 'self_attn.o_proj'); // [B*T, C]
   }
 
   private mlp(x: tf.Tensor2D, p: string): tf.Tensor2D {
-    const gate = this.linear(x, p + 'mlp.gate_proj.weight'); // [N, I]
+    const gate = this.linear(x, p + 'mlp.gate_proj'); // [N, I]
     const silu = tf.mul(gate, tf.sigmoid(gate));
-    return this.linear(tf.mul(silu, this.linear(x, p + 'mlp.up_proj.weight')), p + 'mlp.down_proj.weight'); // [N, C]
+    return this.linear(tf.mul(silu, this.linear(x, p + 'mlp.up_proj')), p + 'mlp.down_proj'); // [N, C]
   }
 }
 

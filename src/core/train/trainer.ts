@@ -37,9 +37,12 @@ export class Trainer {
   step = 0;
   readonly rng: Rng;
   private readonly opt: AdamW;
+  private readonly trainable: Map<string, tf.Variable>;
 
   constructor(readonly model: CausalLM, readonly cfg: TrainConfig) {
-    this.opt = new AdamW(model.params, cfg);
+    // Only what the model says is trainable (the adapters, when it has any) gets gradients and moments.
+    this.trainable = model.trainableParams();
+    this.opt = new AdamW(this.trainable, cfg);
     // Batch order has its own stream so that changing the init does not change the data order.
     this.rng = new Rng(cfg.seed ^ 0x5bd1e995);
   }
@@ -53,8 +56,15 @@ export class Trainer {
     const both = tf.tidy(() => {
       const ids = tf.tensor2d(batch.ids, [B, T], 'int32');
       const targets = tf.tensor2d(batch.targets, [B, T], 'int32');
-      const vars = [...this.model.params.values()];
-      const { value, grads } = tf.variableGrads(() => this.model.loss(ids, targets), vars);
+      const vars = [...this.trainable.values()];
+      this.model.training = true;
+      let result: { value: tf.Scalar; grads: tf.NamedTensorMap };
+      try {
+        result = tf.variableGrads(() => this.model.loss(ids, targets), vars);
+      } finally {
+        this.model.training = false;
+      }
+      const { value, grads } = result;
       const named = new Map<string, tf.Tensor>();
       for (const [k, g] of Object.entries(grads)) named.set(this.model.hfName(k), g);
       // Summed pairwise, not with tf.addN: WebGPU's AddN binds every input at once and fails
