@@ -1,0 +1,196 @@
+/**
+ * LoRA against PEFT's definition: what a fresh adapter does (nothing), what training touches
+ * (only the adapter), merge, gradients, export and import, and an adapter written in PEFT's
+ * layout by a reference script (test/fixtures/make_golden.py) with its reference logits.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { folderFiles } from '../../src/cli/files';
+import { ConfigError } from '../../src/core/errors';
+import { readSafetensors, writeSafetensors } from '../../src/core/io/safetensors';
+import type { CausalLM } from '../../src/core/model/base';
+import { buildModel, inspectModel, loadWeights } from '../../src/core/model/hf';
+import {
+  attachLora, loadPeftAdapter, mergeLora, peftConfig, peftTensors, resolveLoraConfig, trainableParameters,
+} from '../../src/core/peft/lora';
+import { AdamW } from '../../src/core/train/adamw';
+import { tf, useBackend } from '../support/tf-node';
+
+before(() => useBackend('cpu'));
+
+const dir = (name: string) => fileURLToPath(new URL(`../fixtures/${name}/`, import.meta.url));
+const json = (path: string) => JSON.parse(readFileSync(path, 'utf8'));
+
+async function load(name: string): Promise<CausalLM> {
+  const files = folderFiles(dir(name));
+  const summary = await inspectModel(files);
+  return buildModel(summary.spec, await loadWeights(files, summary));
+}
+
+async function logitsOf(model: CausalLM, ids: number[]): Promise<Float32Array> {
+  const out = tf.tidy(() => model.forward(tf.tensor2d(ids, [1, ids.length], 'int32')));
+  const data = (await out.data()) as Float32Array;
+  out.dispose();
+  return data;
+}
+
+function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+const IDS = [3, 17, 42, 5, 9, 60, 1, 33];
+
+test('a fresh adapter changes nothing; PEFT\'s parameter counts', async () => {
+  const model = await load('tiny-gpt2');
+  const before = await logitsOf(model, IDS);
+  attachLora(model, resolveLoraConfig('gpt2', { r: 4, target_modules: 'all-linear' }), 1);
+  assert.equal(model.adapters.size, 8, '4 linear layers x 2 blocks');
+  assert.equal(maxDiff(await logitsOf(model, IDS), before), 0);
+  const counts = trainableParameters(model);
+  // c_attn 24->72, c_proj 24->24, c_fc 24->96, mlp.c_proj 96->24; r=4: r*(in+out) each, two blocks.
+  const perBlock = 4 * (24 + 72) + 4 * (24 + 24) + 4 * (24 + 96) + 4 * (96 + 24);
+  assert.equal(counts.trainable, 2 * perBlock);
+  assert.equal(counts.total, model.numParams() + counts.trainable);
+  assert.ok(Math.abs(counts.percent - (100 * counts.trainable) / counts.total) < 1e-9);
+  assert.throws(() => attachLora(model, resolveLoraConfig('gpt2'), 1), /already has adapters/);
+  model.dispose();
+  assert.throws(() => resolveLoraConfig('gpt2', { r: 0 }), (e: unknown) => e instanceof ConfigError && e.field === 'lora.r');
+  const llama = await load('tiny-llama');
+  assert.throws(() => attachLora(llama, resolveLoraConfig('llama', { target_modules: ['c_attn'] }), 1), /match no layer of this model; its linear layers are q_proj, k_proj/);
+  llama.dispose();
+});
+
+test('LoRA training changes only the adapter, memorises 8 examples, and leaks no tensors over 50 steps', async () => {
+  const model = await load('tiny-llama');
+  const base = await model.exportWeights();
+  attachLora(model, resolveLoraConfig('llama', { r: 8, lora_alpha: 16, lora_dropout: 0, target_modules: 'all-linear' }), 7);
+  const trainable = model.trainableParams();
+  const opt = new AdamW(trainable, { beta1: 0.9, beta2: 0.99, eps: 1e-8, weight_decay: 0 });
+  const rows = Array.from({ length: 8 }, (_, i) => Array.from({ length: 9 }, (_, j) => (i * 7 + j * 13 + 5) % 64));
+  const ids = tf.tensor2d(rows.map((r) => r.slice(0, -1)), [8, 8], 'int32');
+  const targets = tf.tensor2d(rows.map((r) => r.slice(1)), [8, 8], 'int32');
+  const start = tf.memory().numTensors;
+  let first = 0;
+  let loss = 0;
+  for (let step = 1; step <= 150; step++) {
+    const value = tf.tidy(() => {
+      const { value, grads } = tf.variableGrads(() => model.loss(ids, targets), [...trainable.values()]);
+      const named = new Map(Object.entries(grads).map(([k, g]) => [model.hfName(k), g]));
+      opt.apply(named, 2e-2);
+      return value;
+    });
+    loss = (await value.data())[0];
+    value.dispose();
+    if (step === 1) first = loss;
+    if (step <= 50) assert.equal(tf.memory().numTensors, start, `tensors flat at step ${step}`);
+  }
+  assert.ok(first > 2 && loss < 0.05, `memorised: loss ${first.toFixed(3)} -> ${loss.toFixed(4)}`);
+  const after = await model.exportWeights();
+  for (const k of Object.keys(base)) assert.deepEqual(after[k].data, base[k].data, `${k} is bit-identical`);
+  tf.dispose([ids, targets]);
+  opt.dispose();
+  model.dispose();
+});
+
+test('merged weights give the adapter\'s logits (Conv1D and Linear layouts)', async () => {
+  for (const [name, arch] of [['tiny-gpt2', 'gpt2'], ['tiny-llama', 'llama']] as const) {
+    const model = await load(name);
+    attachLora(model, resolveLoraConfig(arch, { r: 4, target_modules: 'all-linear', use_rslora: arch === 'llama' }), 3);
+    // Give B values, so the adapter does something.
+    for (const a of model.adapters.values()) tf.tidy(() => a.B.assign(tf.randomNormal(a.B.shape, 0, 0.3, 'float32', 5)));
+    const adapted = await logitsOf(model, IDS);
+    mergeLora(model);
+    assert.equal(model.adapters.size, 0);
+    const merged = await logitsOf(model, IDS);
+    assert.ok(maxDiff(adapted, merged) < 1e-4, `${name}: merged differs by ${maxDiff(adapted, merged)}`);
+    model.dispose();
+  }
+});
+
+test('LoRA gradients match finite differences', async () => {
+  const model = await load('tiny-gpt2');
+  attachLora(model, resolveLoraConfig('gpt2', { r: 2, lora_dropout: 0 }), 11);
+  const [, layer] = [...model.adapters][0];
+  tf.tidy(() => layer.B.assign(tf.randomNormal(layer.B.shape, 0, 0.5, 'float32', 9)));
+  const ids = tf.tensor2d([IDS.slice(0, -1)], [1, 7], 'int32');
+  const targets = tf.tensor2d([IDS.slice(1)], [1, 7], 'int32');
+  const lossAt = async () => {
+    const l = tf.tidy(() => model.loss(ids, targets));
+    const v = (await l.data())[0];
+    l.dispose();
+    return v;
+  };
+  const { value, grads } = tf.variableGrads(() => model.loss(ids, targets), [layer.A, layer.B]);
+  const g = { A: (await grads[layer.A.name].data()) as Float32Array, B: (await grads[layer.B.name].data()) as Float32Array };
+  const eps = 1e-2;
+  for (const [which, v] of [['A', layer.A], ['B', layer.B]] as const) {
+    const data = (await v.data()) as Float32Array;
+    for (const i of [0, 5, data.length - 1]) {
+      const bumped = (delta: number) => {
+        const d = data.slice();
+        d[i] += delta;
+        tf.tidy(() => v.assign(tf.tensor(d, v.shape)));
+      };
+      bumped(eps);
+      const up = await lossAt();
+      bumped(-eps);
+      const down = await lossAt();
+      bumped(0);
+      const numeric = (up - down) / (2 * eps);
+      assert.ok(Math.abs(numeric - g[which][i]) < 2e-3 + 0.02 * Math.abs(numeric), `${which}[${i}]: analytic ${g[which][i]}, numeric ${numeric}`);
+    }
+  }
+  tf.dispose([ids, targets, value, ...Object.values(grads)]);
+  model.dispose();
+});
+
+test('export to PEFT files and import give identical logits; bad adapters are named', async () => {
+  const model = await load('tiny-llama');
+  const cfg = resolveLoraConfig('llama', { r: 4 });
+  attachLora(model, cfg, 5);
+  for (const a of model.adapters.values()) tf.tidy(() => a.B.assign(tf.randomNormal(a.B.shape, 0, 0.3, 'float32', 2)));
+  const want = await logitsOf(model, IDS);
+  const config = peftConfig(model, cfg, 'tiny-llama');
+  assert.equal(config.peft_type, 'LORA');
+  assert.equal(config.fan_in_fan_out, false);
+  const bytes = writeSafetensors(await peftTensors(model), { format: 'pt' });
+  const file = readSafetensors(bytes, 'adapter_model.safetensors');
+  assert.deepEqual(file.metadata, { format: 'pt' });
+  assert.ok('base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight' in file.tensors);
+  assert.deepEqual(file.tensors['base_model.model.model.layers.1.self_attn.v_proj.lora_B.weight'].shape, [16, 4]);
+  model.dispose();
+
+  const fresh = await load('tiny-llama');
+  const back = loadPeftAdapter(fresh, JSON.parse(JSON.stringify(config)), file.tensors);
+  assert.deepEqual(back.target_modules, ['q_proj', 'v_proj']);
+  assert.equal(maxDiff(await logitsOf(fresh, IDS), want), 0);
+  fresh.dispose();
+
+  const other = await load('tiny-llama');
+  const wrong = { ...file.tensors, 'base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight': { shape: [5, 32], data: new Float32Array(160) } };
+  assert.throws(() => loadPeftAdapter(other, config, wrong), (e: unknown) => e instanceof ConfigError && /has shape \[5,32\], expected \[4,32\]/.test(e.message));
+  assert.throws(() => loadPeftAdapter(other, config, { 'base_model.model.lm_head.lora_A.weight': file.tensors['base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight'] }), /is not a LoRA weight of a layer of this model/);
+  assert.throws(() => loadPeftAdapter(other, { ...config, peft_type: 'IA3' }, file.tensors), /peft_type "IA3" is not LORA/);
+  other.dispose();
+});
+
+for (const [adapter, baseName] of [['tiny-gpt2-lora', 'tiny-gpt2'], ['tiny-llama-lora', 'tiny-llama']] as const) {
+  test(`${adapter}: an adapter in PEFT's layout from the reference script gives its reference logits`, async () => {
+    const model = await load(baseName);
+    const config = json(dir(adapter) + 'adapter_config.json');
+    const tensors = readSafetensors(new Uint8Array(readFileSync(dir(adapter) + 'adapter_model.safetensors')), 'adapter_model.safetensors').tensors;
+    const cfg = loadPeftAdapter(model, config, tensors);
+    assert.equal(cfg.use_rslora, adapter === 'tiny-llama-lora');
+    const golden = json(dir(adapter) + 'golden.json') as { ids: number[]; logits: number[][] };
+    const err = maxDiff(await logitsOf(model, golden.ids), golden.logits.flat());
+    assert.ok(err < 1e-4, `max abs logit error ${err}`);
+    mergeLora(model);
+    const merged = maxDiff(await logitsOf(model, golden.ids), golden.logits.flat());
+    assert.ok(merged < 1e-4, `merged: max abs logit error ${merged}`);
+    model.dispose();
+  });
+}
