@@ -2,7 +2,7 @@
  * tabtune's command line: the same Studio as the browser's worker, on Node's tfjs backends
  * (WASM, else CPU), with runs and checkpoints kept in a folder instead of IndexedDB.
  */
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { basename, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -12,6 +12,9 @@ import type { BackendRequest } from '../api/protocol';
 import { Studio } from '../api/studio';
 import { ConfigError } from '../core/errors';
 import { generate, SAMPLE_DEFAULTS, type SampleOptions } from '../core/generate';
+import { mergedFolder } from '../core/io/export';
+import { readSafetensors } from '../core/io/safetensors';
+import { loadPeftAdapter } from '../core/peft/lora';
 import { buildModel, inspectModel, loadWeights } from '../core/model/hf';
 import { loadTokenizer, stopTokenIds } from '../core/tokenizer/hf';
 import { DEMO_PRESETS } from '../core/presets';
@@ -26,7 +29,8 @@ const HELP = `tabtune: fine-tuning studio, command line
 Usage:
   tabtune info  [--backend B]
   tabtune train [--backend B] [--preset P] [--steps N] [--text FILE] [--state DIR] [--json]
-  tabtune logits   --model DIR (--text "..." | --ids 1,2,3) [--backend B]
+  tabtune logits   --model DIR [--adapter DIR] (--text "..." | --ids 1,2,3) [--backend B]
+  tabtune merge    --model DIR --adapter DIR --out DIR
   tabtune generate --model DIR --prompt "..." [--max-tokens N] [--temperature T] [--top-k K]
                    [--top-p P] [--seed S] [--backend B]
 
@@ -43,6 +47,9 @@ Options:
   --ids LIST    token ids, comma-separated; logits prints {"ids": [...], "logits": [[...], ...]}
                 with one row of vocabulary-sized logits per position
   --text S      text to tokenize with the model's tokenizer.json (special tokens added)
+  --adapter DIR a PEFT LoRA adapter folder (adapter_config.json, adapter_model.safetensors)
+                applied to the model
+  --out DIR     merge writes the model with the adapter folded in, as a Hugging Face folder
   --prompt S    generate continues it, printing tokens as they come, and stops at EOS;
                 sampling: --temperature (0 = greedy, default ${SAMPLE_DEFAULTS.temperature}), --top-k (${SAMPLE_DEFAULTS.topK}),
                 --top-p (${SAMPLE_DEFAULTS.topP}), --seed (${SAMPLE_DEFAULTS.seed}), --max-tokens (${SAMPLE_DEFAULTS.maxNewTokens})
@@ -62,6 +69,8 @@ export async function main(argv: string[]): Promise<number> {
         state: { type: 'string', default: '.tabtune' },
         json: { type: 'boolean', default: false },
         model: { type: 'string' },
+        adapter: { type: 'string' },
+        out: { type: 'string' },
         ids: { type: 'string' },
         prompt: { type: 'string' },
         'max-tokens': { type: 'string' },
@@ -104,7 +113,22 @@ export async function main(argv: string[]): Promise<number> {
         ids = (await loadTokenizer(folderFiles(args.values.model))).encode(args.values.text!);
       }
       await studio.init(backend);
-      process.stdout.write(JSON.stringify(await logits(args.values.model, ids)) + '\n');
+      process.stdout.write(JSON.stringify(await logits(args.values.model, ids, args.values.adapter)) + '\n');
+      return 0;
+    }
+    if (command === 'merge') {
+      if (!args.values.model || !args.values.adapter || !args.values.out) return usage('merge needs --model DIR --adapter DIR --out DIR');
+      await studio.init(backend);
+      const { model } = await loadModel(args.values.model, args.values.adapter);
+      try {
+        const files = await mergedFolder(model, folderFiles(args.values.model));
+        const out = resolve(args.values.out);
+        mkdirSync(out, { recursive: true });
+        for (const [name, bytes] of files) writeFileSync(join(out, name), bytes);
+        process.stdout.write(`wrote ${[...files.keys()].join(', ')} to ${out}\n`);
+      } finally {
+        model.dispose();
+      }
       return 0;
     }
     if (command === 'generate') {
@@ -204,13 +228,33 @@ function usage(message: string): number {
 }
 
 /** Logits of every position for a Hugging Face model folder, read as it is on disk. */
-async function logits(dir: string, ids: number[]): Promise<{ ids: number[]; logits: number[][] }> {
+/** A Hugging Face model folder, with a PEFT adapter folder applied when one is given. */
+async function loadModel(dir: string, adapterDir?: string) {
   const files = folderFiles(dir);
   const summary = await inspectModel(files);
+  const model = buildModel(summary.spec, await loadWeights(files, summary));
+  if (adapterDir) {
+    try {
+      const adapter = folderFiles(adapterDir);
+      const config = JSON.parse(await adapter.text('adapter_config.json'));
+      const path = 'adapter_model.safetensors';
+      const bytes = await adapter.read(path, 0, await adapter.size(path));
+      loadPeftAdapter(model, config, readSafetensors(bytes, path).tensors);
+    } catch (e) {
+      model.dispose();
+      throw e;
+    }
+  }
+  return { model, summary };
+}
+
+/** Logits of every position for a Hugging Face model folder, read as it is on disk. */
+async function logits(dir: string, ids: number[], adapterDir?: string): Promise<{ ids: number[]; logits: number[][] }> {
+  const summary = await inspectModel(folderFiles(dir));
   if (ids.length > summary.contextLength) throw new ConfigError(`${ids.length} ids exceed the model's context of ${summary.contextLength}`, { field: 'ids' });
   const over = ids.find((i) => i >= summary.vocabSize);
   if (over !== undefined) throw new ConfigError(`id ${over} is outside the vocabulary (0 to ${summary.vocabSize - 1})`, { field: 'ids' });
-  const model = buildModel(summary.spec, await loadWeights(files, summary));
+  const { model } = await loadModel(dir, adapterDir);
   try {
     const out = tf.tidy(() => model.forward(tf.tensor2d(ids, [1, ids.length], 'int32')));
     // Read back: the command prints them.

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -106,6 +106,24 @@ test('tabtune logits --text and generate --prompt use the folder\'s tokenizer.js
   const bad = tabtune('generate', '--model', dir, '--prompt', 'x', '--temperature', 'hot');
   assert.equal(bad.status, 1);
   assert.match(bad.stderr, /--temperature must be a number, got "hot"/);
+});
+
+test('tabtune logits --adapter and tabtune merge: a PEFT adapter applied, and folded into a Hugging Face folder', () => {
+  const fx = (n: string) => fileURLToPath(new URL(`../fixtures/${n}/`, import.meta.url));
+  const golden = JSON.parse(readFileSync(join(fx('tiny-llama-lora'), 'golden.json'), 'utf8')) as { ids: number[]; logits: number[][] };
+  const maxErr = (out: { logits: number[][] }) => out.logits.flat().reduce((m, v, i) => Math.max(m, Math.abs(v - golden.logits.flat()[i])), 0);
+  const adapted = tabtune('logits', '--model', fx('tiny-llama'), '--adapter', fx('tiny-llama-lora'), '--ids', golden.ids.join(','));
+  assert.equal(adapted.status, 0, adapted.stderr);
+  assert.ok(maxErr(JSON.parse(adapted.stdout)) < 1e-4);
+  const out = mkdtempSync(join(tmpdir(), 'tabtune-merged-'));
+  const merged = tabtune('merge', '--model', fx('tiny-llama'), '--adapter', fx('tiny-llama-lora'), '--out', out);
+  assert.equal(merged.status, 0, merged.stderr);
+  assert.deepEqual(readdirSync(out).sort(), ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']);
+  const fromMerged = tabtune('logits', '--model', out, '--ids', golden.ids.join(','));
+  assert.ok(maxErr(JSON.parse(fromMerged.stdout)) < 1e-4, 'the merged folder computes what base + adapter computed');
+  const wrongBase = tabtune('logits', '--model', fx('tiny-gpt2'), '--adapter', fx('tiny-llama-lora'), '--ids', '1');
+  assert.equal(wrongBase.status, 1);
+  assert.match(wrongBase.stderr, /is not a LoRA weight of a layer of this model/);
 });
 
 test('tabtune refuses bad arguments with a message that names them', () => {

@@ -1,0 +1,37 @@
+/**
+ * Files that leave tabtune in the ecosystem's formats: a PEFT adapter folder, and a merged model
+ * as a Hugging Face folder (the base's config and tokenizer files, the merged weights).
+ */
+import type { CausalLM } from '../model/base';
+import type { ModelFiles } from '../model/hf';
+import { mergeLora, peftConfig, peftTensors, type LoraConfig } from '../peft/lora';
+import { writeSafetensors } from './safetensors';
+
+/** The small files of a model folder that a merged copy keeps as they are. */
+export const COPIED_FILES = [
+  'config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json',
+  'chat_template.jinja', 'vocab.json', 'merges.txt', 'tokenizer.model',
+];
+
+const encoder = new TextEncoder();
+
+/** adapter_config.json and adapter_model.safetensors, as PEFT's save_pretrained writes them. */
+export async function adapterFolder(model: CausalLM, cfg: LoraConfig, baseName: string): Promise<Map<string, Uint8Array>> {
+  return new Map([
+    ['adapter_config.json', encoder.encode(JSON.stringify(peftConfig(model, cfg, baseName), null, 2) + '\n')],
+    ['adapter_model.safetensors', writeSafetensors(await peftTensors(model), { format: 'pt' })],
+  ]);
+}
+
+/**
+ * The model with its adapters folded in, as a folder transformers loads: model.safetensors in
+ * float32 under the Hugging Face names, and the base folder's config and tokenizer files.
+ * The adapters are merged into the model in place.
+ */
+export async function mergedFolder(model: CausalLM, base: ModelFiles): Promise<Map<string, Uint8Array>> {
+  mergeLora(model);
+  const out = new Map<string, Uint8Array>();
+  for (const p of COPIED_FILES) if (await base.has(p)) out.set(p, encoder.encode(await base.text(p)));
+  out.set('model.safetensors', writeSafetensors(await model.exportWeights(), { format: 'pt' }));
+  return out;
+}
