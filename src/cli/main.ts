@@ -19,6 +19,7 @@ import { buildModel, inspectModel, loadWeights } from '../core/model/hf';
 import { loadTokenizer, stopTokenIds } from '../core/tokenizer/hf';
 import { DEMO_PRESETS } from '../core/presets';
 import { folderFiles } from './files';
+import { finetune, type FinetuneArgs } from './finetune';
 import { fsKV } from '../store/fs';
 
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
@@ -29,6 +30,10 @@ const HELP = `tabtune: fine-tuning studio, command line
 Usage:
   tabtune info  [--backend B]
   tabtune train [--backend B] [--preset P] [--steps N] [--text FILE] [--state DIR] [--json]
+  tabtune train --model DIR --data FILE --out DIR [--method lora|full] [--r N] [--lora-alpha A]
+                [--lora-dropout P] [--target-modules a,b|all-linear] [--use-rslora] [--lr LR]
+                [--max-steps N] [--batch-size N] [--block-size N] [--warmup-steps N]
+                [--weight-decay W] [--seed S] [--json]
   tabtune logits   --model DIR [--adapter DIR] (--text "..." | --ids 1,2,3) [--backend B]
   tabtune merge    --model DIR --adapter DIR --out DIR
   tabtune generate --model DIR --prompt "..." [--max-tokens N] [--temperature T] [--top-k K]
@@ -69,6 +74,19 @@ export async function main(argv: string[]): Promise<number> {
         state: { type: 'string', default: '.tabtune' },
         json: { type: 'boolean', default: false },
         model: { type: 'string' },
+        data: { type: 'string' },
+        method: { type: 'string' },
+        r: { type: 'string' },
+        'lora-alpha': { type: 'string' },
+        'lora-dropout': { type: 'string' },
+        'target-modules': { type: 'string' },
+        'use-rslora': { type: 'boolean' },
+        lr: { type: 'string' },
+        'max-steps': { type: 'string' },
+        'batch-size': { type: 'string' },
+        'block-size': { type: 'string' },
+        'warmup-steps': { type: 'string' },
+        'weight-decay': { type: 'string' },
         adapter: { type: 'string' },
         out: { type: 'string' },
         ids: { type: 'string' },
@@ -156,6 +174,11 @@ export async function main(argv: string[]): Promise<number> {
       const report = await studio.init(backend);
       const info = { tabtune: readVersion(), node: process.versions.node, tfjs: tf.version_core, backend: report };
       process.stdout.write(JSON.stringify(info, null, 2) + '\n');
+      return 0;
+    }
+    if (command === 'train' && args.values.model) {
+      await studio.init(backend);
+      await finetune(args.values as FinetuneArgs & { model: string }, (line) => process.stdout.write(line + '\n'));
       return 0;
     }
     if (command === 'train') {

@@ -98,7 +98,7 @@ export function resolveGPT2Config(partial: Partial<GPT2Config> = {}): GPT2Config
   return c;
 }
 
-export function resolveTrainConfig(partial: Partial<TrainConfig>, model: GPT2Config): TrainConfig {
+export function resolveTrainConfig(partial: Partial<TrainConfig>, model: Pick<GPT2Config, 'n_positions'>): TrainConfig {
   const c = resolveConfig(TRAIN_SPEC, 'train', partial);
   if (c.block_size > model.n_positions) {
     throw new ConfigError(

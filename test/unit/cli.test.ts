@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -124,6 +124,34 @@ test('tabtune logits --adapter and tabtune merge: a PEFT adapter applied, and fo
   const wrongBase = tabtune('logits', '--model', fx('tiny-gpt2'), '--adapter', fx('tiny-llama-lora'), '--ids', '1');
   assert.equal(wrongBase.status, 1);
   assert.match(wrongBase.stderr, /is not a LoRA weight of a layer of this model/);
+});
+
+test('tabtune train --model: LoRA writes a PEFT adapter that loads back; full fine-tuning writes a model folder', () => {
+  const fx = (n: string) => fileURLToPath(new URL(`../fixtures/${n}/`, import.meta.url));
+  const data = join(mkdtempSync(join(tmpdir(), 'tabtune-data-')), 'sea.txt');
+  writeFileSync(data, 'the sea and the whale. the sea is the whale and the sea.\n'.repeat(20));
+  const out = mkdtempSync(join(tmpdir(), 'tabtune-adapter-'));
+  const r = tabtune('train', '--model', fx('tiny-llama'), '--data', data, '--out', out, '--max-steps', '25', '--lr', '1e-2', '--block-size', '16', '--r', '4', '--target-modules', 'all-linear', '--json');
+  assert.equal(r.status, 0, r.stderr);
+  const steps = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+  assert.equal(steps.length, 25);
+  assert.ok(steps.at(-1).loss < steps[0].loss - 1, `loss ${steps[0].loss} -> ${steps.at(-1).loss}`);
+  assert.deepEqual(readdirSync(out).sort(), ['adapter_config.json', 'adapter_model.safetensors']);
+  const config = JSON.parse(readFileSync(join(out, 'adapter_config.json'), 'utf8'));
+  assert.deepEqual([config.r, config.target_modules, config.fan_in_fan_out], [4, 'all-linear', false]);
+  const base = JSON.parse(tabtune('logits', '--model', fx('tiny-llama'), '--ids', '1,46,48').stdout);
+  const tuned = JSON.parse(tabtune('logits', '--model', fx('tiny-llama'), '--adapter', out, '--ids', '1,46,48').stdout);
+  assert.notDeepEqual(tuned.logits, base.logits, 'the trained adapter changes the model');
+
+  const full = mkdtempSync(join(tmpdir(), 'tabtune-full-'));
+  const f = tabtune('train', '--model', fx('tiny-gpt2'), '--data', data, '--out', full, '--method', 'full', '--max-steps', '3', '--block-size', '16');
+  assert.equal(f.status, 0, f.stderr);
+  assert.match(f.stdout, /trainable%: 100\.0000/);
+  assert.ok(readdirSync(full).includes('model.safetensors'));
+  assert.equal(tabtune('logits', '--model', full, '--ids', '1,2').status, 0);
+  const bad = tabtune('train', '--model', fx('tiny-gpt2'), '--data', data, '--out', full, '--r', 'eight');
+  assert.equal(bad.status, 1);
+  assert.match(bad.stderr, /--r must be a number, got "eight"/);
 });
 
 test('tabtune refuses bad arguments with a message that names them', () => {

@@ -35,7 +35,8 @@ export function resolveLoraConfig(arch: string, partial: Partial<LoraConfig> = {
     lora_dropout: LORA_SPEC.lora_dropout.default,
     target_modules: DEFAULT_TARGETS[arch] ?? 'all-linear',
     use_rslora: false,
-    ...partial,
+    // Only what is given: an undefined field keeps its default.
+    ...Object.fromEntries(Object.entries(partial).filter(([, v]) => v !== undefined)),
   };
   for (const key of ['r', 'lora_alpha', 'lora_dropout'] as const) {
     const f = LORA_SPEC[key];
