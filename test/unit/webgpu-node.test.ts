@@ -89,6 +89,63 @@ test('Hugging Face GPT-2 and Llama checkpoints give PyTorch\'s logits on WebGPU'
   }
 });
 
+test('LoRA on WebGPU: a reference PEFT adapter gives its logits, merged too, and training touches only the adapter', { skip }, async () => {
+  const { readFileSync } = await import('node:fs');
+  const { fileURLToPath } = await import('node:url');
+  const { folderFiles } = await import('../../src/cli/files');
+  const { buildModel, inspectModel, loadWeights } = await import('../../src/core/model/hf');
+  const { readSafetensors } = await import('../../src/core/io/safetensors');
+  const { loadPeftAdapter, mergeLora } = await import('../../src/core/peft/lora');
+  const { AdamW } = await import('../../src/core/train/adamw');
+  await tf.setBackend('webgpu');
+  const fx = (n: string) => fileURLToPath(new URL(`../fixtures/${n}/`, import.meta.url));
+  const files = folderFiles(fx('tiny-gpt2'));
+  const summary = await inspectModel(files);
+  const model = buildModel(summary.spec, await loadWeights(files, summary));
+  const base = await model.exportWeights();
+  const tensors = readSafetensors(new Uint8Array(readFileSync(fx('tiny-gpt2-lora') + 'adapter_model.safetensors')), 'adapter_model.safetensors').tensors;
+  loadPeftAdapter(model, JSON.parse(readFileSync(fx('tiny-gpt2-lora') + 'adapter_config.json', 'utf8')), tensors);
+  const golden = JSON.parse(readFileSync(fx('tiny-gpt2-lora') + 'golden.json', 'utf8')) as { ids: number[]; logits: number[][] };
+  const check = async (label: string) => {
+    const out = tf.tidy(() => model.forward(tf.tensor2d(golden.ids, [1, golden.ids.length], 'int32')));
+    const got = await out.data();
+    out.dispose();
+    let err = 0;
+    golden.logits.flat().forEach((v, i) => (err = Math.max(err, Math.abs(v - got[i]))));
+    assert.ok(err < 1e-4, `${label}: max abs logit error ${err} on webgpu`);
+  };
+  await check('adapter');
+  // A few AdamW steps on the adapter only: the base must stay bit-identical.
+  const trainable = model.trainableParams();
+  const opt = new AdamW(trainable, { beta1: 0.9, beta2: 0.99, eps: 1e-8, weight_decay: 0 });
+  const ids = tf.tensor2d([golden.ids.slice(0, -1)], [1, golden.ids.length - 1], 'int32');
+  const targets = tf.tensor2d([golden.ids.slice(1)], [1, golden.ids.length - 1], 'int32');
+  const start = tf.memory().numTensors;
+  for (let i = 0; i < 5; i++) {
+    tf.tidy(() => {
+      const { grads } = tf.variableGrads(() => model.loss(ids, targets), [...trainable.values()]);
+      opt.apply(new Map(Object.entries(grads).map(([k, g]) => [model.hfName(k), g])), 1e-2);
+    });
+  }
+  assert.equal(tf.memory().numTensors, start, 'no tensors leak on webgpu');
+  const after = await model.exportWeights();
+  for (const k of Object.keys(base)) assert.deepEqual(after[k].data, base[k].data, `${k} unchanged`);
+  tf.dispose([ids, targets]);
+  opt.dispose();
+  model.dispose();
+
+  const fresh = buildModel(summary.spec, await loadWeights(files, summary));
+  loadPeftAdapter(fresh, JSON.parse(readFileSync(fx('tiny-gpt2-lora') + 'adapter_config.json', 'utf8')), tensors);
+  mergeLora(fresh);
+  const out = tf.tidy(() => fresh.forward(tf.tensor2d(golden.ids, [1, golden.ids.length], 'int32')));
+  const got = await out.data();
+  out.dispose();
+  let err = 0;
+  golden.logits.flat().forEach((v, i) => (err = Math.max(err, Math.abs(v - got[i]))));
+  assert.ok(err < 1e-4, `merged: max abs logit error ${err} on webgpu`);
+  fresh.dispose();
+});
+
 // Last: it destroys the device.
 test('a lost WebGPU device stops the run with the reason, and the next run falls back and resumes', { skip }, async () => {
   const { Studio } = await import('../../src/api/studio');
