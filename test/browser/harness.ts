@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { after, before } from 'node:test';
 import { build, preview, type PreviewServer } from 'vite';
 
 export const CHROMIUM = process.env.TABTUNE_CHROMIUM ?? '/usr/bin/chromium';
@@ -68,4 +69,36 @@ export function watchErrors(page: Page): string[] {
     if (m.type() === 'error') errors.push(`console.error: ${m.text()}`);
   });
   return errors;
+}
+
+/**
+ * The studio served for one test file: started before its tests (unless the browser is missing),
+ * and every browser and the server closed after them. `server.url` is set once started.
+ */
+export function studioForTests(): { skip: string | false; server: { url: string } } {
+  const skip = browserMissing();
+  const server = { url: '' };
+  let close: (() => Promise<void>) | undefined;
+  before(async () => {
+    if (skip) return;
+    const s = await serveStudio();
+    server.url = s.url;
+    close = s.close;
+  });
+  after(async () => {
+    await closeAll();
+    await close?.();
+  });
+  return { skip, server };
+}
+
+/** Polls until `ok` holds for what `probe` returns, or fails naming what it waited for. */
+export async function until<T>(what: string, probe: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 240_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (ok(v)) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}; last value ${JSON.stringify(v)}`);
+    await new Promise((r) => setTimeout(r, 150));
+  }
 }

@@ -6,34 +6,15 @@
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { Page } from 'playwright-core';
-import { browserMissing, closeAll, launch, serveStudio, watchErrors } from './harness';
+import { launch, studioForTests, until, watchErrors } from './harness';
 
-const skip = browserMissing();
-let server: { url: string; close: () => Promise<void> };
-
-before(async () => {
-  if (skip) return;
-  server = await serveStudio();
-});
-after(async () => {
-  await closeAll();
-  await server?.close();
-});
+const { skip, server } = studioForTests();
 
 const fixture = (name: string) => fileURLToPath(new URL(`../fixtures/${name}/`, import.meta.url));
 
-async function until<T>(what: string, probe: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 120_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (ok(v)) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}; last value ${JSON.stringify(v)}`);
-    await new Promise((r) => setTimeout(r, 150));
-  }
-}
 
 /** Logits computed in the worker, compared with PyTorch's there and then. */
 async function maxLogitError(page: Page, modelId: string, name: string): Promise<number> {

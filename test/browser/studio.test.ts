@@ -6,26 +6,16 @@ import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import type { Page } from 'playwright-core';
 import type { Diagnostics, RunInfo } from '../../src/api/protocol';
 import { GPT2 } from '../../src/core/model/gpt2';
 import { Trainer } from '../../src/core/train/trainer';
 import { SAMPLE_TOKENS, mean, tinyConfigs } from '../support/fixtures';
 import { tf, useBackend } from '../support/tf-node';
-import { browserMissing, closeAll, launch, serveStudio, watchErrors } from './harness';
+import { launch, studioForTests, until, watchErrors } from './harness';
 
-const skip = browserMissing();
-let server: { url: string; close: () => Promise<void> };
-
-before(async () => {
-  if (skip) return;
-  server = await serveStudio();
-});
-after(async () => {
-  await closeAll();
-  await server?.close();
-});
+const { skip, server } = studioForTests();
 
 /** The same run on tfjs's CPU backend in this process: what every browser backend must reproduce. */
 async function reference(steps: number): Promise<number[]> {
@@ -47,15 +37,6 @@ const getRun = (page: Page) => page.evaluate(() => (globalThis as any).tabtune.c
 const runStatus = (page: Page) => page.getAttribute('[data-testid=run-status]', 'data-run-status');
 const phase = (page: Page) => page.getAttribute('[data-testid=run-status]', 'data-phase');
 
-async function until<T>(what: string, probe: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 240_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (ok(v)) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}; last value ${JSON.stringify(v)}`);
-    await new Promise((r) => setTimeout(r, 150));
-  }
-}
 
 function assertMatches(got: number[], want: number[], tol: number, label: string) {
   assert.equal(got.length, want.length, `${label}: number of steps`);
