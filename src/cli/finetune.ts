@@ -57,6 +57,10 @@ export async function finetune(args: FinetuneArgs, write: (line: string) => void
       weight_decay: num(args, 'weight-decay') ?? 0,
       checkpoint_every: 1_000_000,
       seed: num(args, 'seed') ?? 1337,
+      momentum: num(args, 'momentum'),
+      grad_accum_steps: num(args, 'grad-accum'),
+      optimizer: args.optimizer as TrainConfig['optimizer'] | undefined,
+      lr_scheduler: args['lr-scheduler'] as TrainConfig['lr_scheduler'] | undefined,
     },
     { n_positions: summary.contextLength },
   );

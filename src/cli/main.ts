@@ -33,7 +33,8 @@ Usage:
   tabtune train --model DIR --data FILE --out DIR [--method lora|full] [--r N] [--lora-alpha A]
                 [--lora-dropout P] [--target-modules a,b|all-linear] [--use-rslora] [--lr LR]
                 [--max-steps N] [--batch-size N] [--block-size N] [--warmup-steps N]
-                [--weight-decay W] [--seed S] [--json]
+                [--weight-decay W] [--optimizer adamw|sgd] [--momentum M] [--grad-accum N]
+                [--lr-scheduler cosine|linear|constant] [--seed S] [--json]
   tabtune logits   --model DIR [--adapter DIR] (--text "..." | --ids 1,2,3) [--backend B]
   tabtune merge    --model DIR --adapter DIR --out DIR
   tabtune generate --model DIR --prompt "..." [--max-tokens N] [--temperature T] [--top-k K]
@@ -87,6 +88,10 @@ export async function main(argv: string[]): Promise<number> {
         'block-size': { type: 'string' },
         'warmup-steps': { type: 'string' },
         'weight-decay': { type: 'string' },
+        optimizer: { type: 'string' },
+        momentum: { type: 'string' },
+        'grad-accum': { type: 'string' },
+        'lr-scheduler': { type: 'string' },
         adapter: { type: 'string' },
         out: { type: 'string' },
         ids: { type: 'string' },

@@ -12,7 +12,16 @@ export interface FieldSpec {
   help: string;
 }
 
-export type Spec<T> = { [K in keyof T]: FieldSpec };
+/** A setting that takes one of a few named values. */
+export interface ChoiceSpec<C extends string = string> {
+  default: C;
+  choices: readonly C[];
+  help: string;
+}
+
+export type Spec<T> = { [K in keyof T]: T[K] extends number ? FieldSpec : ChoiceSpec<T[K] & string> };
+
+const isChoice = (f: FieldSpec | ChoiceSpec): f is ChoiceSpec => 'choices' in f;
 
 /** GPT-2 architecture; keys are Hugging Face `config.json` names. */
 export interface GPT2Config {
@@ -35,6 +44,10 @@ export const GPT2_SPEC: Spec<GPT2Config> = {
 
 /** The training loop's knobs (nanoGPT's names where it has them). */
 export interface TrainConfig {
+  optimizer: 'adamw' | 'sgd';
+  lr_scheduler: 'cosine' | 'linear' | 'constant';
+  momentum: number;
+  grad_accum_steps: number;
   steps: number;
   batch_size: number;
   block_size: number;
@@ -51,6 +64,17 @@ export interface TrainConfig {
 }
 
 export const TRAIN_SPEC: Spec<TrainConfig> = {
+  optimizer: { default: 'adamw', choices: ['adamw', 'sgd'], help: 'AdamW (decoupled weight decay), or SGD with momentum.' },
+  lr_scheduler: {
+    default: 'cosine',
+    choices: ['cosine', 'linear', 'constant'],
+    help: 'How the learning rate moves after warmup: a cosine or a straight line down to min_lr, or constant.',
+  },
+  momentum: { default: 0.9, min: 0, max: 0.999_999, integer: false, help: 'SGD momentum (ignored by AdamW).' },
+  grad_accum_steps: {
+    default: 1, min: 1, max: 4096, integer: true,
+    help: 'Micro-batches whose gradients are averaged into one step: a larger effective batch in the same memory.',
+  },
   steps: { default: 40, min: 1, max: 1_000_000, integer: true, help: 'Total optimizer steps of the run; a resumed run continues until it reaches them.' },
   batch_size: { default: 8, min: 1, max: 4096, integer: true, help: 'Sequences per step.' },
   block_size: { default: 32, min: 2, max: 32_768, integer: true, help: 'Tokens per sequence; at most the model context (n_positions).' },
@@ -67,19 +91,26 @@ export const TRAIN_SPEC: Spec<TrainConfig> = {
 };
 
 export function defaults<T>(spec: Spec<T>): T {
-  const out = {} as Record<string, number>;
-  for (const [k, f] of Object.entries(spec) as [string, FieldSpec][]) out[k] = f.default;
+  const out = {} as Record<string, number | string>;
+  for (const [k, f] of Object.entries(spec) as [string, FieldSpec | ChoiceSpec][]) out[k] = f.default;
   return out as T;
 }
 
 /** Fills defaults and checks every field; the error names the field and its section. */
 export function resolveConfig<T>(spec: Spec<T>, section: string, partial: Partial<T> = {}): T {
-  const out = defaults(spec) as Record<string, number>;
+  const out = defaults(spec) as Record<string, number | string>;
   for (const [k, v] of Object.entries(partial as Record<string, unknown>)) {
     if (v === undefined) continue;
-    const f = (spec as Record<string, FieldSpec>)[k];
+    const f = (spec as Record<string, FieldSpec | ChoiceSpec>)[k];
     const field = `${section}.${k}`;
     if (!f) throw new ConfigError(`${field} is not a known setting`, { field });
+    if (isChoice(f)) {
+      if (typeof v !== 'string' || !f.choices.includes(v)) {
+        throw new ConfigError(`${field} must be one of ${f.choices.join(', ')}, got ${JSON.stringify(v)}`, { field });
+      }
+      out[k] = v;
+      continue;
+    }
     if (typeof v !== 'number' || !Number.isFinite(v)) {
       throw new ConfigError(`${field} must be a finite number, got ${JSON.stringify(v)}`, { field });
     }

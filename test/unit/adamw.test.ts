@@ -68,3 +68,37 @@ test('learning rate: nanoGPT get_lr: warmup, the peak right after it, cosine dec
   assert.equal(learningRate(10, { ...cfg, warmup_steps: 0, steps: 10 }), 0.1);
   assert.equal(learningRate(1, { ...cfg, warmup_steps: 0, steps: 1 }), 1, 'a one-step run uses the peak');
 });
+
+test('SGD with momentum matches torch.optim.SGD (coupled weight decay on matrices)', async () => {
+  const { SGD } = await import('../../src/core/train/sgd');
+  const cfg = { momentum: 0.9, weight_decay: 0.1 };
+  const params = new Map<string, tf.Variable>([['w', tf.variable(tf.tensor2d([0.5, -1, 2, 0.25], [2, 2]))]]);
+  const opt = new SGD(params, cfg);
+  const gs = [[0.1, -0.2, 0.3, 0.05], [0.2, 0.1, -0.1, 0], [-0.3, 0.4, 0.2, 0.1]];
+  const p = [0.5, -1, 2, 0.25];
+  const buf = [0, 0, 0, 0];
+  const lr = 0.05;
+  gs.forEach((g, t) => {
+    for (let j = 0; j < 4; j++) {
+      const d = g[j] + cfg.weight_decay * p[j];
+      buf[j] = t === 0 ? d : cfg.momentum * buf[j] + d;
+      p[j] -= lr * buf[j];
+    }
+    const grads = new Map<string, tf.Tensor>([['w', tf.tensor2d(g, [2, 2])]]);
+    opt.apply(grads, lr);
+    tf.dispose([...grads.values()]);
+  });
+  const got = Array.from(await params.get('w')!.data());
+  p.forEach((x, j) => assert.ok(Math.abs(x - got[j]) < 1e-6, `w[${j}] ${got[j]} vs ${x}`));
+  opt.dispose();
+  params.get('w')!.dispose();
+});
+
+test('linear and constant schedules', () => {
+  const base = { learning_rate: 1, min_lr: 0, warmup_steps: 2, steps: 13 };
+  assert.equal(learningRate(4, { ...base, lr_scheduler: 'constant' }), 1);
+  assert.equal(learningRate(13, { ...base, lr_scheduler: 'constant' }), 1);
+  assert.equal(learningRate(3, { ...base, lr_scheduler: 'linear' }), 1);
+  assert.ok(Math.abs(learningRate(8, { ...base, lr_scheduler: 'linear' }) - 0.5) < 1e-12, 'halfway down the line');
+  assert.equal(learningRate(13, { ...base, lr_scheduler: 'linear' }), 0);
+});

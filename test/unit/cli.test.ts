@@ -149,6 +149,11 @@ test('tabtune train --model: LoRA writes a PEFT adapter that loads back; full fi
   assert.match(f.stdout, /trainable%: 100\.0000/);
   assert.ok(readdirSync(full).includes('model.safetensors'));
   assert.equal(tabtune('logits', '--model', full, '--ids', '1,2').status, 0);
+  const sgd = tabtune('train', '--model', fx('tiny-gpt2'), '--data', data, '--out', mkdtempSync(join(tmpdir(), 'tabtune-sgd-')), '--optimizer', 'sgd', '--momentum', '0.9', '--grad-accum', '2', '--lr-scheduler', 'linear', '--lr', '0.1', '--max-steps', '3', '--block-size', '16', '--json');
+  assert.equal(sgd.status, 0, sgd.stderr);
+  const lion = tabtune('train', '--model', fx('tiny-gpt2'), '--data', data, '--out', full, '--optimizer', 'lion');
+  assert.equal(lion.status, 1);
+  assert.match(lion.stderr, /train\.optimizer must be one of adamw, sgd, got "lion"/);
   const bad = tabtune('train', '--model', fx('tiny-gpt2'), '--data', data, '--out', full, '--r', 'eight');
   assert.equal(bad.status, 1);
   assert.match(bad.stderr, /--r must be a number, got "eight"/);

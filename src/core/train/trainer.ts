@@ -5,6 +5,7 @@ import { TrainingError } from '../errors';
 import type { CausalLM, NamedWeights } from '../model/base';
 import { Rng } from '../rng';
 import { AdamW, type AdamWState } from './adamw';
+import { SGD } from './sgd';
 import { learningRate } from './schedule';
 
 /** What one optimizer step reports to whoever is watching. */
@@ -36,13 +37,13 @@ export interface TrainerCheckpoint {
 export class Trainer {
   step = 0;
   readonly rng: Rng;
-  private readonly opt: AdamW;
+  private readonly opt: AdamW | SGD;
   private readonly trainable: Map<string, tf.Variable>;
 
   constructor(readonly model: CausalLM, readonly cfg: TrainConfig) {
     // Only what the model says is trainable (the adapters, when it has any) gets gradients and moments.
     this.trainable = model.trainableParams();
-    this.opt = new AdamW(this.trainable, cfg);
+    this.opt = cfg.optimizer === 'sgd' ? new SGD(this.trainable, cfg) : new AdamW(this.trainable, cfg);
     // Batch order has its own stream so that changing the init does not change the data order.
     this.rng = new Rng(cfg.seed ^ 0x5bd1e995);
   }
@@ -50,23 +51,43 @@ export class Trainer {
   async trainStep(tokens: Int32Array): Promise<StepReport> {
     const t0 = performance.now();
     const { batch_size: B, block_size: T, grad_clip } = this.cfg;
+    const accum = this.cfg.grad_accum_steps ?? 1;
     const step = this.step + 1;
     const lr = learningRate(step, this.cfg);
-    const batch = sampleBatch(tokens, B, T, this.rng);
+    const vars = [...this.trainable.values()];
+    // Gradients of each micro-batch, summed; kept across micro-batches, released below.
+    // (Plain objects, not Maps: tf.tidy keeps only the tensors of objects and arrays it returns.)
+    let sums: Record<string, tf.Tensor> | null = null;
+    let lossSum: tf.Tensor | null = null;
+    for (let micro = 0; micro < accum; micro++) {
+      const batch = sampleBatch(tokens, B, T, this.rng);
+      const prevSums = sums;
+      const prevLoss = lossSum;
+      const next = tf.tidy(() => {
+        const ids = tf.tensor2d(batch.ids, [B, T], 'int32');
+        const targets = tf.tensor2d(batch.targets, [B, T], 'int32');
+        this.model.training = true;
+        let result: { value: tf.Scalar; grads: tf.NamedTensorMap };
+        try {
+          result = tf.variableGrads(() => this.model.loss(ids, targets), vars);
+        } finally {
+          this.model.training = false;
+        }
+        const grads: Record<string, tf.Tensor> = {};
+        for (const [k, g] of Object.entries(result.grads)) {
+          const name = this.model.hfName(k);
+          grads[name] = prevSums ? tf.add(prevSums[name], g) : g;
+        }
+        const loss: tf.Tensor = prevLoss ? tf.add(prevLoss, result.value) : result.value;
+        return { grads, loss };
+      }) as { grads: Record<string, tf.Tensor>; loss: tf.Tensor };
+      if (prevSums) tf.dispose([...Object.values(prevSums), prevLoss!]);
+      sums = next.grads;
+      lossSum = next.loss;
+    }
     const both = tf.tidy(() => {
-      const ids = tf.tensor2d(batch.ids, [B, T], 'int32');
-      const targets = tf.tensor2d(batch.targets, [B, T], 'int32');
-      const vars = [...this.trainable.values()];
-      this.model.training = true;
-      let result: { value: tf.Scalar; grads: tf.NamedTensorMap };
-      try {
-        result = tf.variableGrads(() => this.model.loss(ids, targets), vars);
-      } finally {
-        this.model.training = false;
-      }
-      const { value, grads } = result;
       const named = new Map<string, tf.Tensor>();
-      for (const [k, g] of Object.entries(grads)) named.set(this.model.hfName(k), g);
+      for (const [k, g] of Object.entries(sums!)) named.set(k, accum > 1 ? tf.div(g, accum) : g);
       // Summed pairwise, not with tf.addN: WebGPU's AddN binds every input at once and fails
       // past the device's storage-buffer limit (8 on many adapters), silently zeroing the sum.
       const norm = tf.sqrt([...named.values()].map((g) => tf.sum(tf.square(g))).reduce((a, b) => tf.add(a, b))); // []
@@ -76,8 +97,9 @@ export class Trainer {
         for (const [k, g] of named) named.set(k, tf.mul(g, scale));
       }
       this.opt.apply(named, lr);
-      return tf.stack([value, norm]); // [2]
+      return tf.stack([tf.div(lossSum!, accum), norm]); // [2]
     });
+    tf.dispose([...Object.values(sums!), lossSum!]);
     let loss: number;
     let gradNorm: number;
     try {
@@ -103,7 +125,7 @@ export class Trainer {
       lr,
       gradNorm,
       stepMs,
-      tokensPerSec: (B * T * 1000) / stepMs,
+      tokensPerSec: (accum * B * T * 1000) / stepMs,
       numTensors: mem.numTensors,
       numBytes: mem.numBytes,
     };
