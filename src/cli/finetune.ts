@@ -11,7 +11,10 @@ import { adapterFolder, mergedFolder } from '../core/io/export';
 import { buildModel, inspectModel, loadWeights } from '../core/model/hf';
 import { attachLora, resolveLoraConfig, trainableParameters, type LoraConfig } from '../core/peft/lora';
 import { loadTokenizer } from '../core/tokenizer/hf';
+import type { CausalLM } from '../core/model/base';
+import { EarlyStopping, heldOutLoss } from '../core/train/evaluate';
 import { Trainer } from '../core/train/trainer';
+import * as tf from '@tensorflow/tfjs-core';
 import { folderFiles } from './files';
 
 export interface FinetuneArgs {
@@ -45,7 +48,15 @@ export async function finetune(args: FinetuneArgs, write: (line: string) => void
   } catch (e) {
     throw new ConfigError(`cannot read --data ${args.data}: ${(e as Error).message}`, { file: args.data });
   }
-  const tokens = Int32Array.from(tokenizer.encode(text, { addSpecialTokens: false }));
+  const allTokens = Int32Array.from(tokenizer.encode(text, { addSpecialTokens: false }));
+  const evalEvery = num(args, 'eval-every') ?? 0;
+  const valFraction = num(args, 'val-fraction') ?? (evalEvery > 0 ? 0.1 : 0);
+  if (valFraction < 0 || valFraction >= 1) throw new ConfigError(`--val-fraction must be at least 0 and below 1, got ${valFraction}`, { field: 'val-fraction' });
+  if (evalEvery > 0 && valFraction === 0) throw new ConfigError('--eval-every needs held-out data: give --val-fraction above 0', { field: 'val-fraction' });
+  // The last part of the text is held out for validation: never trained on.
+  const cut = Math.floor(allTokens.length * (1 - valFraction));
+  const tokens = allTokens.subarray(0, cut);
+  const valTokens = allTokens.subarray(cut);
   const train: TrainConfig = resolveTrainConfig(
     {
       steps: num(args, 'max-steps') ?? 100,
@@ -65,6 +76,16 @@ export async function finetune(args: FinetuneArgs, write: (line: string) => void
     { n_positions: summary.contextLength },
   );
   checkTokens(tokens, train.block_size, basename(args.data));
+  if (evalEvery > 0) checkTokens(valTokens, train.block_size, `the held-out ${Math.round(valFraction * 100)}% of ${basename(args.data)}`);
+  let forgetTokens: Int32Array | null = null;
+  if (typeof args.forgetting === 'string') {
+    try {
+      forgetTokens = Int32Array.from(tokenizer.encode(readFileSync(resolve(args.forgetting), 'utf8'), { addSpecialTokens: false }));
+    } catch (e) {
+      throw new ConfigError(`cannot read --forgetting ${args.forgetting}: ${(e as Error).message}`, { file: args.forgetting });
+    }
+    checkTokens(forgetTokens, train.block_size, basename(args.forgetting));
+  }
   const model = buildModel(summary.spec, await loadWeights(files, summary));
   let lora: LoraConfig | null = null;
   try {
@@ -83,14 +104,49 @@ export async function finetune(args: FinetuneArgs, write: (line: string) => void
     if (!args.json) {
       write(`trainable params: ${counts.trainable.toLocaleString('en')} || all params: ${counts.total.toLocaleString('en')} || trainable%: ${counts.percent.toFixed(4)}`);
     }
+    // The cost of specialising, made visible: perplexity on general text before and after.
+    const pplBefore = forgetTokens ? Math.exp(await heldOutLoss(model, forgetTokens, train.block_size)) : null;
+    const stopping = new EarlyStopping(num(args, 'patience') ?? 0, num(args, 'min-delta') ?? 0);
+    let best: Map<string, Float32Array> | null = null;
     const trainer = new Trainer(model, train);
     try {
+      let recent: number[] = [];
       for (let i = 0; i < train.steps; i++) {
         const r = await trainer.trainStep(tokens);
+        recent.push(r.loss);
         write(args.json ? JSON.stringify(r) : `step ${String(r.step).padStart(5)}/${train.steps}  loss ${r.loss.toFixed(4)}  lr ${r.lr.toExponential(2)}  |g| ${r.gradNorm.toFixed(3)}  ${r.stepMs.toFixed(0)} ms`);
+        if (evalEvery > 0 && (r.step % evalEvery === 0 || r.step === train.steps)) {
+          const point = { step: r.step, trainLoss: recent.reduce((a, b) => a + b, 0) / recent.length, valLoss: await heldOutLoss(model, valTokens, train.block_size, 32) };
+          recent = [];
+          const verdict = stopping.update(point);
+          if (verdict.improved) best = await snapshot(model);
+          write(
+            args.json
+              ? JSON.stringify({ eval: { ...point, best: stopping.best!.step, ...verdict } })
+              : `eval at step ${point.step}: validation loss ${point.valLoss.toFixed(4)} (train ${point.trainLoss.toFixed(4)}), best ${stopping.best!.valLoss.toFixed(4)} at step ${stopping.best!.step}` +
+                  (verdict.overfitting ? '  OVERFITTING: validation loss rising while training loss falls' : ''),
+          );
+          if (verdict.stop) {
+            if (!args.json) write(`early stopping: no improvement of ${stopping.minDelta} in ${stopping.patience} evaluations`);
+            break;
+          }
+        }
       }
     } finally {
       trainer.dispose();
+    }
+    if (best && stopping.best) {
+      restore(model, best);
+      if (!args.json) write(`keeping the best weights: step ${stopping.best.step}, validation loss ${stopping.best.valLoss.toFixed(4)}`);
+    }
+    if (forgetTokens && pplBefore !== null) {
+      const pplAfter = Math.exp(await heldOutLoss(model, forgetTokens, train.block_size));
+      const change = (100 * (pplAfter - pplBefore)) / pplBefore;
+      write(
+        args.json
+          ? JSON.stringify({ forgetting: { file: basename(String(args.forgetting)), perplexityBefore: pplBefore, perplexityAfter: pplAfter } })
+          : `forgetting check on ${basename(String(args.forgetting))}: perplexity ${pplBefore.toFixed(2)} before, ${pplAfter.toFixed(2)} after (${change >= 0 ? '+' : ''}${change.toFixed(1)}%)`,
+      );
     }
     const out = resolve(args.out);
     const folder = lora ? await adapterFolder(model, lora, summary.source) : await mergedFolder(model, files);
@@ -100,4 +156,15 @@ export async function finetune(args: FinetuneArgs, write: (line: string) => void
   } finally {
     model.dispose();
   }
+}
+
+/** The trainable weights read back to the CPU (a sync point, at evaluations only). */
+async function snapshot(model: CausalLM): Promise<Map<string, Float32Array>> {
+  const out = new Map<string, Float32Array>();
+  for (const [name, v] of model.trainableParams()) out.set(name, new Float32Array(await v.data()));
+  return out;
+}
+
+function restore(model: CausalLM, weights: Map<string, Float32Array>): void {
+  for (const [name, v] of model.trainableParams()) tf.tidy(() => v.assign(tf.tensor(weights.get(name)!, v.shape)));
 }

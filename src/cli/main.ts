@@ -35,6 +35,7 @@ Usage:
                 [--max-steps N] [--batch-size N] [--block-size N] [--warmup-steps N]
                 [--weight-decay W] [--optimizer adamw|sgd] [--momentum M] [--grad-accum N]
                 [--lr-scheduler cosine|linear|constant] [--seed S] [--json]
+                [--eval-every N] [--val-fraction F] [--patience P] [--min-delta D] [--forgetting FILE]
   tabtune logits   --model DIR [--adapter DIR] (--text "..." | --ids 1,2,3) [--backend B]
   tabtune merge    --model DIR --adapter DIR --out DIR
   tabtune generate --model DIR --prompt "..." [--max-tokens N] [--temperature T] [--top-k K]
@@ -92,6 +93,11 @@ export async function main(argv: string[]): Promise<number> {
         momentum: { type: 'string' },
         'grad-accum': { type: 'string' },
         'lr-scheduler': { type: 'string' },
+        'eval-every': { type: 'string' },
+        'val-fraction': { type: 'string' },
+        patience: { type: 'string' },
+        'min-delta': { type: 'string' },
+        forgetting: { type: 'string' },
         adapter: { type: 'string' },
         out: { type: 'string' },
         ids: { type: 'string' },

@@ -159,6 +159,32 @@ test('tabtune train --model: LoRA writes a PEFT adapter that loads back; full fi
   assert.match(bad.stderr, /--r must be a number, got "eight"/);
 });
 
+test('tabtune train: validation every N steps, early stopping keeps the best, and the forgetting check', () => {
+  const fx = (n: string) => fileURLToPath(new URL(`../fixtures/${n}/`, import.meta.url));
+  const dir = mkdtempSync(join(tmpdir(), 'tabtune-eval-'));
+  const data = join(dir, 'data.txt');
+  // The held-out tail is text of another kind: specialising on the head makes it worse in time.
+  writeFileSync(data, 'the sea and the whale. '.repeat(60) + 'zq xv 0123 kj wq! '.repeat(8));
+  const general = join(dir, 'general.txt');
+  writeFileSync(general, 'a ship on the water, and men at the oars; the wind is up. '.repeat(10));
+  const r = tabtune('train', '--model', fx('tiny-gpt2'), '--data', data, '--out', join(dir, 'out'), '--max-steps', '80', '--lr', '5e-2',
+    '--block-size', '16', '--eval-every', '5', '--val-fraction', '0.15', '--patience', '3', '--forgetting', general, '--json');
+  assert.equal(r.status, 0, r.stderr);
+  const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+  const evals = lines.filter((l) => l.eval).map((l) => l.eval);
+  assert.ok(evals.length >= 2);
+  assert.ok(evals.every((e) => e.step % 5 === 0));
+  const bestSoFar = evals.reduce((b, e) => (e.valLoss < b.valLoss ? e : b));
+  assert.equal(evals.at(-1).best, bestSoFar.step, 'the best is the lowest validation loss');
+  const steps = lines.filter((l) => l.step !== undefined && !l.eval);
+  if (evals.at(-1).stop) assert.ok(steps.length < 80, 'early stopping ended the run');
+  const forgetting = lines.find((l) => l.forgetting)?.forgetting;
+  assert.ok(forgetting && forgetting.perplexityBefore > 1 && forgetting.perplexityAfter > 1);
+  const noVal = tabtune('train', '--model', fx('tiny-gpt2'), '--data', data, '--out', join(dir, 'x'), '--eval-every', '5', '--val-fraction', '0');
+  assert.equal(noVal.status, 1);
+  assert.match(noVal.stderr, /--eval-every needs held-out data/);
+});
+
 test('tabtune refuses bad arguments with a message that names them', () => {
   const steps = tabtune('train', '--steps', 'many');
   assert.equal(steps.status, 2);
