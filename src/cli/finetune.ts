@@ -9,6 +9,7 @@ import { checkTokens } from '../core/data/batch';
 import { ConfigError } from '../core/errors';
 import { adapterFolder, mergedFolder } from '../core/io/export';
 import { buildModel, inspectModel, loadWeights } from '../core/model/hf';
+import { useBitFit } from '../core/peft/bitfit';
 import { attachLora, resolveLoraConfig, trainableParameters, type LoraConfig } from '../core/peft/lora';
 import { loadTokenizer } from '../core/tokenizer/hf';
 import type { CausalLM } from '../core/model/base';
@@ -38,7 +39,7 @@ export async function finetune(args: FinetuneArgs, write: (line: string) => void
   if (!args.data) throw new ConfigError('train --model needs --data FILE (a text file)', { field: 'data' });
   if (!args.out) throw new ConfigError('train --model needs --out DIR for what it writes', { field: 'out' });
   const method = args.method ?? 'lora';
-  if (method !== 'lora' && method !== 'full') throw new ConfigError(`--method must be lora or full, got "${method}"`, { field: 'method' });
+  if (!['lora', 'full', 'bitfit'].includes(method)) throw new ConfigError(`--method must be lora, bitfit or full, got "${method}"`, { field: 'method' });
   const files = folderFiles(args.model);
   const summary = await inspectModel(files);
   const tokenizer = await loadTokenizer(files);
@@ -100,6 +101,7 @@ export async function finetune(args: FinetuneArgs, write: (line: string) => void
       } as Partial<LoraConfig>);
       attachLora(model, lora, train.seed);
     }
+    if (method === 'bitfit') useBitFit(model);
     const counts = trainableParameters(model);
     if (!args.json) {
       write(`trainable params: ${counts.trainable.toLocaleString('en')} || all params: ${counts.total.toLocaleString('en')} || trainable%: ${counts.percent.toFixed(4)}`);

@@ -194,3 +194,68 @@ for (const [adapter, baseName] of [['tiny-gpt2-lora', 'tiny-gpt2'], ['tiny-llama
     model.dispose();
   });
 }
+
+test('BitFit trains the biases only; a model without biases is refused with a reason', async () => {
+  const { useBitFit } = await import('../../src/core/peft/bitfit');
+  const model = await load('tiny-gpt2');
+  const before = await model.exportWeights();
+  useBitFit(model);
+  const trainable = model.trainableParams();
+  assert.ok([...trainable.keys()].every((k) => k.endsWith('.bias')) && trainable.size === 13, 'six biases per block, two blocks, and ln_f');
+  const counts = trainableParameters(model);
+  assert.equal(counts.total, model.numParams());
+  const opt = new AdamW(trainable, { beta1: 0.9, beta2: 0.99, eps: 1e-8, weight_decay: 0 });
+  const ids = tf.tensor2d([IDS.slice(0, -1)], [1, 7], 'int32');
+  const targets = tf.tensor2d([IDS.slice(1)], [1, 7], 'int32');
+  for (let i = 0; i < 3; i++) {
+    tf.tidy(() => {
+      const { grads } = tf.variableGrads(() => model.loss(ids, targets), [...trainable.values()]);
+      opt.apply(new Map(Object.entries(grads).map(([k, g]) => [model.hfName(k), g])), 1e-2);
+    });
+  }
+  const after = await model.exportWeights();
+  for (const k of Object.keys(before)) {
+    if (k.endsWith('.bias')) assert.notDeepEqual(after[k].data, before[k].data, `${k} trained`);
+    else assert.deepEqual(after[k].data, before[k].data, `${k} frozen`);
+  }
+  tf.dispose([ids, targets]);
+  opt.dispose();
+  model.dispose();
+  const llama = await load('tiny-llama');
+  assert.throws(() => useBitFit(llama), /this model has none/);
+  llama.dispose();
+});
+
+test('a LoRA run (with dropout) resumed from its checkpoint continues exactly as an uninterrupted one', async () => {
+  const { Trainer } = await import('../../src/core/train/trainer');
+  const { resolveTrainConfig } = await import('../../src/core/config');
+  const tc = resolveTrainConfig({ steps: 8, batch_size: 4, block_size: 12, learning_rate: 1e-2, min_lr: 1e-3, warmup_steps: 1 }, { n_positions: 64 });
+  const tokens = Int32Array.from({ length: 400 }, (_, i) => (i * 7 + (i % 13)) % 64);
+  const lcfg = resolveLoraConfig('llama', { r: 4, lora_dropout: 0.1 });
+  const straight: number[] = [];
+  {
+    const m = await load('tiny-llama');
+    attachLora(m, lcfg, 9);
+    const t = new Trainer(m, tc);
+    for (let i = 0; i < 8; i++) straight.push((await t.trainStep(tokens)).loss);
+    t.dispose();
+    m.dispose();
+  }
+  const m1 = await load('tiny-llama');
+  attachLora(m1, lcfg, 9);
+  const t1 = new Trainer(m1, tc);
+  const resumed: number[] = [];
+  for (let i = 0; i < 4; i++) resumed.push((await t1.trainStep(tokens)).loss);
+  const ckpt = structuredClone(await t1.checkpoint());
+  assert.ok(Object.keys(ckpt.weights).every((k) => k.includes('.lora_')), 'a LoRA checkpoint holds the adapter, not the base');
+  t1.dispose();
+  m1.dispose();
+  const m2 = await load('tiny-llama');
+  attachLora(m2, lcfg, 123); // other init: the checkpoint must overwrite it
+  const t2 = new Trainer(m2, tc);
+  t2.restore(ckpt);
+  for (let i = 0; i < 4; i++) resumed.push((await t2.trainStep(tokens)).loss);
+  t2.dispose();
+  m2.dispose();
+  assert.deepEqual(resumed, straight);
+});

@@ -52,8 +52,13 @@ export abstract class CausalLM {
   /** Set by the trainer around training steps: adapter dropout applies only then. */
   training = false;
   private dropoutCalls = 0;
-  /** Seed of the adapter dropout masks; a resumed run sets it to continue the sequence. */
-  dropoutSeed = 0;
+  private dropoutSeed = 0;
+
+  /** Seeds the adapter dropout masks of the next pass; the trainer does so per step, so a resumed run draws the same masks. */
+  seedDropout(seed: number): void {
+    this.dropoutSeed = seed;
+    this.dropoutCalls = 0;
+  }
   private readonly prefix: string;
   private readonly splits = new Map<string, SplitTable>();
 
@@ -108,9 +113,18 @@ export abstract class CausalLM {
     return tf.add(out, tf.mul(update, a.scaling));
   }
 
-  /** What training updates: the adapters' A and B when there are any, else every parameter. */
+  /**
+   * Which parameters train when there are no adapters (BitFit sets "biases only"); null: all.
+   * Frozen parameters get no gradient and no optimizer state.
+   */
+  trainableFilter: ((name: string) => boolean) | null = null;
+
+  /** What training updates: the adapters' A and B when there are any, else the parameters the filter keeps. */
   trainableParams(): Map<string, tf.Variable> {
-    if (this.adapters.size === 0) return this.params;
+    if (this.adapters.size === 0) {
+      const keep = this.trainableFilter;
+      return keep ? new Map([...this.params].filter(([name]) => keep(name))) : this.params;
+    }
     const out = new Map<string, tf.Variable>();
     for (const [path, a] of this.adapters) {
       out.set(`${path}.lora_A.weight`, a.A);

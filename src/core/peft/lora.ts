@@ -100,6 +100,7 @@ export function trainableParameters(model: CausalLM): { trainable: number; total
   let trainable = 0;
   for (const v of model.trainableParams().values()) trainable += v.size;
   const base = model.numParams();
+  // Adapters add parameters; BitFit and full fine-tuning train some or all of the base's own.
   const total = model.adapters.size ? base + trainable : base;
   return { trainable, total, percent: (100 * trainable) / total };
 }

@@ -2,7 +2,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { TrainConfig } from '../config';
 import { sampleBatch } from '../data/batch';
 import { TrainingError } from '../errors';
-import type { CausalLM, NamedWeights } from '../model/base';
+import { checkShape, readNamed, type CausalLM, type NamedWeights } from '../model/base';
+import { CheckpointError } from '../errors';
 import { Rng } from '../rng';
 import { AdamW, type AdamWState } from './adamw';
 import { SGD } from './sgd';
@@ -67,6 +68,7 @@ export class Trainer {
         const ids = tf.tensor2d(batch.ids, [B, T], 'int32');
         const targets = tf.tensor2d(batch.targets, [B, T], 'int32');
         this.model.training = true;
+        this.model.seedDropout((this.cfg.seed * 1009 + step * 31 + micro) >>> 0);
         let result: { value: tf.Scalar; grads: tf.NamedTensorMap };
         try {
           result = tf.variableGrads(() => this.model.loss(ids, targets), vars);
@@ -148,17 +150,27 @@ export class Trainer {
     return total / batches;
   }
 
+  /**
+   * What a resumed run needs: the trainable weights (the adapters for LoRA, the biases for
+   * BitFit, everything for full fine-tuning), optimizer state, step and batch order.
+   */
   async checkpoint(): Promise<TrainerCheckpoint> {
     return {
       step: this.step,
       rngState: this.rng.state,
-      weights: await this.model.exportWeights(),
+      weights: await readNamed(this.trainable),
       optimizer: await this.opt.exportState(),
     };
   }
 
-  /** Restores optimizer state, step and batch order; the weights go in through the model's constructor. */
+  /** Restores the trainable weights, optimizer state, step and batch order of a checkpoint. */
   restore(ckpt: TrainerCheckpoint): void {
+    for (const [name, v] of this.trainable) {
+      const w = ckpt.weights[name];
+      if (!w) throw new CheckpointError(`the checkpoint has no ${name}; it belongs to another kind of run`, { field: name });
+      checkShape(name, w.shape, v.shape);
+      tf.tidy(() => v.assign(tf.tensor(w.data, w.shape, 'float32')));
+    }
     this.opt.loadState(ckpt.optimizer);
     this.step = ckpt.step;
     this.rng.state = ckpt.rngState;
