@@ -8,6 +8,7 @@ import { resolveTrainConfig, type TrainConfig } from '../core/config';
 import { checkTokens } from '../core/data/batch';
 import { ConfigError } from '../core/errors';
 import { adapterFolder, mergedFolder } from '../core/io/export';
+import { scaleOutRecipe, type RecipeInput } from '../core/io/recipe';
 import { buildModel, inspectModel, loadWeights } from '../core/model/hf';
 import { useBitFit } from '../core/peft/bitfit';
 import { attachLora, resolveLoraConfig, trainableParameters, type LoraConfig } from '../core/peft/lora';
@@ -24,6 +25,8 @@ export interface FinetuneArgs {
   out?: string;
   method?: string;
   json?: boolean;
+  /** Write the recipe (--recipe DIR) and stop before training. */
+  recipeOnly?: boolean;
   [flag: string]: string | boolean | undefined;
 }
 
@@ -37,7 +40,7 @@ function num(args: FinetuneArgs, flag: string): number | undefined {
 
 export async function finetune(args: FinetuneArgs, write: (line: string) => void): Promise<void> {
   if (!args.data) throw new ConfigError('train --model needs --data FILE (a text file)', { field: 'data' });
-  if (!args.out) throw new ConfigError('train --model needs --out DIR for what it writes', { field: 'out' });
+  if (!args.out && !args.recipeOnly) throw new ConfigError('train --model needs --out DIR for what it writes', { field: 'out' });
   const method = args.method ?? 'lora';
   if (!['lora', 'full', 'bitfit'].includes(method)) throw new ConfigError(`--method must be lora, bitfit or full, got "${method}"`, { field: 'method' });
   const files = folderFiles(args.model);
@@ -87,20 +90,28 @@ export async function finetune(args: FinetuneArgs, write: (line: string) => void
     }
     checkTokens(forgetTokens, train.block_size, basename(args.forgetting));
   }
-  const model = buildModel(summary.spec, await loadWeights(files, summary));
   let lora: LoraConfig | null = null;
+  if (method === 'lora') {
+    const targets = typeof args['target-modules'] === 'string' ? args['target-modules'] : undefined;
+    lora = resolveLoraConfig(summary.spec.arch, {
+      r: num(args, 'r'),
+      lora_alpha: num(args, 'lora-alpha'),
+      lora_dropout: num(args, 'lora-dropout'),
+      target_modules: targets === undefined ? undefined : targets === 'all-linear' ? 'all-linear' : targets.split(',').map((t) => t.trim()),
+      use_rslora: args['use-rslora'] === true,
+    } as Partial<LoraConfig>);
+  }
+  if (typeof args.recipe === 'string') {
+    const recipe = scaleOutRecipe({ baseModel: typeof args['base-name'] === 'string' ? args['base-name'] : resolve(args.model), method: method as RecipeInput['method'], lora, train, text });
+    const dir = resolve(args.recipe);
+    mkdirSync(dir, { recursive: true });
+    for (const [name, body] of recipe) writeFileSync(join(dir, name), body);
+    write(args.json ? JSON.stringify({ recipe: dir, files: [...recipe.keys()] }) : `wrote the scale-out recipe (${[...recipe.keys()].join(', ')}) to ${dir}`);
+    if (args.recipeOnly) return;
+  }
+  const model = buildModel(summary.spec, await loadWeights(files, summary));
   try {
-    if (method === 'lora') {
-      const targets = typeof args['target-modules'] === 'string' ? args['target-modules'] : undefined;
-      lora = resolveLoraConfig(summary.spec.arch, {
-        r: num(args, 'r'),
-        lora_alpha: num(args, 'lora-alpha'),
-        lora_dropout: num(args, 'lora-dropout'),
-        target_modules: targets === undefined ? undefined : targets === 'all-linear' ? 'all-linear' : targets.split(',').map((t) => t.trim()),
-        use_rslora: args['use-rslora'] === true,
-      } as Partial<LoraConfig>);
-      attachLora(model, lora, train.seed);
-    }
+    if (lora) attachLora(model, lora, train.seed);
     if (method === 'bitfit') useBitFit(model);
     const counts = trainableParameters(model);
     if (!args.json) {
@@ -150,7 +161,7 @@ export async function finetune(args: FinetuneArgs, write: (line: string) => void
           : `forgetting check on ${basename(String(args.forgetting))}: perplexity ${pplBefore.toFixed(2)} before, ${pplAfter.toFixed(2)} after (${change >= 0 ? '+' : ''}${change.toFixed(1)}%)`,
       );
     }
-    const out = resolve(args.out);
+    const out = resolve(args.out!);
     const folder = lora ? await adapterFolder(model, lora, summary.source) : await mergedFolder(model, files);
     mkdirSync(out, { recursive: true });
     for (const [name, bytes] of folder) writeFileSync(join(out, name), bytes);

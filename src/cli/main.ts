@@ -36,6 +36,9 @@ Usage:
                 [--weight-decay W] [--optimizer adamw|sgd] [--momentum M] [--grad-accum N]
                 [--lr-scheduler cosine|linear|constant] [--seed S] [--json]
                 [--eval-every N] [--val-fraction F] [--patience P] [--min-delta D] [--forgetting FILE]
+                [--recipe DIR]
+  tabtune recipe --model DIR --data FILE --recipe DIR [--base-name REPO] [the train flags]
+                the run's data as JSONL plus the same run for TRL + PEFT (accelerate) and Axolotl
   tabtune logits   --model DIR [--adapter DIR] (--text "..." | --ids 1,2,3) [--backend B]
   tabtune merge    --model DIR --adapter DIR --out DIR
   tabtune generate --model DIR --prompt "..." [--max-tokens N] [--temperature T] [--top-k K]
@@ -98,6 +101,8 @@ export async function main(argv: string[]): Promise<number> {
         patience: { type: 'string' },
         'min-delta': { type: 'string' },
         forgetting: { type: 'string' },
+        recipe: { type: 'string' },
+        'base-name': { type: 'string' },
         adapter: { type: 'string' },
         out: { type: 'string' },
         ids: { type: 'string' },
@@ -185,6 +190,11 @@ export async function main(argv: string[]): Promise<number> {
       const report = await studio.init(backend);
       const info = { tabtune: readVersion(), node: process.versions.node, tfjs: tf.version_core, backend: report };
       process.stdout.write(JSON.stringify(info, null, 2) + '\n');
+      return 0;
+    }
+    if (command === 'recipe') {
+      if (!args.values.model || !args.values.recipe) return usage('recipe needs --model DIR --data FILE --recipe DIR');
+      await finetune({ ...(args.values as FinetuneArgs & { model: string }), recipeOnly: true }, (line) => process.stdout.write(line + '\n'));
       return 0;
     }
     if (command === 'train' && args.values.model) {

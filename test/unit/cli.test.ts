@@ -185,6 +185,29 @@ test('tabtune train: validation every N steps, early stopping keeps the best, an
   assert.match(noVal.stderr, /--eval-every needs held-out data/);
 });
 
+test('tabtune recipe: the run\'s data as JSONL plus the same run for TRL + PEFT and Axolotl', () => {
+  const fx = (n: string) => fileURLToPath(new URL(`../fixtures/${n}/`, import.meta.url));
+  const dir = mkdtempSync(join(tmpdir(), 'tabtune-recipe-'));
+  const sample = fileURLToPath(new URL('../../public/samples/moby-dick-ch1.txt', import.meta.url));
+  const r = tabtune('recipe', '--model', fx('tiny-llama'), '--data', sample, '--recipe', dir, '--base-name', 'HuggingFaceTB/SmolLM2-135M',
+    '--r', '16', '--lora-alpha', '32', '--target-modules', 'q_proj,v_proj', '--lr', '2e-4', '--max-steps', '500', '--grad-accum', '4');
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(readdirSync(dir).sort(), ['README.md', 'axolotl.yaml', 'train.jsonl', 'train_trl.py']);
+  const records = readFileSync(join(dir, 'train.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).text as string);
+  const squash = (t: string) => t.replace(/\s+/g, ' ').trim();
+  assert.equal(squash(records.join(' ')), squash(readFileSync(sample, 'utf8')), 'the records hold the whole text');
+  const script = readFileSync(join(dir, 'train_trl.py'), 'utf8');
+  for (const needle of ['BASE_MODEL = "HuggingFaceTB/SmolLM2-135M"', 'r=16,', 'lora_alpha=32,', 'target_modules=["q_proj","v_proj"]', 'learning_rate=0.0002,', 'max_steps=500,', 'gradient_accumulation_steps=4,']) {
+    assert.ok(script.includes(needle), `train_trl.py has ${needle}`);
+  }
+  const compiled = spawnSync('python3', ['-m', 'py_compile', join(dir, 'train_trl.py')], { encoding: 'utf8' });
+  if (!compiled.error) assert.equal(compiled.status, 0, `train_trl.py is valid Python: ${compiled.stderr}`);
+  const yaml = readFileSync(join(dir, 'axolotl.yaml'), 'utf8');
+  for (const needle of ['adapter: lora', 'lora_r: 16', 'lora_alpha: 32', '  - q_proj', 'max_steps: 500', 'gradient_accumulation_steps: 4']) {
+    assert.ok(yaml.split('\n').includes(needle), `axolotl.yaml has ${needle}`);
+  }
+});
+
 test('tabtune refuses bad arguments with a message that names them', () => {
   const steps = tabtune('train', '--steps', 'many');
   assert.equal(steps.status, 2);

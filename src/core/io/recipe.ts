@@ -1,0 +1,158 @@
+/**
+ * The scale-out recipe: for a run that outgrows the tab, the run's data as JSONL and the same run
+ * written for Hugging Face TRL + PEFT (SFTTrainer with a LoraConfig, multi-GPU with
+ * `accelerate launch`) and for Axolotl, with the same hyperparameters.
+ */
+import type { TrainConfig } from '../config';
+import type { LoraConfig } from '../peft/lora';
+
+export interface RecipeInput {
+  /** A hub repository or a local folder path, as the scripts will load it. */
+  baseModel: string;
+  method: 'lora' | 'full' | 'bitfit';
+  lora: LoraConfig | null;
+  train: TrainConfig;
+  text: string;
+}
+
+/** The text as JSONL records of paragraphs, each at most about `maxChars` long. */
+export function textToJsonl(text: string, maxChars = 2000): string {
+  const out: string[] = [];
+  let current = '';
+  for (const para of text.replace(/\r\n/g, '\n').split(/\n{2,}/)) {
+    const p = para.trim();
+    if (!p) continue;
+    if (current && current.length + p.length + 2 > maxChars) {
+      out.push(current);
+      current = '';
+    }
+    current = current ? `${current}\n\n${p}` : p;
+    while (current.length > maxChars) {
+      out.push(current.slice(0, maxChars));
+      current = current.slice(maxChars);
+    }
+  }
+  if (current) out.push(current);
+  return out.map((t) => JSON.stringify({ text: t })).join('\n') + '\n';
+}
+
+const py = (v: unknown): string => (v === true ? 'True' : v === false ? 'False' : v === null ? 'None' : JSON.stringify(v));
+
+export function trlScript(r: RecipeInput): string {
+  const t = r.train;
+  const targets = r.lora ? (r.lora.target_modules === 'all-linear' ? '"all-linear"' : py(r.lora.target_modules)) : '';
+  const peft = r.lora
+    ? `peft_config = LoraConfig(
+    r=${r.lora.r},
+    lora_alpha=${r.lora.lora_alpha},
+    lora_dropout=${r.lora.lora_dropout},
+    target_modules=${targets},
+    use_rslora=${py(r.lora.use_rslora)},
+    bias="none",
+    task_type="CAUSAL_LM",
+)`
+    : 'peft_config = None  # full fine-tuning';
+  const bitfit =
+    r.method === 'bitfit'
+      ? `
+# BitFit: only the biases train.
+for name, param in model.named_parameters():
+    param.requires_grad = name.endswith(".bias")
+`
+      : '';
+  return `# Written by tabtune: the same run as in the browser, for TRL + PEFT on GPUs.
+#   pip install "trl>=0.19" peft datasets accelerate
+#   accelerate launch train_trl.py            # every GPU of this machine
+#   accelerate launch --num_processes 8 train_trl.py
+from datasets import load_dataset
+from peft import LoraConfig
+from transformers import AutoModelForCausalLM
+from trl import SFTConfig, SFTTrainer
+
+BASE_MODEL = ${py(r.baseModel)}
+
+dataset = load_dataset("json", data_files="train.jsonl", split="train")
+model = AutoModelForCausalLM.from_pretrained(BASE_MODEL)
+${bitfit}
+${peft}
+
+args = SFTConfig(
+    output_dir="out",
+    dataset_text_field="text",
+    max_length=${t.block_size},  # called max_seq_length before TRL 0.16
+    packing=True,
+    max_steps=${t.steps},
+    per_device_train_batch_size=${t.batch_size},
+    gradient_accumulation_steps=${t.grad_accum_steps},
+    learning_rate=${t.learning_rate},
+    lr_scheduler_type=${py(t.lr_scheduler === 'constant' ? 'constant_with_warmup' : t.lr_scheduler)},
+    warmup_steps=${t.warmup_steps},
+    optim=${py(t.optimizer === 'sgd' ? 'sgd' : 'adamw_torch')},
+    adam_beta1=${t.beta1},
+    adam_beta2=${t.beta2},
+    adam_epsilon=${t.eps},
+    weight_decay=${t.weight_decay},
+    max_grad_norm=${t.grad_clip > 0 ? t.grad_clip : 'None'},
+    seed=${t.seed},
+    logging_steps=10,
+    save_strategy="no",
+    report_to="none",
+)
+
+trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, peft_config=peft_config)
+trainer.train()
+trainer.save_model("out")  # a PEFT adapter folder for LoRA, the whole model otherwise
+`;
+}
+
+export function axolotlConfig(r: RecipeInput): string {
+  const t = r.train;
+  const lines = [
+    '# Written by tabtune: the same run for Axolotl (axolotl train axolotl.yaml).',
+    `base_model: ${JSON.stringify(r.baseModel)}`,
+    'datasets:',
+    '  - path: train.jsonl',
+    '    ds_type: json',
+    '    type: completion',
+    `sequence_len: ${t.block_size}`,
+    'sample_packing: true',
+  ];
+  if (r.lora) {
+    lines.push('adapter: lora', `lora_r: ${r.lora.r}`, `lora_alpha: ${r.lora.lora_alpha}`, `lora_dropout: ${r.lora.lora_dropout}`);
+    if (r.lora.target_modules === 'all-linear') lines.push('lora_target_linear: true');
+    else lines.push('lora_target_modules:', ...r.lora.target_modules.map((m) => `  - ${m}`));
+    if (r.lora.use_rslora) lines.push('peft_use_rslora: true');
+  }
+  lines.push(
+    `micro_batch_size: ${t.batch_size}`,
+    `gradient_accumulation_steps: ${t.grad_accum_steps}`,
+    `max_steps: ${t.steps}`,
+    `learning_rate: ${t.learning_rate}`,
+    `lr_scheduler: ${t.lr_scheduler === 'constant' ? 'constant_with_warmup' : t.lr_scheduler}`,
+    `warmup_steps: ${t.warmup_steps}`,
+    `optimizer: ${t.optimizer === 'sgd' ? 'sgd' : 'adamw_torch'}`,
+    `adam_beta1: ${t.beta1}`,
+    `adam_beta2: ${t.beta2}`,
+    `adam_epsilon: ${t.eps}`,
+    `weight_decay: ${t.weight_decay}`,
+    `max_grad_norm: ${t.grad_clip}`,
+    `seed: ${t.seed}`,
+    'output_dir: ./out',
+  );
+  return lines.join('\n') + '\n';
+}
+
+/** Every file of the recipe, by name. */
+export function scaleOutRecipe(r: RecipeInput): Map<string, string> {
+  return new Map([
+    ['train.jsonl', textToJsonl(r.text)],
+    ['train_trl.py', trlScript(r)],
+    ['axolotl.yaml', axolotlConfig(r)],
+    [
+      'README.md',
+      `# Scale-out recipe from tabtune\n\nThe run's data (\`train.jsonl\`) and the same run for bigger machines:\n\n` +
+        `- TRL + PEFT: \`pip install "trl>=0.19" peft datasets accelerate\`, then \`accelerate launch train_trl.py\` (all GPUs of the machine).\n` +
+        `- Axolotl: \`axolotl train axolotl.yaml\`.\n\nBase model: \`${r.baseModel}\`; method: ${r.method}.\n`,
+    ],
+  ]);
+}
