@@ -11,6 +11,9 @@ import { adapterFolder, mergedFolder } from '../core/io/export';
 import { scaleOutRecipe, type RecipeInput } from '../core/io/recipe';
 import { buildModel, inspectModel, loadWeights } from '../core/model/hf';
 import { useBitFit } from '../core/peft/bitfit';
+import { attachPromptTuning, promptTensors, promptTuningConfig } from '../core/peft/prompt';
+import { writeSafetensors } from '../core/io/safetensors';
+import type { ModelSummary } from '../core/model/hf';
 import { attachLora, resolveLoraConfig, trainableParameters, type LoraConfig } from '../core/peft/lora';
 import { loadTokenizer } from '../core/tokenizer/hf';
 import type { CausalLM } from '../core/model/base';
@@ -42,7 +45,9 @@ export async function finetune(args: FinetuneArgs, write: (line: string) => void
   if (!args.data) throw new ConfigError('train --model needs --data FILE (a text file)', { field: 'data' });
   if (!args.out && !args.recipeOnly) throw new ConfigError('train --model needs --out DIR for what it writes', { field: 'out' });
   const method = args.method ?? 'lora';
-  if (!['lora', 'full', 'bitfit'].includes(method)) throw new ConfigError(`--method must be lora, bitfit or full, got "${method}"`, { field: 'method' });
+  if (!['lora', 'full', 'bitfit', 'prompt'].includes(method)) {
+    throw new ConfigError(`--method must be lora, bitfit, prompt or full, got "${method}"`, { field: 'method' });
+  }
   const files = folderFiles(args.model);
   const summary = await inspectModel(files);
   const tokenizer = await loadTokenizer(files);
@@ -113,6 +118,7 @@ export async function finetune(args: FinetuneArgs, write: (line: string) => void
   try {
     if (lora) attachLora(model, lora, train.seed);
     if (method === 'bitfit') useBitFit(model);
+    if (method === 'prompt') attachPromptTuning(model, num(args, 'num-virtual-tokens') ?? 8, train.seed);
     const counts = trainableParameters(model);
     if (!args.json) {
       write(`trainable params: ${counts.trainable.toLocaleString('en')} || all params: ${counts.total.toLocaleString('en')} || trainable%: ${counts.percent.toFixed(4)}`);
@@ -162,7 +168,11 @@ export async function finetune(args: FinetuneArgs, write: (line: string) => void
       );
     }
     const out = resolve(args.out!);
-    const folder = lora ? await adapterFolder(model, lora, summary.source) : await mergedFolder(model, files);
+    const folder = lora
+      ? await adapterFolder(model, lora, summary.source)
+      : method === 'prompt'
+        ? await promptFolder(model, summary)
+        : await mergedFolder(model, files);
     mkdirSync(out, { recursive: true });
     for (const [name, bytes] of folder) writeFileSync(join(out, name), bytes);
     if (!args.json) write(`wrote ${[...folder.keys()].join(', ')} to ${out}`);
@@ -180,4 +190,15 @@ async function snapshot(model: CausalLM): Promise<Map<string, Float32Array>> {
 
 function restore(model: CausalLM, weights: Map<string, Float32Array>): void {
   for (const [name, v] of model.trainableParams()) tf.tidy(() => v.assign(tf.tensor(weights.get(name)!, v.shape)));
+}
+
+/** PEFT's prompt-tuning files: adapter_config.json and adapter_model.safetensors (prompt_embeddings). */
+async function promptFolder(model: CausalLM, summary: ModelSummary): Promise<Map<string, Uint8Array>> {
+  const spec = summary.spec;
+  const [layers, heads] = spec.arch === 'gpt2' ? [spec.config.n_layer, spec.config.n_head] : [spec.config.num_hidden_layers, spec.config.num_attention_heads];
+  const config = promptTuningConfig(model, summary.source, layers, heads);
+  return new Map([
+    ['adapter_config.json', new TextEncoder().encode(JSON.stringify(config, null, 2) + '\n')],
+    ['adapter_model.safetensors', writeSafetensors(await promptTensors(model), { format: 'pt' })],
+  ]);
 }

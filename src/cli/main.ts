@@ -15,6 +15,7 @@ import { generate, SAMPLE_DEFAULTS, type SampleOptions } from '../core/generate'
 import { mergedFolder } from '../core/io/export';
 import { readSafetensors } from '../core/io/safetensors';
 import { loadPeftAdapter } from '../core/peft/lora';
+import { loadPromptTuning } from '../core/peft/prompt';
 import { buildModel, inspectModel, loadWeights } from '../core/model/hf';
 import { loadTokenizer, stopTokenIds } from '../core/tokenizer/hf';
 import { DEMO_PRESETS } from '../core/presets';
@@ -30,13 +31,13 @@ const HELP = `tabtune: fine-tuning studio, command line
 Usage:
   tabtune info  [--backend B]
   tabtune train [--backend B] [--preset P] [--steps N] [--text FILE] [--state DIR] [--json]
-  tabtune train --model DIR --data FILE --out DIR [--method lora|bitfit|full] [--r N] [--lora-alpha A]
+  tabtune train --model DIR --data FILE --out DIR [--method lora|bitfit|prompt|full] [--r N] [--lora-alpha A]
                 [--lora-dropout P] [--target-modules a,b|all-linear] [--use-rslora] [--lr LR]
                 [--max-steps N] [--batch-size N] [--block-size N] [--warmup-steps N]
                 [--weight-decay W] [--optimizer adamw|sgd] [--momentum M] [--grad-accum N]
                 [--lr-scheduler cosine|linear|constant] [--seed S] [--json]
                 [--eval-every N] [--val-fraction F] [--patience P] [--min-delta D] [--forgetting FILE]
-                [--recipe DIR]
+                [--num-virtual-tokens N] [--recipe DIR]
   tabtune recipe --model DIR --data FILE --recipe DIR [--base-name REPO] [the train flags]
                 the run's data as JSONL plus the same run for TRL + PEFT (accelerate) and Axolotl
   tabtune logits   --model DIR [--adapter DIR] (--text "..." | --ids 1,2,3) [--backend B]
@@ -102,6 +103,7 @@ export async function main(argv: string[]): Promise<number> {
         'min-delta': { type: 'string' },
         forgetting: { type: 'string' },
         recipe: { type: 'string' },
+        'num-virtual-tokens': { type: 'string' },
         'base-name': { type: 'string' },
         adapter: { type: 'string' },
         out: { type: 'string' },
@@ -283,7 +285,9 @@ async function loadModel(dir: string, adapterDir?: string) {
       const config = JSON.parse(await adapter.text('adapter_config.json'));
       const path = 'adapter_model.safetensors';
       const bytes = await adapter.read(path, 0, await adapter.size(path));
-      loadPeftAdapter(model, config, readSafetensors(bytes, path).tensors);
+      const tensors = readSafetensors(bytes, path).tensors;
+      if (config.peft_type === 'PROMPT_TUNING') loadPromptTuning(model, config, tensors);
+      else loadPeftAdapter(model, config, tensors);
     } catch (e) {
       model.dispose();
       throw e;

@@ -149,6 +149,13 @@ test('tabtune train --model: LoRA writes a PEFT adapter that loads back; full fi
   assert.match(f.stdout, /trainable%: 100\.0000/);
   assert.ok(readdirSync(full).includes('model.safetensors'));
   assert.equal(tabtune('logits', '--model', full, '--ids', '1,2').status, 0);
+  const promptOut = mkdtempSync(join(tmpdir(), 'tabtune-prompt-'));
+  const pt = tabtune('train', '--model', fx('tiny-llama'), '--data', data, '--out', promptOut, '--method', 'prompt', '--num-virtual-tokens', '4', '--max-steps', '5', '--lr', '5e-2', '--block-size', '16');
+  assert.equal(pt.status, 0, pt.stderr);
+  assert.equal(JSON.parse(readFileSync(join(promptOut, 'adapter_config.json'), 'utf8')).peft_type, 'PROMPT_TUNING');
+  const withPrompt = tabtune('logits', '--model', fx('tiny-llama'), '--adapter', promptOut, '--ids', '1,46,48');
+  assert.equal(withPrompt.status, 0, withPrompt.stderr);
+  assert.equal(JSON.parse(withPrompt.stdout).logits.length, 3, 'one row per real token');
   const sgd = tabtune('train', '--model', fx('tiny-gpt2'), '--data', data, '--out', mkdtempSync(join(tmpdir(), 'tabtune-sgd-')), '--optimizer', 'sgd', '--momentum', '0.9', '--grad-accum', '2', '--lr-scheduler', 'linear', '--lr', '0.1', '--max-steps', '3', '--block-size', '16', '--json');
   assert.equal(sgd.status, 0, sgd.stderr);
   const lion = tabtune('train', '--model', fx('tiny-gpt2'), '--data', data, '--out', full, '--optimizer', 'lion');

@@ -259,3 +259,58 @@ test('a LoRA run (with dropout) resumed from its checkpoint continues exactly as
   m2.dispose();
   assert.deepEqual(resumed, straight);
 });
+
+test('prompt tuning: only the virtual tokens train, logits keep the input\'s length, the cache agrees, PEFT files round-trip', async () => {
+  const { attachPromptTuning, loadPromptTuning, promptTensors, promptTuningConfig } = await import('../../src/core/peft/prompt');
+  const { KVCache } = await import('../../src/core/model/base');
+  for (const name of ['tiny-gpt2', 'tiny-llama']) {
+    const model = await load(name);
+    const base = await model.exportWeights();
+    attachPromptTuning(model, 5, 3);
+    const trainable = model.trainableParams();
+    assert.deepEqual([...trainable.keys()], ['prompt_embeddings']);
+    assert.deepEqual(trainableParameters(model).trainable, 5 * model.hiddenSize);
+    const full = tf.tidy(() => model.forward(tf.tensor2d([IDS], [1, IDS.length], 'int32')));
+    assert.deepEqual(full.shape, [1, IDS.length, model.vocabSize], 'virtual positions are not in the logits');
+    // Through the cache: the prompt goes in with the first pass only.
+    const cache = new KVCache();
+    const first = tf.tidy(() => model.forward(tf.tensor2d([IDS.slice(0, 3)], [1, 3], 'int32'), cache));
+    const rest = tf.tidy(() => model.forward(tf.tensor2d([IDS.slice(3)], [1, IDS.length - 3], 'int32'), cache));
+    assert.equal(cache.length, 5 + IDS.length);
+    const joined = [...(await first.data()), ...(await rest.data())];
+    assert.ok(maxDiff(joined, await full.data()) < 1e-4, `${name}: cached passes agree with one pass`);
+    cache.dispose();
+    tf.dispose([first, rest, full]);
+
+    const opt = new AdamW(trainable, { beta1: 0.9, beta2: 0.99, eps: 1e-8, weight_decay: 0 });
+    const ids = tf.tensor2d([IDS.slice(0, -1)], [1, 7], 'int32');
+    const targets = tf.tensor2d([IDS.slice(1)], [1, 7], 'int32');
+    let firstLoss = 0;
+    let lastLoss = 0;
+    for (let i = 0; i < 60; i++) {
+      const v = tf.tidy(() => {
+        const { value, grads } = tf.variableGrads(() => model.loss(ids, targets), [...trainable.values()]);
+        opt.apply(new Map(Object.entries(grads).map(([k, g]) => [model.hfName(k), g])), 5e-2);
+        return value;
+      });
+      lastLoss = (await v.data())[0];
+      if (i === 0) firstLoss = lastLoss;
+      v.dispose();
+    }
+    assert.ok(lastLoss < firstLoss - 0.5, `${name}: the prompt learned (${firstLoss} -> ${lastLoss})`);
+    const after = await model.exportWeights();
+    for (const k of Object.keys(base)) assert.deepEqual(after[k].data, base[k].data, `${k} frozen`);
+
+    const want = await logitsOf(model, IDS);
+    const config = promptTuningConfig(model, name, 2, 3);
+    const file = readSafetensors(writeSafetensors(await promptTensors(model), { format: 'pt' }), 'adapter_model.safetensors');
+    const fresh = await load(name);
+    loadPromptTuning(fresh, JSON.parse(JSON.stringify(config)), file.tensors);
+    assert.equal(maxDiff(await logitsOf(fresh, IDS), want), 0);
+    assert.throws(() => loadPromptTuning(fresh, config, file.tensors), /already has a trainable method/);
+    tf.dispose([ids, targets]);
+    opt.dispose();
+    model.dispose();
+    fresh.dispose();
+  }
+});

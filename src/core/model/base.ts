@@ -113,6 +113,30 @@ export abstract class CausalLM {
     return tf.add(out, tf.mul(update, a.scaling));
   }
 
+  /** Prompt tuning's virtual tokens [N, C], put before the input at the start of a sequence. */
+  softPrompt: tf.Variable | null = null;
+
+  /**
+   * The input vectors of a pass: the token embeddings, after the soft prompt's N virtual tokens
+   * when the pass starts a sequence. `T` counts them all; `skip` is N, or 0.
+   */
+  protected inputs(ids: tf.Tensor2D, start: number): { x: tf.Tensor2D; T: number; skip: number } {
+    const [B, T] = ids.shape;
+    const tok = this.tokenEmbeddings(ids); // [B*T, C]
+    if (!this.softPrompt || start > 0) return { x: tok, T, skip: 0 };
+    const [N, C] = this.softPrompt.shape;
+    const prompt = tf.tile(tf.expandDims(this.softPrompt, 0), [B, 1, 1]); // [B, N, C]
+    const x = tf.concat([prompt, tf.reshape(tok, [B, T, C])], 1); // [B, N+T, C]
+    return { x: tf.reshape(x, [B * (N + T), C]) as tf.Tensor2D, T: N + T, skip: N };
+  }
+
+  /** Logits [B, T, V] of the real tokens: the virtual tokens' positions dropped. */
+  protected dropVirtual(logits: tf.Tensor3D, skip: number): tf.Tensor3D {
+    if (skip === 0) return logits;
+    const [B, T, V] = logits.shape;
+    return tf.slice(logits, [0, skip, 0], [B, T - skip, V]);
+  }
+
   /**
    * Which parameters train when there are no adapters (BitFit sets "biases only"); null: all.
    * Frozen parameters get no gradient and no optimizer state.
@@ -121,6 +145,7 @@ export abstract class CausalLM {
 
   /** What training updates: the adapters' A and B when there are any, else the parameters the filter keeps. */
   trainableParams(): Map<string, tf.Variable> {
+    if (this.softPrompt) return new Map([['prompt_embeddings', this.softPrompt]]);
     if (this.adapters.size === 0) {
       const keep = this.trainableFilter;
       return keep ? new Map([...this.params].filter(([name]) => keep(name))) : this.params;
@@ -131,6 +156,17 @@ export abstract class CausalLM {
       out.set(`${path}.lora_B.weight`, a.B);
     }
     return out;
+  }
+
+  /** The Hugging Face name of the token embedding table. */
+  abstract readonly embeddingName: string;
+
+  /** Width of the token vectors. */
+  abstract readonly hiddenSize: number;
+
+  /** The token embeddings of ids [B, T]: [B*T, C]. */
+  tokenEmbeddings(ids: tf.Tensor2D): tf.Tensor2D {
+    return this.embedTokens(ids, this.embeddingName);
   }
 
   /** Token embedding: ids [B, T] -> [B*T, C], whether the table is whole or in row blocks. */
@@ -213,6 +249,8 @@ export abstract class CausalLM {
     this.params.clear();
     for (const a of this.adapters.values()) tf.dispose([a.A, a.B]);
     this.adapters.clear();
+    this.softPrompt?.dispose();
+    this.softPrompt = null;
   }
 }
 

@@ -51,11 +51,14 @@ export function initGPT2Weights(c: GPT2Config, seed: number): NamedWeights {
 export class GPT2 extends CausalLM {
   readonly vocabSize: number;
   readonly contextLength: number;
+  readonly embeddingName = 'wte.weight';
+  readonly hiddenSize: number;
 
   constructor(readonly config: GPT2Config, weights: NamedWeights, opts: ModelOptions = {}) {
     super('gpt2', gpt2ParamShapes(config), weights, ['wte.weight'], opts);
     this.vocabSize = config.vocab_size;
     this.contextLength = config.n_positions;
+    this.hiddenSize = config.n_embd;
   }
 
   static random(config: GPT2Config, seed: number): GPT2 {
@@ -65,9 +68,9 @@ export class GPT2 extends CausalLM {
   forward(ids: tf.Tensor2D, cache?: KVCache): tf.Tensor3D {
     const out = tf.tidy(() => {
       const { n_embd: C, vocab_size: V, n_layer } = this.config;
-      const [B, T] = ids.shape;
+      const B = ids.shape[0];
       const start = cache?.length ?? 0;
-      const tok = this.embedTokens(ids, 'wte.weight'); // [B*T, C]
+      const { x: tok, T, skip } = this.inputs(ids, start); // [B*T, C]
       const pos = tf.slice(this.p('wpe.weight'), [start, 0], [T, C]); // [T, C]
       let x = tf.add(tf.reshape(tok, [B, T, C]), pos) as tf.Tensor3D; // [B, T, C]
       const mask = causalMask(T, start + T, start); // [T, start+T]
@@ -79,7 +82,7 @@ export class GPT2 extends CausalLM {
       x = this.layerNorm(x, 'ln_f');
       // GPT-2 ties the output projection to the token embedding.
       const logits = this.projectOut(tf.reshape(x, [B * T, C]), 'wte.weight'); // [B*T, V]
-      return tf.reshape(logits, [B, T, V]) as tf.Tensor3D;
+      return this.dropVirtual(tf.reshape(logits, [B, T, V]) as tf.Tensor3D, skip);
     });
     cache?.commit();
     return out;

@@ -48,21 +48,26 @@ export function llamaParamShapes(c: LlamaConfig): [string, number[]][] {
 export class Llama extends CausalLM {
   readonly vocabSize: number;
   readonly contextLength: number;
+  readonly embeddingName = 'model.embed_tokens.weight';
+  readonly hiddenSize: number;
 
   constructor(readonly config: LlamaConfig, weights: NamedWeights, opts: ModelOptions = {}) {
     super('llama', llamaParamShapes(config), weights, ['model.embed_tokens.weight', 'lm_head.weight'], opts);
     this.vocabSize = config.vocab_size;
     this.contextLength = config.max_position_embeddings;
+    this.hiddenSize = config.hidden_size;
   }
 
   forward(ids: tf.Tensor2D, cache?: KVCache): tf.Tensor3D {
     const out = tf.tidy(() => {
       const c = this.config;
-      const [B, T] = ids.shape;
+      const B = ids.shape[0];
       const start = cache?.length ?? 0;
+      const input = this.inputs(ids, start); // [B*T, C]
+      const T = input.T;
+      let x = input.x;
       const { cos, sin } = ropeTables(T, c.head_dim, c.rope_theta, start);
       const mask = causalMask(T, start + T, start); // [T, start+T]
-      let x = this.embedTokens(ids, 'model.embed_tokens.weight'); // [B*T, C]
       for (let i = 0; i < c.num_hidden_layers; i++) {
         const p = `model.layers.${i}.`;
         x = tf.add(x, this.attention(this.rmsNorm(x, p + 'input_layernorm.weight'), p, B, T, cos, sin, mask, i, cache));
@@ -70,7 +75,7 @@ export class Llama extends CausalLM {
       }
       x = this.rmsNorm(x, 'model.norm.weight');
       const head = c.tie_word_embeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
-      return tf.reshape(this.projectOut(x, head), [B, T, c.vocab_size]) as tf.Tensor3D; // [B, T, V]
+      return this.dropVirtual(tf.reshape(this.projectOut(x, head), [B, T, c.vocab_size]) as tf.Tensor3D, input.skip); // [B, T, V]
     });
     cache?.commit();
     return out;
