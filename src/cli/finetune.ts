@@ -12,6 +12,7 @@ import { scaleOutRecipe, type RecipeInput } from '../core/io/recipe';
 import { buildModel, inspectModel, loadWeights } from '../core/model/hf';
 import { useBitFit } from '../core/peft/bitfit';
 import { attachPromptTuning, promptTensors, promptTuningConfig } from '../core/peft/prompt';
+import { quantizeBase } from '../core/peft/quant';
 import { writeSafetensors } from '../core/io/safetensors';
 import type { ModelSummary } from '../core/model/hf';
 import { attachLora, resolveLoraConfig, trainableParameters, type LoraConfig } from '../core/peft/lora';
@@ -45,8 +46,8 @@ export async function finetune(args: FinetuneArgs, write: (line: string) => void
   if (!args.data) throw new ConfigError('train --model needs --data FILE (a text file)', { field: 'data' });
   if (!args.out && !args.recipeOnly) throw new ConfigError('train --model needs --out DIR for what it writes', { field: 'out' });
   const method = args.method ?? 'lora';
-  if (!['lora', 'full', 'bitfit', 'prompt'].includes(method)) {
-    throw new ConfigError(`--method must be lora, bitfit, prompt or full, got "${method}"`, { field: 'method' });
+  if (!['lora', 'qlora', 'full', 'bitfit', 'prompt'].includes(method)) {
+    throw new ConfigError(`--method must be lora, qlora, bitfit, prompt or full, got "${method}"`, { field: 'method' });
   }
   const files = folderFiles(args.model);
   const summary = await inspectModel(files);
@@ -96,7 +97,7 @@ export async function finetune(args: FinetuneArgs, write: (line: string) => void
     checkTokens(forgetTokens, train.block_size, basename(args.forgetting));
   }
   let lora: LoraConfig | null = null;
-  if (method === 'lora') {
+  if (method === 'lora' || method === 'qlora') {
     const targets = typeof args['target-modules'] === 'string' ? args['target-modules'] : undefined;
     lora = resolveLoraConfig(summary.spec.arch, {
       r: num(args, 'r'),
@@ -107,7 +108,13 @@ export async function finetune(args: FinetuneArgs, write: (line: string) => void
     } as Partial<LoraConfig>);
   }
   if (typeof args.recipe === 'string') {
-    const recipe = scaleOutRecipe({ baseModel: typeof args['base-name'] === 'string' ? args['base-name'] : resolve(args.model), method: method as RecipeInput['method'], lora, train, text });
+    const recipe = scaleOutRecipe({
+      baseModel: typeof args['base-name'] === 'string' ? args['base-name'] : resolve(args.model),
+      method: (method === 'qlora' ? 'lora' : method) as RecipeInput['method'],
+      lora,
+      train,
+      text,
+    });
     const dir = resolve(args.recipe);
     mkdirSync(dir, { recursive: true });
     for (const [name, body] of recipe) writeFileSync(join(dir, name), body);
@@ -116,6 +123,12 @@ export async function finetune(args: FinetuneArgs, write: (line: string) => void
   }
   const model = buildModel(summary.spec, await loadWeights(files, summary));
   try {
+    if (method === 'qlora') {
+      // The frozen base in 8 bits, dequantized as it is used; the adapters train in float32.
+      const { bytesBefore, bytesAfter } = await quantizeBase(model);
+      const saved = bytesBefore - bytesAfter;
+      write(args.json ? JSON.stringify({ quantized: { bytesBefore, bytesAfter } }) : `8-bit base: device memory ${(bytesBefore / 2 ** 20).toFixed(2)} MiB -> ${(bytesAfter / 2 ** 20).toFixed(2)} MiB (saved ${(saved / 2 ** 20).toFixed(2)} MiB, ${((100 * saved) / bytesBefore).toFixed(0)}%)`);
+    }
     if (lora) attachLora(model, lora, train.seed);
     if (method === 'bitfit') useBitFit(model);
     if (method === 'prompt') attachPromptTuning(model, num(args, 'num-virtual-tokens') ?? 8, train.seed);

@@ -31,7 +31,7 @@ const HELP = `tabtune: fine-tuning studio, command line
 Usage:
   tabtune info  [--backend B]
   tabtune train [--backend B] [--preset P] [--steps N] [--text FILE] [--state DIR] [--json]
-  tabtune train --model DIR --data FILE --out DIR [--method lora|bitfit|prompt|full] [--r N] [--lora-alpha A]
+  tabtune train --model DIR --data FILE --out DIR [--method lora|qlora|bitfit|prompt|full] [--r N] [--lora-alpha A]
                 [--lora-dropout P] [--target-modules a,b|all-linear] [--use-rslora] [--lr LR]
                 [--max-steps N] [--batch-size N] [--block-size N] [--warmup-steps N]
                 [--weight-decay W] [--optimizer adamw|sgd] [--momentum M] [--grad-accum N]

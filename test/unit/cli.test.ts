@@ -149,6 +149,10 @@ test('tabtune train --model: LoRA writes a PEFT adapter that loads back; full fi
   assert.match(f.stdout, /trainable%: 100\.0000/);
   assert.ok(readdirSync(full).includes('model.safetensors'));
   assert.equal(tabtune('logits', '--model', full, '--ids', '1,2').status, 0);
+  const q = tabtune('train', '--model', fx('tiny-llama'), '--data', data, '--out', mkdtempSync(join(tmpdir(), 'tabtune-qlora-')), '--method', 'qlora', '--max-steps', '3', '--block-size', '16', '--json');
+  assert.equal(q.status, 0, q.stderr);
+  const quant = JSON.parse(q.stdout.split('\n')[0]).quantized;
+  assert.ok(quant.bytesAfter < quant.bytesBefore, 'the 8-bit base takes less device memory');
   const promptOut = mkdtempSync(join(tmpdir(), 'tabtune-prompt-'));
   const pt = tabtune('train', '--model', fx('tiny-llama'), '--data', data, '--out', promptOut, '--method', 'prompt', '--num-virtual-tokens', '4', '--max-steps', '5', '--lr', '5e-2', '--block-size', '16');
   assert.equal(pt.status, 0, pt.stderr);

@@ -314,3 +314,56 @@ test('prompt tuning: only the virtual tokens train, logits keep the input\'s len
     fresh.dispose();
   }
 });
+
+test('QLoRA-style: 8-bit blockwise base saves memory, stays close, trains adapters, merges', async () => {
+  const { quantizeBase, quantizeBlockwise, dequantize, QUANT_BLOCK } = await import('../../src/core/peft/quant');
+  // Round trip of the quantizer: every value within half a step of its block's scale.
+  const data = Float32Array.from({ length: 200 }, (_, i) => Math.sin(i * 1.7) * (i % 50 === 0 ? 5 : 1));
+  const { packed, scales } = quantizeBlockwise(data);
+  const q = { packed: tf.tensor1d(packed, 'int32'), scales: tf.tensor1d(scales), shape: [200] };
+  const back = (await dequantize(q).data()) as Float32Array;
+  data.forEach((v, i) => assert.ok(Math.abs(v - back[i]) <= scales[Math.floor(i / QUANT_BLOCK)] / 2 + 1e-7, `value ${i}`));
+  tf.dispose([q.packed, q.scales]);
+
+  const model = await load('tiny-llama');
+  const before = await logitsOf(model, IDS);
+  const paramsBefore = model.numParams();
+  const linearWeights = model.linearModules().reduce((n, m) => n + m.in * m.out, 0);
+  const { bytesBefore, bytesAfter } = await quantizeBase(model);
+  const expected = linearWeights * 4 - (Math.ceil(linearWeights / 3) * 4 + (linearWeights / QUANT_BLOCK) * 4);
+  assert.ok(Math.abs(bytesBefore - bytesAfter - expected) <= 4 * model.linearModules().length * 4, `saved ${bytesBefore - bytesAfter} bytes, expected about ${expected}`);
+  assert.ok((bytesBefore - bytesAfter) / (linearWeights * 4) > 0.6, 'linear weights take about a third of their float32 bytes');
+  assert.equal(model.numParams(), paramsBefore, 'the parameter count is unchanged');
+  const quantized = await logitsOf(model, IDS);
+  const rel = maxDiff(quantized, before) / Math.max(...Array.from(before, Math.abs));
+  assert.ok(rel < 0.05, `8-bit logits stay close: ${rel}`);
+
+  attachLora(model, resolveLoraConfig('llama', { r: 4, lora_dropout: 0, target_modules: 'all-linear' }), 2);
+  const trainable = model.trainableParams();
+  const packedBefore = await Promise.all([...model.quantized.values()].map((t) => t.packed.data()));
+  const opt = new AdamW(trainable, { beta1: 0.9, beta2: 0.99, eps: 1e-8, weight_decay: 0 });
+  const ids = tf.tensor2d([IDS.slice(0, -1)], [1, 7], 'int32');
+  const targets = tf.tensor2d([IDS.slice(1)], [1, 7], 'int32');
+  const start = tf.memory().numTensors;
+  const losses: number[] = [];
+  for (let i = 0; i < 30; i++) {
+    const v = tf.tidy(() => {
+      const { value, grads } = tf.variableGrads(() => model.loss(ids, targets), [...trainable.values()]);
+      opt.apply(new Map(Object.entries(grads).map(([k, g]) => [model.hfName(k), g])), 2e-2);
+      return value;
+    });
+    losses.push((await v.data())[0]);
+    v.dispose();
+    assert.equal(tf.memory().numTensors, start, `no leaks at step ${i + 1}`);
+  }
+  assert.ok(losses.at(-1)! < losses[0] - 1, `QLoRA learns: ${losses[0]} -> ${losses.at(-1)}`);
+  const packedAfter = await Promise.all([...model.quantized.values()].map((t) => t.packed.data()));
+  packedAfter.forEach((p, i) => assert.deepEqual(p, packedBefore[i], 'the 8-bit base is untouched'));
+  const adapted = await logitsOf(model, IDS);
+  mergeLora(model);
+  assert.equal(model.quantized.size, 0, 'merging brings the merged layers back to float32');
+  assert.ok(maxDiff(await logitsOf(model, IDS), adapted) < 1e-4);
+  tf.dispose([ids, targets]);
+  opt.dispose();
+  model.dispose();
+});

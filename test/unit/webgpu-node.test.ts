@@ -146,6 +146,23 @@ test('LoRA on WebGPU: a reference PEFT adapter gives its logits, merged too, and
   fresh.dispose();
 });
 
+test('the 8-bit blockwise base dequantizes on WebGPU as on the CPU', { skip }, async () => {
+  const { quantizeBlockwise, dequantize } = await import('../../src/core/peft/quant');
+  const data = Float32Array.from({ length: 300 }, (_, i) => Math.cos(i * 0.37) * (1 + (i % 7)));
+  const { packed, scales } = quantizeBlockwise(data);
+  const results: Float32Array[] = [];
+  for (const backend of ['cpu', 'webgpu']) {
+    await tf.setBackend(backend);
+    const q = { packed: tf.tensor1d(packed, 'int32'), scales: tf.tensor1d(scales), shape: [300] };
+    const t = dequantize(q);
+    results.push((await t.data()) as Float32Array);
+    tf.dispose([t, q.packed, q.scales]);
+  }
+  let err = 0;
+  results[0].forEach((v, i) => (err = Math.max(err, Math.abs(v - results[1][i]))));
+  assert.ok(err < 1e-6, `webgpu dequantization differs by ${err}`);
+});
+
 // Last: it destroys the device.
 test('a lost WebGPU device stops the run with the reason, and the next run falls back and resumes', { skip }, async () => {
   const { Studio } = await import('../../src/api/studio');

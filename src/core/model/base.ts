@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 // Gradients are registered by a side-effect module of tfjs-core; every model needs them for training.
 import '@tensorflow/tfjs-core/dist/register_all_gradients';
 import { CheckpointError } from '../errors';
+import { dequantize, type QuantizedTensor } from '../peft/quant';
 
 /** Plain, transferable weights keyed by Hugging Face tensor name. */
 export type NamedWeights = Record<string, { shape: number[]; data: Float32Array }>;
@@ -47,6 +48,8 @@ interface SplitTable {
 export abstract class CausalLM {
   /** Variables by name: the Hugging Face name, or "name#i" for the i-th row block of a split table. */
   readonly params = new Map<string, tf.Variable>();
+  /** Frozen weights held in 8 bits (QLoRA-style), by name; not in `params`. */
+  readonly quantized = new Map<string, QuantizedTensor>();
   /** LoRA adapters by module path (src/core/peft/lora.ts attaches them). */
   readonly adapters = new Map<string, AdapterLayer>();
   /** Set by the trainer around training steps: adapter dropout applies only then. */
@@ -209,13 +212,17 @@ export abstract class CausalLM {
   numParams(): number {
     let n = 0;
     for (const v of this.params.values()) n += v.size;
+    for (const q of this.quantized.values()) n += q.shape.reduce((a, b) => a * b, 1);
     return n;
   }
 
-  protected p(name: string): tf.Variable {
+  /** A parameter's value: its variable, or the float32 of its 8-bit copy (dequantized where it is used). */
+  protected p(name: string): tf.Tensor {
     const v = this.params.get(name);
-    if (!v) throw new Error(`no parameter ${name}`);
-    return v;
+    if (v) return v;
+    const q = this.quantized.get(name);
+    if (q) return dequantize(q);
+    throw new Error(`no parameter ${name}`);
   }
 
   /** Mean next-token cross-entropy: ids and targets [B, T] int32. */
@@ -233,6 +240,12 @@ export abstract class CausalLM {
   /** Reads every weight back to the CPU under its Hugging Face name: a sync point, for checkpoints and export. */
   async exportWeights(): Promise<NamedWeights> {
     const out = await readNamed(this.params);
+    for (const [name, q] of this.quantized) {
+      const t = dequantize(q);
+      // Read back: export of a quantized base gives its dequantized float32 values.
+      out[name] = { shape: q.shape.slice(), data: new Float32Array(await t.data()) };
+      t.dispose();
+    }
     for (const [name, split] of this.splits) {
       const blocks = split.parts.map((part) => out[part]);
       const C = blocks[0].shape[1];
@@ -245,6 +258,8 @@ export abstract class CausalLM {
   }
 
   dispose(): void {
+    for (const q of this.quantized.values()) tf.dispose([q.packed, q.scales]);
+    this.quantized.clear();
     for (const v of this.params.values()) v.dispose();
     this.params.clear();
     for (const a of this.adapters.values()) tf.dispose([a.A, a.B]);

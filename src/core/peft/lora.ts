@@ -9,6 +9,7 @@ import type { FieldSpec } from '../config';
 import { ConfigError } from '../errors';
 import type { AdapterLayer, CausalLM, LinearModule, NamedWeights } from '../model/base';
 import { Rng } from '../rng';
+import { dequantize } from './quant';
 
 export interface LoraConfig {
   r: number;
@@ -113,9 +114,19 @@ export function mergeLora(model: CausalLM): void {
   const modules = new Map(model.linearModules().map((m) => [m.path, m]));
   tf.tidy(() => {
     for (const [path, a] of model.adapters) {
-      const w = model.params.get(`${path}.weight`)!;
+      const name = `${path}.weight`;
       const delta = tf.mul(tf.matMul(a.B, a.A), a.scaling); // [out, in]
-      w.assign(tf.add(w, modules.get(path)!.conv1d ? tf.transpose(delta) : delta));
+      const update = modules.get(path)!.conv1d ? tf.transpose(delta) : delta;
+      const w = model.params.get(name);
+      if (w) {
+        w.assign(tf.add(w, update));
+        continue;
+      }
+      // A quantized base is merged into float32: the merged layer no longer fits 8 bits.
+      const q = model.quantized.get(name)!;
+      model.params.set(name, tf.variable(tf.add(dequantize(q), update), false, model.variableName(name)));
+      tf.dispose([q.packed, q.scales]);
+      model.quantized.delete(name);
     }
   });
   for (const a of model.adapters.values()) tf.dispose([a.A, a.B]);
