@@ -4,8 +4,45 @@ import type { Rng } from '../rng';
 export interface Batch {
   ids: Int32Array; // [B * T]
   targets: Int32Array; // [B * T], ids shifted by one
+  /** [B * T]: 1 where the prediction counts in the loss, 0 where not; absent means all count. */
+  weights?: Float32Array;
   batchSize: number;
   blockSize: number;
+}
+
+export interface Example {
+  prompt: number[];
+  completion: number[];
+}
+
+/**
+ * One example per row: prompt, completion and EOS, padded to the block. The EOS is part of what
+ * is learned (or the model never learns to stop); padding is masked by position, so it may reuse
+ * the EOS id, as GPT-2 (which has no pad token) needs. With completionOnly, the prompt's
+ * predictions are masked too. Examples longer than the block are cut from the left of the prompt.
+ */
+export function exampleBatch(examples: Example[], blockSize: number, eos: number, completionOnly: boolean, pad = eos): Batch {
+  const B = examples.length;
+  const T = blockSize;
+  const ids = new Int32Array(B * T).fill(pad);
+  const targets = new Int32Array(B * T).fill(pad);
+  const weights = new Float32Array(B * T);
+  examples.forEach((ex, b) => {
+    let seq = [...ex.prompt, ...ex.completion, eos];
+    let promptLen = ex.prompt.length;
+    if (seq.length > T + 1) {
+      const cut = seq.length - (T + 1);
+      seq = seq.slice(cut);
+      promptLen = Math.max(0, promptLen - cut);
+    }
+    for (let t = 0; t + 1 < seq.length; t++) {
+      ids[b * T + t] = seq[t];
+      targets[b * T + t] = seq[t + 1];
+      // Predicting token t+1: it counts when it is in the completion (or the EOS), or always without completionOnly.
+      weights[b * T + t] = !completionOnly || t + 1 >= promptLen ? 1 : 0;
+    }
+  });
+  return { ids, targets, weights, batchSize: B, blockSize: T };
 }
 
 /** Checks that a token stream can give at least one training window; the message names the source. */

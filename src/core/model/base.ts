@@ -226,14 +226,22 @@ export abstract class CausalLM {
   }
 
   /** Mean next-token cross-entropy: ids and targets [B, T] int32. */
-  loss(ids: tf.Tensor2D, targets: tf.Tensor2D): tf.Scalar {
+  /**
+   * Mean next-token cross-entropy: ids and targets [B, T] int32. With weights [B, T] (1 where a
+   * position counts, 0 where it does not: a prompt, padding), the mean over counted positions.
+   * Masking is by position, never by token id, so an EOS that is also the pad token still counts.
+   */
+  loss(ids: tf.Tensor2D, targets: tf.Tensor2D, weights?: tf.Tensor2D): tf.Scalar {
     return tf.tidy(() => {
       const V = this.vocabSize;
       const N = targets.size;
       const logits = tf.reshape(this.forward(ids), [N, V]); // [N, V]
       const logp = tf.logSoftmax(logits); // [N, V]
       const onehot = tf.cast(tf.oneHot(tf.reshape(targets, [N]), V), 'float32'); // [N, V]
-      return tf.div(tf.neg(tf.sum(tf.mul(logp, onehot))), N) as tf.Scalar;
+      const nll = tf.neg(tf.sum(tf.mul(logp, onehot), 1)); // [N]
+      if (!weights) return tf.div(tf.sum(nll), N) as tf.Scalar;
+      const w = tf.reshape(weights, [N]);
+      return tf.div(tf.sum(tf.mul(nll, w)), tf.maximum(tf.sum(w), 1)) as tf.Scalar;
     });
   }
 

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { TrainConfig } from '../config';
-import { sampleBatch } from '../data/batch';
+import { sampleBatch, type Batch } from '../data/batch';
 import { TrainingError } from '../errors';
 import { checkShape, readNamed, type CausalLM, type NamedWeights } from '../model/base';
 import { CheckpointError } from '../errors';
@@ -49,9 +49,18 @@ export class Trainer {
     this.rng = new Rng(cfg.seed ^ 0x5bd1e995);
   }
 
+  /** One optimizer step on windows drawn from a token stream (plain text, packed). */
   async trainStep(tokens: Int32Array): Promise<StepReport> {
+    return this.trainOn((rng) => sampleBatch(tokens, this.cfg.batch_size, this.cfg.block_size, rng));
+  }
+
+  /**
+   * One optimizer step on the batches `draw` gives, one per micro-batch (examples with loss
+   * weights, for instance). `draw` uses the trainer's seeded generator, which checkpoints keep.
+   */
+  async trainOn(draw: (rng: Rng) => Batch): Promise<StepReport> {
     const t0 = performance.now();
-    const { batch_size: B, block_size: T, grad_clip } = this.cfg;
+    const { grad_clip } = this.cfg;
     const accum = this.cfg.grad_accum_steps ?? 1;
     const step = this.step + 1;
     const lr = learningRate(step, this.cfg);
@@ -60,18 +69,23 @@ export class Trainer {
     // (Plain objects, not Maps: tf.tidy keeps only the tensors of objects and arrays it returns.)
     let sums: Record<string, tf.Tensor> | null = null;
     let lossSum: tf.Tensor | null = null;
+    let tokensSeen = 0;
     for (let micro = 0; micro < accum; micro++) {
-      const batch = sampleBatch(tokens, B, T, this.rng);
+      const batch = draw(this.rng);
+      const B = batch.batchSize;
+      const T = batch.blockSize;
+      tokensSeen += B * T;
       const prevSums = sums;
       const prevLoss = lossSum;
       const next = tf.tidy(() => {
         const ids = tf.tensor2d(batch.ids, [B, T], 'int32');
         const targets = tf.tensor2d(batch.targets, [B, T], 'int32');
+        const weights = batch.weights ? tf.tensor2d(batch.weights, [B, T]) : undefined;
         this.model.training = true;
         this.model.seedDropout((this.cfg.seed * 1009 + step * 31 + micro) >>> 0);
         let result: { value: tf.Scalar; grads: tf.NamedTensorMap };
         try {
-          result = tf.variableGrads(() => this.model.loss(ids, targets), vars);
+          result = tf.variableGrads(() => this.model.loss(ids, targets, weights), vars);
         } finally {
           this.model.training = false;
         }
@@ -127,7 +141,7 @@ export class Trainer {
       lr,
       gradNorm,
       stepMs,
-      tokensPerSec: (accum * B * T * 1000) / stepMs,
+      tokensPerSec: (tokensSeen * 1000) / stepMs,
       numTensors: mem.numTensors,
       numBytes: mem.numBytes,
     };
