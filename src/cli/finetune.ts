@@ -72,7 +72,8 @@ export async function finetune(args: FinetuneArgs, write: (line: string) => void
       steps: num(args, 'max-steps') ?? 100,
       batch_size: num(args, 'batch-size') ?? 4,
       block_size: num(args, 'block-size') ?? Math.min(128, summary.contextLength),
-      learning_rate: num(args, 'lr') ?? (method === 'lora' ? 2e-4 : 5e-5),
+      // Usual starting points: adapters 2e-4, soft prompts much higher, whole models lower.
+      learning_rate: num(args, 'lr') ?? (method === 'lora' || method === 'qlora' ? 2e-4 : method === 'prompt' ? 3e-2 : method === 'bitfit' ? 1e-3 : 5e-5),
       min_lr: 0,
       warmup_steps: num(args, 'warmup-steps') ?? 0,
       weight_decay: num(args, 'weight-decay') ?? 0,
@@ -86,6 +87,13 @@ export async function finetune(args: FinetuneArgs, write: (line: string) => void
     { n_positions: summary.contextLength },
   );
   checkTokens(tokens, train.block_size, basename(args.data));
+  const virtualTokens = num(args, 'num-virtual-tokens') ?? 8;
+  if (method === 'prompt' && virtualTokens + train.block_size > summary.contextLength) {
+    throw new ConfigError(
+      `${virtualTokens} virtual tokens plus --block-size ${train.block_size} exceed the model's context of ${summary.contextLength}; lower one of them`,
+      { field: 'block-size' },
+    );
+  }
   if (evalEvery > 0) checkTokens(valTokens, train.block_size, `the held-out ${Math.round(valFraction * 100)}% of ${basename(args.data)}`);
   let forgetTokens: Int32Array | null = null;
   if (typeof args.forgetting === 'string') {
@@ -112,6 +120,7 @@ export async function finetune(args: FinetuneArgs, write: (line: string) => void
       baseModel: typeof args['base-name'] === 'string' ? args['base-name'] : resolve(args.model),
       method: (method === 'qlora' ? 'lora' : method) as RecipeInput['method'],
       lora,
+      virtualTokens,
       train,
       text,
     });
@@ -131,7 +140,7 @@ export async function finetune(args: FinetuneArgs, write: (line: string) => void
     }
     if (lora) attachLora(model, lora, train.seed);
     if (method === 'bitfit') useBitFit(model);
-    if (method === 'prompt') attachPromptTuning(model, num(args, 'num-virtual-tokens') ?? 8, train.seed);
+    if (method === 'prompt') attachPromptTuning(model, virtualTokens, train.seed);
     const counts = trainableParameters(model);
     if (!args.json) {
       write(`trainable params: ${counts.trainable.toLocaleString('en')} || all params: ${counts.total.toLocaleString('en')} || trainable%: ${counts.percent.toFixed(4)}`);

@@ -213,6 +213,17 @@ test('tabtune recipe: the run\'s data as JSONL plus the same run for TRL + PEFT 
   }
   const compiled = spawnSync('python3', ['-m', 'py_compile', join(dir, 'train_trl.py')], { encoding: 'utf8' });
   if (!compiled.error) assert.equal(compiled.status, 0, `train_trl.py is valid Python: ${compiled.stderr}`);
+  assert.ok(script.includes('lr_scheduler_type="cosine_with_min_lr"') && script.includes('lr_scheduler_kwargs={"min_lr": 0}'), 'the schedule decays to min_lr as tabtune does');
+  const promptDir = mkdtempSync(join(tmpdir(), 'tabtune-recipe-prompt-'));
+  assert.equal(tabtune('recipe', '--model', fx('tiny-llama'), '--data', sample, '--recipe', promptDir, '--method', 'prompt', '--num-virtual-tokens', '6', '--block-size', '32').status, 0);
+  assert.ok(readFileSync(join(promptDir, 'train_trl.py'), 'utf8').includes('num_virtual_tokens=6'), 'prompt tuning stays prompt tuning');
+  assert.ok(!readdirSync(promptDir).includes('axolotl.yaml'), 'Axolotl has no prompt tuning: no file that would silently do something else');
+  const bitfitDir = mkdtempSync(join(tmpdir(), 'tabtune-recipe-bitfit-'));
+  assert.equal(tabtune('recipe', '--model', fx('tiny-gpt2'), '--data', sample, '--recipe', bitfitDir, '--method', 'bitfit', '--block-size', '16').status, 0);
+  assert.ok(readFileSync(join(bitfitDir, 'axolotl.yaml'), 'utf8').includes('unfrozen_parameters:'), 'BitFit stays biases-only in Axolotl');
+  const tooLong = tabtune('train', '--model', fx('tiny-gpt2'), '--data', sample, '--out', bitfitDir, '--method', 'prompt', '--num-virtual-tokens', '30');
+  assert.equal(tooLong.status, 1);
+  assert.match(tooLong.stderr, /30 virtual tokens plus --block-size 32 exceed the model's context of 32/);
   const yaml = readFileSync(join(dir, 'axolotl.yaml'), 'utf8');
   for (const needle of ['adapter: lora', 'lora_r: 16', 'lora_alpha: 32', '  - q_proj', 'max_steps: 500', 'gradient_accumulation_steps: 4']) {
     assert.ok(yaml.split('\n').includes(needle), `axolotl.yaml has ${needle}`);

@@ -175,6 +175,7 @@ test('export to PEFT files and import give identical logits; bad adapters are na
   assert.throws(() => loadPeftAdapter(other, config, wrong), (e: unknown) => e instanceof ConfigError && /has shape \[5,32\], expected \[4,32\]/.test(e.message));
   assert.throws(() => loadPeftAdapter(other, config, { 'base_model.model.lm_head.lora_A.weight': file.tensors['base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight'] }), /is not a LoRA weight of a layer of this model/);
   assert.throws(() => loadPeftAdapter(other, { ...config, peft_type: 'IA3' }, file.tensors), /peft_type "IA3" is not LORA/);
+  assert.throws(() => loadPeftAdapter(other, { ...config, alpha_pattern: { q_proj: 32 } }, file.tensors), /per-layer alpha_pattern is not supported/);
   other.dispose();
 });
 

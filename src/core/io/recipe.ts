@@ -9,8 +9,10 @@ import type { LoraConfig } from '../peft/lora';
 export interface RecipeInput {
   /** A hub repository or a local folder path, as the scripts will load it. */
   baseModel: string;
-  method: 'lora' | 'full' | 'bitfit';
+  method: 'lora' | 'full' | 'bitfit' | 'prompt';
   lora: LoraConfig | null;
+  /** Prompt tuning's number of virtual tokens. */
+  virtualTokens?: number;
   train: TrainConfig;
   text: string;
 }
@@ -36,12 +38,27 @@ export function textToJsonl(text: string, maxChars = 2000): string {
   return out.map((t) => JSON.stringify({ text: t })).join('\n') + '\n';
 }
 
+/** transformers' schedule settings closest to tabtune's (which decays to min_lr, not to 0). */
+function scheduler(t: TrainConfig): string {
+  if (t.lr_scheduler === 'constant') return '    lr_scheduler_type="constant_with_warmup",';
+  if (t.lr_scheduler === 'cosine') {
+    return `    lr_scheduler_type="cosine_with_min_lr",\n    lr_scheduler_kwargs={"min_lr": ${t.min_lr}},`;
+  }
+  return `    lr_scheduler_type="linear",${t.min_lr > 0 ? `  # tabtune decays linearly to min_lr=${t.min_lr}; transformers' linear ends at 0` : ''}`;
+}
+
 const py = (v: unknown): string => (v === true ? 'True' : v === false ? 'False' : v === null ? 'None' : JSON.stringify(v));
 
 export function trlScript(r: RecipeInput): string {
   const t = r.train;
   const targets = r.lora ? (r.lora.target_modules === 'all-linear' ? '"all-linear"' : py(r.lora.target_modules)) : '';
-  const peft = r.lora
+  const peft = r.method === 'prompt'
+    ? `peft_config = PromptTuningConfig(
+    task_type="CAUSAL_LM",
+    num_virtual_tokens=${r.virtualTokens ?? 8},
+    prompt_tuning_init="SAMPLE_VOCAB",
+)`
+    : r.lora
     ? `peft_config = LoraConfig(
     r=${r.lora.r},
     lora_alpha=${r.lora.lora_alpha},
@@ -65,7 +82,7 @@ for name, param in model.named_parameters():
 #   accelerate launch train_trl.py            # every GPU of this machine
 #   accelerate launch --num_processes 8 train_trl.py
 from datasets import load_dataset
-from peft import LoraConfig
+from peft import LoraConfig, PromptTuningConfig
 from transformers import AutoModelForCausalLM
 from trl import SFTConfig, SFTTrainer
 
@@ -85,9 +102,9 @@ args = SFTConfig(
     per_device_train_batch_size=${t.batch_size},
     gradient_accumulation_steps=${t.grad_accum_steps},
     learning_rate=${t.learning_rate},
-    lr_scheduler_type=${py(t.lr_scheduler === 'constant' ? 'constant_with_warmup' : t.lr_scheduler)},
+${scheduler(t)}
     warmup_steps=${t.warmup_steps},
-    optim=${py(t.optimizer === 'sgd' ? 'sgd' : 'adamw_torch')},
+    optim=${py(t.optimizer === 'sgd' ? 'sgd' : 'adamw_torch')},${t.optimizer === 'sgd' && t.momentum > 0 ? `  # tabtune used momentum ${t.momentum}; transformers' "sgd" has none: pass your own optimizer to match` : ''}
     adam_beta1=${t.beta1},
     adam_beta2=${t.beta2},
     adam_epsilon=${t.eps},
@@ -117,6 +134,7 @@ export function axolotlConfig(r: RecipeInput): string {
     `sequence_len: ${t.block_size}`,
     'sample_packing: true',
   ];
+  if (r.method === 'bitfit') lines.push('# BitFit: only the biases train.', 'unfrozen_parameters:', "  - '.*\\.bias$'");
   if (r.lora) {
     lines.push('adapter: lora', `lora_r: ${r.lora.r}`, `lora_alpha: ${r.lora.lora_alpha}`, `lora_dropout: ${r.lora.lora_dropout}`);
     if (r.lora.target_modules === 'all-linear') lines.push('lora_target_linear: true');
@@ -129,8 +147,9 @@ export function axolotlConfig(r: RecipeInput): string {
     `max_steps: ${t.steps}`,
     `learning_rate: ${t.learning_rate}`,
     `lr_scheduler: ${t.lr_scheduler === 'constant' ? 'constant_with_warmup' : t.lr_scheduler}`,
+    ...(t.lr_scheduler === 'cosine' && t.learning_rate > 0 ? [`cosine_min_lr_ratio: ${t.min_lr / t.learning_rate}`] : []),
     `warmup_steps: ${t.warmup_steps}`,
-    `optimizer: ${t.optimizer === 'sgd' ? 'sgd' : 'adamw_torch'}`,
+    `optimizer: ${t.optimizer === 'sgd' ? 'sgd' : 'adamw_torch'}${t.optimizer === 'sgd' && t.momentum > 0 ? `  # tabtune used momentum ${t.momentum}; set it in your optimizer args` : ''}`,
     `adam_beta1: ${t.beta1}`,
     `adam_beta2: ${t.beta2}`,
     `adam_epsilon: ${t.eps}`,
@@ -144,15 +163,18 @@ export function axolotlConfig(r: RecipeInput): string {
 
 /** Every file of the recipe, by name. */
 export function scaleOutRecipe(r: RecipeInput): Map<string, string> {
+  // Axolotl has no prompt tuning: that recipe is TRL + PEFT only.
+  const axolotl: [string, string][] = r.method === 'prompt' ? [] : [['axolotl.yaml', axolotlConfig(r)]];
   return new Map([
     ['train.jsonl', textToJsonl(r.text)],
     ['train_trl.py', trlScript(r)],
-    ['axolotl.yaml', axolotlConfig(r)],
+    ...axolotl,
     [
       'README.md',
       `# Scale-out recipe from tabtune\n\nThe run's data (\`train.jsonl\`) and the same run for bigger machines:\n\n` +
         `- TRL + PEFT: \`pip install "trl>=0.19" peft datasets accelerate\`, then \`accelerate launch train_trl.py\` (all GPUs of the machine).\n` +
-        `- Axolotl: \`axolotl train axolotl.yaml\`.\n\nBase model: \`${r.baseModel}\`; method: ${r.method}.\n`,
+        (r.method === 'prompt' ? '- Axolotl has no prompt tuning; use the TRL script.\n' : `- Axolotl: \`axolotl train axolotl.yaml\`.\n`) +
+        `\nBase model: \`${r.baseModel}\`; method: ${r.method}.\n`,
     ],
   ]);
 }

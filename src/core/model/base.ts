@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 // Gradients are registered by a side-effect module of tfjs-core; every model needs them for training.
 import '@tensorflow/tfjs-core/dist/register_all_gradients';
-import { CheckpointError } from '../errors';
+import { CheckpointError, ConfigError } from '../errors';
 import { dequantize, type QuantizedTensor } from '../peft/quant';
 
 /** Plain, transferable weights keyed by Hugging Face tensor name. */
@@ -128,6 +128,9 @@ export abstract class CausalLM {
     const tok = this.tokenEmbeddings(ids); // [B*T, C]
     if (!this.softPrompt || start > 0) return { x: tok, T, skip: 0 };
     const [N, C] = this.softPrompt.shape;
+    if (N + T > this.contextLength) {
+      throw new ConfigError(`${N} virtual tokens and ${T} input tokens exceed the model's context of ${this.contextLength}`, { field: 'block_size' });
+    }
     const prompt = tf.tile(tf.expandDims(this.softPrompt, 0), [B, 1, 1]); // [B, N, C]
     const x = tf.concat([prompt, tf.reshape(tok, [B, T, C])], 1); // [B, N+T, C]
     return { x: tf.reshape(x, [B * (N + T), C]) as tf.Tensor2D, T: N + T, skip: N };

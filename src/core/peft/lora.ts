@@ -102,7 +102,7 @@ export function trainableParameters(model: CausalLM): { trainable: number; total
   for (const v of model.trainableParams().values()) trainable += v.size;
   const base = model.numParams();
   // Adapters add parameters; BitFit and full fine-tuning train some or all of the base's own.
-  const total = model.adapters.size ? base + trainable : base;
+  const total = model.adapters.size || model.softPrompt ? base + trainable : base;
   return { trainable, total, percent: (100 * trainable) / total };
 }
 
@@ -187,10 +187,17 @@ export function loadPeftAdapter(
     throw new ConfigError(`adapter_config.json: peft_type ${JSON.stringify(config.peft_type)} is not LORA`, { ...where, field: 'peft_type' });
   }
   if (config.use_dora === true) throw new ConfigError('adapter_config.json: DoRA adapters are not supported', { ...where, field: 'use_dora' });
+  for (const key of ['rank_pattern', 'alpha_pattern'] as const) {
+    const v = config[key];
+    if (v && typeof v === 'object' && Object.keys(v).length > 0) {
+      throw new ConfigError(`adapter_config.json: per-layer ${key} is not supported yet`, { ...where, field: key });
+    }
+  }
   const rank = Number(config.r);
   const cfg = resolveLoraConfig('', {
     r: rank,
-    lora_alpha: Number(config.lora_alpha ?? rank),
+    // PEFT's LoraConfig default.
+    lora_alpha: Number(config.lora_alpha ?? 8),
     lora_dropout: Number(config.lora_dropout ?? 0),
     target_modules: (config.target_modules as string[] | 'all-linear') ?? 'all-linear',
     use_rslora: config.use_rslora === true,

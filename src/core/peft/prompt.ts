@@ -40,7 +40,8 @@ export function promptTuningConfig(model: CausalLM, baseName: string, layers: nu
     num_transformer_submodules: 1,
     num_attention_heads: heads,
     num_layers: layers,
-    prompt_tuning_init: 'RANDOM',
+    // PEFT's name for an init from sampled vocabulary rows, as attachPromptTuning does.
+    prompt_tuning_init: 'SAMPLE_VOCAB',
     inference_mode: true,
   };
 }

@@ -1,7 +1,8 @@
 /**
  * The frozen base of QLoRA-style training, held on the device in 8 bits: each weight matrix is
  * split into blocks of 64 values, each block stored as signed 8-bit integers with one float32
- * absmax scale (as bitsandbytes' blockwise int8), and dequantized as it is used. tfjs has no
+ * absmax scale (linear absmax int8; bitsandbytes' blockwise 8-bit uses a non-linear dynamic map
+ * and larger blocks), and dequantized as it is used. tfjs has no
  * 8-bit tensors, so bytes are packed into int32s, three to each: WebGPU's integer division goes
  * through float32, exact only below 2^24, so a fourth byte would come back wrong. Memory is
  * 4/3 byte per weight plus 4 bytes per block of 64, instead of 4 bytes per weight.
