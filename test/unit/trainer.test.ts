@@ -33,20 +33,22 @@ test('training lowers the loss on the sample text, and leaks no tensors', async 
   assert.equal(tf.memory().numTensors, baseline, 'model and optimizer release everything');
 });
 
-test('a run restored from a checkpoint continues exactly as an uninterrupted one', async () => {
-  const { model: mc, train: tc } = tinyConfigs({ steps: 12 });
+/** Losses of `steps` straight steps, and of steps/2 + a structured-cloned checkpoint + steps/2. */
+async function straightAndResumed(train: Parameters<typeof tinyConfigs>[0], steps: number): Promise<{ straight: number[]; resumed: number[] }> {
+  const { model: mc, train: tc } = tinyConfigs({ ...train, steps });
   const straight: number[] = [];
   {
     const m = GPT2.random(mc, tc.seed);
     const t = new Trainer(m, tc);
-    for (let i = 0; i < 12; i++) straight.push((await t.trainStep(SAMPLE_TOKENS)).loss);
+    for (let i = 0; i < steps; i++) straight.push((await t.trainStep(SAMPLE_TOKENS)).loss);
     t.dispose();
     m.dispose();
   }
+  const half = steps / 2;
   const resumed: number[] = [];
   const m1 = GPT2.random(mc, tc.seed);
   const t1 = new Trainer(m1, tc);
-  for (let i = 0; i < 6; i++) resumed.push((await t1.trainStep(SAMPLE_TOKENS)).loss);
+  for (let i = 0; i < half; i++) resumed.push((await t1.trainStep(SAMPLE_TOKENS)).loss);
   // Structured clone is what IndexedDB does to a stored checkpoint.
   const ckpt = structuredClone(await t1.checkpoint());
   t1.dispose();
@@ -54,10 +56,15 @@ test('a run restored from a checkpoint continues exactly as an uninterrupted one
   const m2 = new GPT2(mc, ckpt.weights);
   const t2 = new Trainer(m2, tc);
   t2.restore(ckpt);
-  assert.equal(t2.step, 6);
-  for (let i = 0; i < 6; i++) resumed.push((await t2.trainStep(SAMPLE_TOKENS)).loss);
+  assert.equal(t2.step, half);
+  for (let i = 0; i < half; i++) resumed.push((await t2.trainStep(SAMPLE_TOKENS)).loss);
   t2.dispose();
   m2.dispose();
+  return { straight, resumed };
+}
+
+test('a run restored from a checkpoint continues exactly as an uninterrupted one', async () => {
+  const { straight, resumed } = await straightAndResumed({}, 12);
   assert.deepEqual(resumed, straight);
 });
 
@@ -86,28 +93,7 @@ test('gradient accumulation: 2 micro-batches of 4 make the same step as one batc
 });
 
 test('SGD trains too, and a resumed SGD run continues exactly', async () => {
-  const { model: mc, train: tc } = tinyConfigs({ steps: 10, optimizer: 'sgd', learning_rate: 0.5, min_lr: 0.05, momentum: 0.9 });
-  const straight: number[] = [];
-  {
-    const m = GPT2.random(mc, tc.seed);
-    const t = new Trainer(m, tc);
-    for (let i = 0; i < 10; i++) straight.push((await t.trainStep(SAMPLE_TOKENS)).loss);
-    t.dispose();
-    m.dispose();
-  }
+  const { straight, resumed } = await straightAndResumed({ optimizer: 'sgd', learning_rate: 0.5, min_lr: 0.05, momentum: 0.9 }, 10);
   assert.ok(mean(straight.slice(-3)) < straight[0] - 1, `loss fell: ${straight[0]} -> ${straight.at(-1)}`);
-  const m1 = GPT2.random(mc, tc.seed);
-  const t1 = new Trainer(m1, tc);
-  const resumed: number[] = [];
-  for (let i = 0; i < 5; i++) resumed.push((await t1.trainStep(SAMPLE_TOKENS)).loss);
-  const ckpt = structuredClone(await t1.checkpoint());
-  t1.dispose();
-  m1.dispose();
-  const m2 = new GPT2(mc, ckpt.weights);
-  const t2 = new Trainer(m2, tc);
-  t2.restore(ckpt);
-  for (let i = 0; i < 5; i++) resumed.push((await t2.trainStep(SAMPLE_TOKENS)).loss);
-  t2.dispose();
-  m2.dispose();
   assert.deepEqual(resumed, straight);
 });
