@@ -17,7 +17,16 @@ import { UNNAMED } from './blob-files';
 import {
   deleteModel, listModels, loadModelRecord, loadTensorBytes, loadTextFile, resumableTensors, saveModel, type ModelRecord,
 } from '../store/models';
-import type { GenerateRequest, GenerateResult, GeneratedPiece, ModelInfo, ModelProgress } from './protocol';
+import type { FinetuneRequest, FinetuneResult, GenerateRequest, GenerateResult, GeneratedPiece, ModelInfo, ModelProgress, StepReport } from './protocol';
+import { resolveTrainConfig, type TrainConfig } from '../core/config';
+import { checkTokens } from '../core/data/batch';
+import { adapterFolder } from '../core/io/export';
+import { writeSafetensors } from '../core/io/safetensors';
+import { useBitFit } from '../core/peft/bitfit';
+import { attachLora, resolveLoraConfig, trainableParameters, type LoraConfig } from '../core/peft/lora';
+import { attachPromptTuning, promptTensors, promptTuningConfig } from '../core/peft/prompt';
+import { quantizeBase } from '../core/peft/quant';
+import { Trainer } from '../core/train/trainer';
 
 const TEXT_FILES = ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json', 'chat_template.jinja'];
 
@@ -177,6 +186,48 @@ export class ModelLibrary {
     }
     const ms = performance.now() - t0;
     return { text, input, ids, promptTokens: prompt.length, stopReason, firstTokenMs, tokensPerSec: ids.length / (ms / 1000) };
+  }
+
+  /** Fine-tunes the held model on a text with one method; the model keeps what it learned. */
+  async finetune(req: FinetuneRequest, onStep: (r: StepReport) => void, shouldStop: () => boolean): Promise<FinetuneResult> {
+    const m = this.require(req.modelId);
+    if (m.model.adapters.size || m.model.softPrompt || m.model.trainableFilter || m.model.quantized.size) {
+      throw new TabtuneError(`${m.info.name} was already fine-tuned in this session; load it again to start from the base`, { field: 'model' });
+    }
+    const tokens = Int32Array.from(this.tokenizerOf(m).encode(req.text, { addSpecialTokens: false }));
+    const train = resolveTrainConfig(
+      { steps: 50, batch_size: 4, block_size: Math.min(128, m.model.contextLength), learning_rate: 2e-4, min_lr: 0, warmup_steps: 0, weight_decay: 0, checkpoint_every: 1_000_000, ...(req.train as Partial<TrainConfig>) },
+      { n_positions: m.model.contextLength },
+    );
+    checkTokens(tokens, train.block_size, req.dataset);
+    let lora: LoraConfig | null = null;
+    let quantized: FinetuneResult['quantized'] = null;
+    if (req.method === 'qlora') quantized = await quantizeBase(m.model);
+    if (req.method === 'lora' || req.method === 'qlora') {
+      lora = resolveLoraConfig(m.info.arch, req.lora as Partial<LoraConfig>);
+      attachLora(m.model, lora, train.seed);
+    }
+    if (req.method === 'bitfit') useBitFit(m.model);
+    if (req.method === 'prompt') attachPromptTuning(m.model, req.numVirtualTokens ?? 8, train.seed);
+    const counts = trainableParameters(m.model);
+    const trainer = new Trainer(m.model, train);
+    try {
+      while (trainer.step < train.steps && !shouldStop()) {
+        onStep(await trainer.trainStep(tokens));
+        // Let a stop request in: on CPU-like backends a read back resolves without a macrotask.
+        await new Promise((r) => setTimeout(r, 0));
+      }
+    } finally {
+      trainer.dispose();
+    }
+    const files: FinetuneResult['files'] = [];
+    if (lora) for (const [name, bytes] of await adapterFolder(m.model, lora, m.info.name)) files.push({ name, bytes });
+    if (req.method === 'prompt') {
+      const config = promptTuningConfig(m.model, m.info.name, m.info.layers, m.info.heads);
+      files.push({ name: 'adapter_config.json', bytes: new TextEncoder().encode(JSON.stringify(config, null, 2) + '\n') });
+      files.push({ name: 'adapter_model.safetensors', bytes: writeSafetensors(await promptTensors(m.model), { format: 'pt' }) });
+    }
+    return { steps: trainer.step, trainable: counts.trainable, total: counts.total, files, quantized };
   }
 
   private require(id: string): Loaded {

@@ -158,6 +158,31 @@ export interface GenerateResult {
   tokensPerSec: number;
 }
 
+export type FinetuneMethod = 'lora' | 'qlora' | 'bitfit' | 'prompt' | 'full';
+
+export interface FinetuneRequest {
+  modelId: string;
+  /** Training text and where it came from (named in errors). */
+  text: string;
+  dataset: string;
+  method: FinetuneMethod;
+  /** LoRA settings by PEFT's names (r, lora_alpha, lora_dropout, target_modules, use_rslora). */
+  lora?: Record<string, unknown>;
+  /** Trainer settings by their config names (steps, learning_rate, batch_size, block_size, ...). */
+  train?: Record<string, unknown>;
+  numVirtualTokens?: number;
+}
+
+export interface FinetuneResult {
+  steps: number;
+  trainable: number;
+  total: number;
+  /** PEFT's files for adapter methods (LoRA, QLoRA, prompt tuning), ready to save. */
+  files: { name: string; bytes: Uint8Array }[];
+  /** Device bytes before and after quantizing the base (QLoRA). */
+  quantized: { bytesBefore: number; bytesAfter: number } | null;
+}
+
 export interface StudioApi {
   /** Chooses the backend (once); returns what was chosen and why. */
   init(request: BackendRequest): Promise<BackendReport>;
@@ -190,4 +215,9 @@ export interface StudioApi {
   generate(req: GenerateRequest, onPiece: (p: GeneratedPiece) => void): Promise<GenerateResult>;
   /** Ends the generation in progress after its current token. */
   stopGenerating(): Promise<void>;
+  /**
+   * Fine-tunes the loaded model on text: the method is attached to it (so generation afterwards
+   * uses the result), and an adapter's PEFT files come back.
+   */
+  finetuneModel(req: FinetuneRequest, onStep: (r: StepReport) => void): Promise<FinetuneResult>;
 }

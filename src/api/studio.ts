@@ -22,7 +22,7 @@ import {
   type CheckpointRecord, type RunRecord,
 } from '../store/runs';
 import type {
-  BackendFallback, BackendReport, BackendRequest, Diagnostics, FileEntry, GenerateRequest, GenerateResult, GeneratedPiece,
+  BackendFallback, BackendReport, BackendRequest, Diagnostics, FileEntry, FinetuneRequest, FinetuneResult, GenerateRequest, GenerateResult, GeneratedPiece,
   ModelInfo, ModelProgress, PresetInfo, RunInfo, StudioApi, TrainRequest,
 } from './protocol';
 
@@ -312,6 +312,19 @@ export class Studio implements StudioApi {
 
   async stopGenerating(): Promise<void> {
     if (this.generating) this.generating.stop = true;
+  }
+
+  async finetuneModel(req: FinetuneRequest, onStep: (r: StepReport) => void): Promise<FinetuneResult> {
+    this.requireIdleModel();
+    if (this.active) throw new TabtuneError(`run ${this.active.id} is training; pause it first`);
+    // The same flag as generation: while the model trains, nothing else may swap or use it.
+    const state = { stop: false };
+    this.generating = state;
+    try {
+      return await this.library.finetune(req, quiet(onStep), () => state.stop);
+    } finally {
+      this.generating = null;
+    }
   }
 
   /** Loading, importing or deleting replaces the held model: never under a running generation. */

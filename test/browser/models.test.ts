@@ -116,3 +116,45 @@ test('a Hugging Face repository name: looked up, downloaded from the hub (a loca
     await hub.close();
   }
 });
+
+test('LoRA in the worker on WebGPU: trains the loaded model, only the adapter is new, PEFT files come back', { skip, timeout: 300_000 }, async () => {
+  const { readSafetensors } = await import('../../src/core/io/safetensors');
+  const { context } = await launch();
+  const page = await context.newPage();
+  const errors = watchErrors(page);
+  await page.goto(`${server.url}?backend=webgpu`);
+  await page.waitForSelector('[data-testid=backend-name]');
+  const name = 'tiny-gpt2';
+  await page.setInputFiles('[data-testid=model-files]', readdirSync(fixture(name)).filter((f) => !f.startsWith('golden')).map((f) => join(fixture(name), f)));
+  await page.waitForSelector('[data-testid=model-summary]');
+  await page.click('[data-testid=model-import]');
+  await page.waitForSelector('[data-testid=model-loaded]');
+  const result = await page.evaluate(async () => {
+    const t = (globalThis as any).tabtune.client;
+    const [model] = await t.listModels();
+    const before = await t.diagnostics();
+    const losses: number[] = [];
+    const out = await t.finetuneModel(
+      {
+        modelId: model.id, text: 'the sea and the whale. the sea is the whale and the sea. '.repeat(30), dataset: 'sea.txt', method: 'lora',
+        lora: { r: 4, lora_dropout: 0 }, train: { steps: 8, batch_size: 4, block_size: 16, learning_rate: 2e-2 },
+      },
+      (r: { loss: number }) => losses.push(r.loss),
+    );
+    const after = await t.diagnostics();
+    return { before, after, losses, out: { ...out, files: out.files.map((f: { name: string; bytes: Uint8Array }) => ({ name: f.name, bytes: Array.from(f.bytes) })) } };
+  });
+  assert.equal(result.after.backend, 'webgpu');
+  assert.equal(result.out.steps, 8);
+  assert.equal(result.losses.length, 8);
+  assert.ok(result.losses.at(-1)! < result.losses[0], `loss fell: ${result.losses[0]} -> ${result.losses.at(-1)}`);
+  // Two layers with c_attn adapters: four new variables (A and B), and nothing else kept.
+  assert.equal(result.after.numTensors, result.before.numTensors + 4);
+  const files = new Map((result.out.files as { name: string; bytes: number[] }[]).map((f) => [f.name, new Uint8Array(f.bytes)]));
+  const config = JSON.parse(new TextDecoder().decode(files.get('adapter_config.json')));
+  assert.deepEqual([config.peft_type, config.r, config.fan_in_fan_out, config.target_modules], ['LORA', 4, true, ['c_attn']]);
+  const tensors = readSafetensors(files.get('adapter_model.safetensors')!, 'adapter_model.safetensors').tensors;
+  assert.deepEqual(tensors['base_model.model.transformer.h.1.attn.c_attn.lora_B.weight'].shape, [72, 4]);
+  assert.deepEqual(errors, []);
+  await context.close();
+});

@@ -114,3 +114,31 @@ test('chat: the prompt goes through the model\'s chat template, rendered by Jinj
   // <s> comes from the template, once; the tokenizer adds no second BOS.
   assert.equal(chat.promptTokens, (await studio.logits(info.id, { text: 'user the sea assistant ' })).ids.length);
 });
+
+test('fine-tuning the loaded model in the Studio: LoRA, QLoRA and prompt tuning return PEFT files; refusals are named', async () => {
+  const text = 'the sea and the whale. the sea is the whale and the sea. '.repeat(30);
+  for (const method of ['lora', 'qlora', 'prompt'] as const) {
+    const studio = new Studio({ kv: memoryKV(), selectBackend: (r, onLost, exclude) => selectBackend(r, { onLost, exclude }) });
+    await studio.init('cpu');
+    const info = await studio.importModel(entries('tiny-llama'), () => undefined);
+    const losses: number[] = [];
+    const out = await studio.finetuneModel(
+      { modelId: info.id, text, dataset: 'sea.txt', method, lora: { r: 4 }, train: { steps: 6, block_size: 16, learning_rate: method === 'prompt' ? 5e-2 : 1e-2 }, numVirtualTokens: 4 },
+      (r) => losses.push(r.loss),
+    );
+    assert.equal(out.steps, 6);
+    assert.ok(losses.at(-1)! < losses[0], `${method}: loss fell`);
+    assert.deepEqual(out.files.map((f) => f.name).sort(), ['adapter_config.json', 'adapter_model.safetensors']);
+    const config = JSON.parse(new TextDecoder().decode(out.files.find((f) => f.name === 'adapter_config.json')!.bytes));
+    assert.equal(config.peft_type, method === 'prompt' ? 'PROMPT_TUNING' : 'LORA');
+    if (method === 'qlora') assert.ok(out.quantized!.bytesAfter < out.quantized!.bytesBefore);
+    const gen = await studio.generate({ modelId: info.id, prompt: 'the sea', options: { temperature: 0, maxNewTokens: 3 } }, () => undefined);
+    assert.ok(gen.ids.length >= 1, 'the tuned model generates');
+    await assert.rejects(studio.finetuneModel({ modelId: info.id, text, dataset: 'sea.txt', method: 'lora' }, () => undefined), /already fine-tuned in this session/);
+  }
+  const studio = new Studio({ kv: memoryKV(), selectBackend: (r, onLost, exclude) => selectBackend(r, { onLost, exclude }) });
+  await studio.init('cpu');
+  const info = await studio.importModel(entries('tiny-llama'), () => undefined);
+  await assert.rejects(studio.finetuneModel({ modelId: info.id, text: 'short', dataset: 'notes.txt', method: 'lora' }, () => undefined), /notes\.txt has \d+ tokens/);
+  await assert.rejects(studio.finetuneModel({ modelId: info.id, text, dataset: 'x', method: 'bitfit' }, () => undefined), /has none/);
+});
