@@ -1,5 +1,5 @@
 import type { StudioClient } from '../api/client';
-import type { FileEntry, GenerateResult, ModelInfo, ModelProgress, SamplingOptions } from '../api/protocol';
+import type { FileEntry, FinetuneMethod, FinetuneResult, GenerateResult, ModelInfo, ModelProgress, SamplingOptions } from '../api/protocol';
 
 /** Bring-your-own models: pick or drop a Hugging Face folder, see it, import it, generate with it. */
 export class ModelsState {
@@ -23,6 +23,13 @@ export class ModelsState {
   output = $state('');
   generating = $state(false);
   result = $state<GenerateResult | null>(null);
+
+  /** Fine-tuning the loaded model: the settings, the live losses, and the files it gives. */
+  tune = $state({ method: 'lora' as FinetuneMethod, steps: 30, learningRate: 2e-3, r: 8, virtualTokens: 8, text: '' });
+  tuneLosses = $state.raw<number[]>([]);
+  tuning = $state(false);
+  tuneResult = $state.raw<FinetuneResult | null>(null);
+  downloads = $state.raw<{ name: string; url: string }[]>([]);
 
   loaded = $derived(this.models.find((m) => m.id === this.loadedId) ?? null);
 
@@ -129,6 +136,37 @@ export class ModelsState {
       this.error = message(e);
     } finally {
       this.generating = false;
+    }
+  }
+
+  async finetune(): Promise<void> {
+    if (!this.loadedId || this.tuning || this.generating) return;
+    this.tuning = true;
+    this.error = null;
+    this.tuneLosses = [];
+    this.tuneResult = null;
+    for (const d of this.downloads) URL.revokeObjectURL(d.url);
+    this.downloads = [];
+    const t = this.tune;
+    try {
+      this.tuneResult = await this.client.finetuneModel(
+        {
+          modelId: this.loadedId,
+          text: t.text,
+          dataset: 'the training text',
+          method: t.method,
+          lora: { r: t.r, lora_alpha: 2 * t.r },
+          train: { steps: t.steps, learning_rate: t.learningRate },
+          numVirtualTokens: t.virtualTokens,
+        },
+        (r) => (this.tuneLosses = [...this.tuneLosses, r.loss]),
+      );
+      this.downloads = this.tuneResult.files.map((f) => ({ name: f.name, url: URL.createObjectURL(new Blob([f.bytes as BlobPart])) }));
+      this.announcement = `Fine-tuning finished after ${this.tuneResult.steps} steps.`;
+    } catch (e) {
+      this.error = message(e);
+    } finally {
+      this.tuning = false;
     }
   }
 

@@ -158,3 +158,32 @@ test('LoRA in the worker on WebGPU: trains the loaded model, only the adapter is
   assert.deepEqual(errors, []);
   await context.close();
 });
+
+test('the page fine-tunes with LoRA and offers the adapter files for download', { skip, timeout: 180_000 }, async () => {
+  const { context } = await launch();
+  const page = await context.newPage();
+  const errors = watchErrors(page);
+  await page.goto(`${server.url}?backend=wasm`);
+  await page.waitForSelector('[data-testid=backend-name]');
+  const name = 'tiny-llama';
+  await page.setInputFiles('[data-testid=model-files]', readdirSync(fixture(name)).filter((f) => !f.startsWith('golden')).map((f) => join(fixture(name), f)));
+  await page.waitForSelector('[data-testid=model-summary]');
+  await page.click('[data-testid=model-import]');
+  await page.waitForSelector('[data-testid=tune]');
+  await page.fill('[data-testid=tune-text]', 'the sea and the whale. the sea is the whale and the sea. '.repeat(30));
+  await page.fill('[data-testid=tune-steps]', '6');
+  await page.click('[data-testid=tune-start]');
+  await until('fine-tuning to finish', () => page.getAttribute('[data-testid=tune-status]', 'data-state').catch(() => null), (s) => s === 'done');
+  const status = (await page.textContent('[data-testid=tune-status]')) ?? '';
+  assert.match(status, /Step 6 \/ 6/);
+  assert.match(status, /parameters trained/);
+  const links = await page.$$eval('[data-testid=download]', (as) => as.map((a) => a.getAttribute('download')));
+  assert.deepEqual(links, ['adapter_config.json', 'adapter_model.safetensors']);
+  const download = page.waitForEvent('download');
+  await page.click('[data-testid=download] >> nth=0');
+  const file = await download;
+  assert.equal(file.suggestedFilename(), 'adapter_config.json');
+  assert.equal(JSON.parse(readFileSync(await file.path(), 'utf8')).peft_type, 'LORA');
+  assert.deepEqual(errors, []);
+  await context.close();
+});
