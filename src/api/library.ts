@@ -20,11 +20,10 @@ import {
 import type { FinetuneRequest, FinetuneResult, GenerateRequest, GenerateResult, GeneratedPiece, ModelInfo, ModelProgress, StepReport } from './protocol';
 import { resolveTrainConfig, type TrainConfig } from '../core/config';
 import { checkTokens } from '../core/data/batch';
-import { adapterFolder } from '../core/io/export';
-import { writeSafetensors } from '../core/io/safetensors';
+import { adapterFolder, promptFolder } from '../core/io/export';
 import { useBitFit } from '../core/peft/bitfit';
 import { attachLora, resolveLoraConfig, trainableParameters, type LoraConfig } from '../core/peft/lora';
-import { attachPromptTuning, promptTensors, promptTuningConfig } from '../core/peft/prompt';
+import { attachPromptTuning } from '../core/peft/prompt';
 import { quantizeBase } from '../core/peft/quant';
 import { Trainer } from '../core/train/trainer';
 
@@ -220,13 +219,12 @@ export class ModelLibrary {
     } finally {
       trainer.dispose();
     }
-    const files: FinetuneResult['files'] = [];
-    if (lora) for (const [name, bytes] of await adapterFolder(m.model, lora, m.info.name)) files.push({ name, bytes });
-    if (req.method === 'prompt') {
-      const config = promptTuningConfig(m.model, m.info.name, m.info.layers, m.info.heads);
-      files.push({ name: 'adapter_config.json', bytes: new TextEncoder().encode(JSON.stringify(config, null, 2) + '\n') });
-      files.push({ name: 'adapter_model.safetensors', bytes: writeSafetensors(await promptTensors(m.model), { format: 'pt' }) });
-    }
+    const folder = lora
+      ? await adapterFolder(m.model, lora, m.info.name)
+      : req.method === 'prompt'
+        ? await promptFolder(m.model, m.info.name, m.info.layers, m.info.heads)
+        : new Map<string, Uint8Array>();
+    const files = [...folder].map(([name, bytes]) => ({ name, bytes }));
     return { steps: trainer.step, trainable: counts.trainable, total: counts.total, files, quantized };
   }
 

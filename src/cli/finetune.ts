@@ -7,13 +7,12 @@ import { basename, join, resolve } from 'node:path';
 import { resolveTrainConfig, type TrainConfig } from '../core/config';
 import { checkTokens } from '../core/data/batch';
 import { ConfigError } from '../core/errors';
-import { adapterFolder, mergedFolder } from '../core/io/export';
+import { adapterFolder, mergedFolder, promptFolder } from '../core/io/export';
 import { scaleOutRecipe, type RecipeInput } from '../core/io/recipe';
 import { buildModel, inspectModel, loadWeights } from '../core/model/hf';
 import { useBitFit } from '../core/peft/bitfit';
-import { attachPromptTuning, promptTensors, promptTuningConfig } from '../core/peft/prompt';
+import { attachPromptTuning } from '../core/peft/prompt';
 import { quantizeBase } from '../core/peft/quant';
-import { writeSafetensors } from '../core/io/safetensors';
 import type { ModelSummary } from '../core/model/hf';
 import { attachLora, resolveLoraConfig, trainableParameters, type LoraConfig } from '../core/peft/lora';
 import { loadTokenizer } from '../core/tokenizer/hf';
@@ -193,7 +192,7 @@ export async function finetune(args: FinetuneArgs, write: (line: string) => void
     const folder = lora
       ? await adapterFolder(model, lora, summary.source)
       : method === 'prompt'
-        ? await promptFolder(model, summary)
+        ? await promptFolder(model, summary.source, ...layersAndHeads(summary))
         : await mergedFolder(model, files);
     mkdirSync(out, { recursive: true });
     for (const [name, bytes] of folder) writeFileSync(join(out, name), bytes);
@@ -214,13 +213,7 @@ function restore(model: CausalLM, weights: Map<string, Float32Array>): void {
   for (const [name, v] of model.trainableParams()) tf.tidy(() => v.assign(tf.tensor(weights.get(name)!, v.shape)));
 }
 
-/** PEFT's prompt-tuning files: adapter_config.json and adapter_model.safetensors (prompt_embeddings). */
-async function promptFolder(model: CausalLM, summary: ModelSummary): Promise<Map<string, Uint8Array>> {
+function layersAndHeads(summary: ModelSummary): [number, number] {
   const spec = summary.spec;
-  const [layers, heads] = spec.arch === 'gpt2' ? [spec.config.n_layer, spec.config.n_head] : [spec.config.num_hidden_layers, spec.config.num_attention_heads];
-  const config = promptTuningConfig(model, summary.source, layers, heads);
-  return new Map([
-    ['adapter_config.json', new TextEncoder().encode(JSON.stringify(config, null, 2) + '\n')],
-    ['adapter_model.safetensors', writeSafetensors(await promptTensors(model), { format: 'pt' })],
-  ]);
+  return spec.arch === 'gpt2' ? [spec.config.n_layer, spec.config.n_head] : [spec.config.num_hidden_layers, spec.config.num_attention_heads];
 }

@@ -16,7 +16,7 @@ import { mergedFolder } from '../core/io/export';
 import { readSafetensors } from '../core/io/safetensors';
 import { loadPeftAdapter } from '../core/peft/lora';
 import { loadPromptTuning } from '../core/peft/prompt';
-import { buildModel, inspectModel, loadWeights } from '../core/model/hf';
+import { buildModel, inspectModel, loadWeights, type ModelSummary } from '../core/model/hf';
 import { loadTokenizer, stopTokenIds } from '../core/tokenizer/hf';
 import { DEMO_PRESETS } from '../core/presets';
 import { folderFiles } from './files';
@@ -275,9 +275,9 @@ function usage(message: string): number {
 
 /** Logits of every position for a Hugging Face model folder, read as it is on disk. */
 /** A Hugging Face model folder, with a PEFT adapter folder applied when one is given. */
-async function loadModel(dir: string, adapterDir?: string) {
+async function loadModel(dir: string, adapterDir?: string, known?: ModelSummary) {
   const files = folderFiles(dir);
-  const summary = await inspectModel(files);
+  const summary = known ?? (await inspectModel(files));
   const model = buildModel(summary.spec, await loadWeights(files, summary));
   if (adapterDir) {
     try {
@@ -302,7 +302,7 @@ async function logits(dir: string, ids: number[], adapterDir?: string): Promise<
   if (ids.length > summary.contextLength) throw new ConfigError(`${ids.length} ids exceed the model's context of ${summary.contextLength}`, { field: 'ids' });
   const over = ids.find((i) => i >= summary.vocabSize);
   if (over !== undefined) throw new ConfigError(`id ${over} is outside the vocabulary (0 to ${summary.vocabSize - 1})`, { field: 'ids' });
-  const { model } = await loadModel(dir, adapterDir);
+  const { model } = await loadModel(dir, adapterDir, summary);
   try {
     const out = tf.tidy(() => model.forward(tf.tensor2d(ids, [1, ids.length], 'int32')));
     // Read back: the command prints them.

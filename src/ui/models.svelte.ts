@@ -1,4 +1,5 @@
 import type { StudioClient } from '../api/client';
+import { message } from './errors';
 import type { FileEntry, FinetuneMethod, FinetuneResult, GenerateResult, ModelInfo, ModelProgress, SamplingOptions } from '../api/protocol';
 
 /** Bring-your-own models: pick or drop a Hugging Face folder, see it, import it, generate with it. */
@@ -189,10 +190,6 @@ export class ModelsState {
   }
 }
 
-function message(e: unknown): string {
-  if (e instanceof Error) return e.name && e.name !== 'Error' ? `${e.name}: ${e.message}` : e.message;
-  return String(e);
-}
 
 /** "reading 45% (12 MB of 27 MB)" */
 export function describeProgress(p: ModelProgress): string {

@@ -1,4 +1,5 @@
 import type { StudioClient } from '../api/client';
+import { message } from './errors';
 import type { BackendReport, BackendRequest, PresetInfo, RunInfo, StepReport } from '../api/protocol';
 
 export const BACKEND_CHOICES: BackendRequest[] = ['auto', 'webgpu', 'webgl', 'wasm', 'cpu'];
@@ -145,7 +146,3 @@ export class StudioState {
   }
 }
 
-function message(e: unknown): string {
-  if (e instanceof Error) return e.name && e.name !== 'Error' ? `${e.name}: ${e.message}` : e.message;
-  return String(e);
-}

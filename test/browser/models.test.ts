@@ -16,6 +16,14 @@ const { skip, server } = studioForTests();
 const fixture = (name: string) => fileURLToPath(new URL(`../fixtures/${name}/`, import.meta.url));
 
 
+/** Picks a fixture's files in the page, imports it, and waits until it is loaded. */
+async function importFixture(page: Page, name: string): Promise<void> {
+  await page.setInputFiles('[data-testid=model-files]', readdirSync(fixture(name)).filter((f) => !f.startsWith('golden')).map((f) => join(fixture(name), f)));
+  await page.waitForSelector('[data-testid=model-summary]');
+  await page.click('[data-testid=model-import]');
+  await page.waitForSelector('[data-testid=model-loaded]');
+}
+
 /** Logits computed in the worker, compared with PyTorch's there and then. */
 async function maxLogitError(page: Page, modelId: string, name: string): Promise<number> {
   const golden = JSON.parse(readFileSync(join(fixture(name), 'golden.json'), 'utf8')) as { ids: number[]; logits: number[][] };
@@ -124,11 +132,7 @@ test('LoRA in the worker on WebGPU: trains the loaded model, only the adapter is
   const errors = watchErrors(page);
   await page.goto(`${server.url}?backend=webgpu`);
   await page.waitForSelector('[data-testid=backend-name]');
-  const name = 'tiny-gpt2';
-  await page.setInputFiles('[data-testid=model-files]', readdirSync(fixture(name)).filter((f) => !f.startsWith('golden')).map((f) => join(fixture(name), f)));
-  await page.waitForSelector('[data-testid=model-summary]');
-  await page.click('[data-testid=model-import]');
-  await page.waitForSelector('[data-testid=model-loaded]');
+  await importFixture(page, 'tiny-gpt2');
   const result = await page.evaluate(async () => {
     const t = (globalThis as any).tabtune.client;
     const [model] = await t.listModels();
@@ -165,10 +169,7 @@ test('the page fine-tunes with LoRA and offers the adapter files for download', 
   const errors = watchErrors(page);
   await page.goto(`${server.url}?backend=wasm`);
   await page.waitForSelector('[data-testid=backend-name]');
-  const name = 'tiny-llama';
-  await page.setInputFiles('[data-testid=model-files]', readdirSync(fixture(name)).filter((f) => !f.startsWith('golden')).map((f) => join(fixture(name), f)));
-  await page.waitForSelector('[data-testid=model-summary]');
-  await page.click('[data-testid=model-import]');
+  await importFixture(page, 'tiny-llama');
   await page.waitForSelector('[data-testid=tune]');
   await page.fill('[data-testid=tune-text]', 'the sea and the whale. the sea is the whale and the sea. '.repeat(30));
   await page.fill('[data-testid=tune-steps]', '6');

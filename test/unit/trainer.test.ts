@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
 import { GPT2 } from '../../src/core/model/gpt2';
+import { heldOutLoss } from '../../src/core/train/evaluate';
 import { Trainer } from '../../src/core/train/trainer';
 import { SAMPLE_TOKENS, mean, tinyConfigs } from '../support/fixtures';
 import { tf, useBackend } from '../support/tf-node';
@@ -25,7 +26,7 @@ test('training lowers the loss on the sample text, and leaks no tensors', async 
   const last = mean(losses.slice(-5));
   assert.ok(first > 5.3, `starts near ln(256): ${first}`);
   assert.ok(last < first - 1.5, `loss fell from ${first.toFixed(3)} to ${last.toFixed(3)}`);
-  const evalLoss = await trainer.evaluate(SAMPLE_TOKENS, 2, 99);
+  const evalLoss = await heldOutLoss(model, SAMPLE_TOKENS, tc.block_size, 8);
   assert.ok(evalLoss < first - 1.5, `held-out batches agree: ${evalLoss}`);
   assert.equal(tf.memory().numTensors, startTensors, 'evaluate leaks nothing');
   trainer.dispose();

@@ -5,6 +5,7 @@
 import type { CausalLM } from '../model/base';
 import type { ModelFiles } from '../model/hf';
 import { mergeLora, peftConfig, peftTensors, type LoraConfig } from '../peft/lora';
+import { promptTensors, promptTuningConfig } from '../peft/prompt';
 import { writeSafetensors } from './safetensors';
 
 /** The small files of a model folder that a merged copy keeps as they are. */
@@ -20,6 +21,14 @@ export async function adapterFolder(model: CausalLM, cfg: LoraConfig, baseName: 
   return new Map([
     ['adapter_config.json', encoder.encode(JSON.stringify(peftConfig(model, cfg, baseName), null, 2) + '\n')],
     ['adapter_model.safetensors', writeSafetensors(await peftTensors(model), { format: 'pt' })],
+  ]);
+}
+
+/** PEFT's prompt-tuning files: adapter_config.json and adapter_model.safetensors (prompt_embeddings). */
+export async function promptFolder(model: CausalLM, baseName: string, layers: number, heads: number): Promise<Map<string, Uint8Array>> {
+  return new Map([
+    ['adapter_config.json', encoder.encode(JSON.stringify(promptTuningConfig(model, baseName, layers, heads), null, 2) + '\n')],
+    ['adapter_model.safetensors', writeSafetensors(await promptTensors(model), { format: 'pt' })],
   ]);
 }
 

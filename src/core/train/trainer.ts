@@ -147,23 +147,6 @@ export class Trainer {
     };
   }
 
-  /** Mean loss over `batches` seeded batches, without touching the training RNG. */
-  async evaluate(tokens: Int32Array, batches: number, seed: number): Promise<number> {
-    const rng = new Rng(seed);
-    const { batch_size: B, block_size: T } = this.cfg;
-    let total = 0;
-    for (let i = 0; i < batches; i++) {
-      const batch = sampleBatch(tokens, B, T, rng);
-      const loss = tf.tidy(() =>
-        this.model.loss(tf.tensor2d(batch.ids, [B, T], 'int32'), tf.tensor2d(batch.targets, [B, T], 'int32')),
-      );
-      // Read back: the caller wants a number.
-      total += (await loss.data())[0];
-      loss.dispose();
-    }
-    return total / batches;
-  }
-
   /**
    * What a resumed run needs: the trainable weights (the adapters for LoRA, the biases for
    * BitFit, everything for full fine-tuning), optimizer state, step and batch order.
