@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
+import { exampleBatch, type Batch } from '../../src/core/data/batch';
 import { GPT2 } from '../../src/core/model/gpt2';
 import { heldOutLoss } from '../../src/core/train/evaluate';
 import { Trainer } from '../../src/core/train/trainer';
@@ -85,6 +86,32 @@ test('gradient accumulation: 2 micro-batches of 4 make the same step as one batc
   const one = await run(8, 1);
   const two = await run(4, 2);
   assert.equal(tf.memory().numTensors, start, 'accumulation leaks nothing');
+  one.losses.forEach((l, i) => assert.ok(Math.abs(l - two.losses[i]) < 1e-5, `step ${i + 1}: ${l} vs ${two.losses[i]}`));
+  for (const k of Object.keys(one.w)) {
+    let err = 0;
+    one.w[k].data.forEach((v, i) => (err = Math.max(err, Math.abs(v - two.w[k].data[i]))));
+    assert.ok(err < 1e-5, `${k} differs by ${err}`);
+  }
+});
+
+test('accumulation weighs micro-batches by counted positions: uneven example batches make the step of one batch', async () => {
+  // Two micro-batches with very different numbers of counted (completion) positions.
+  const short = [{ prompt: [10, 11, 12, 13, 14], completion: [20] }, { prompt: [30, 31, 32], completion: [40] }];
+  const long = [{ prompt: [50], completion: [60, 61, 62, 63, 64] }, { prompt: [70], completion: [80, 81, 82, 83] }];
+  const run = async (batches: Batch[], accum: number) => {
+    const { model: mc, train: tc } = tinyConfigs({ steps: 2, batch_size: batches[0].batchSize, grad_accum_steps: accum, grad_clip: 0, block_size: 8 });
+    const m = GPT2.random(mc, tc.seed);
+    const t = new Trainer(m, tc);
+    let k = 0;
+    const losses: number[] = [];
+    for (let i = 0; i < 2; i++) losses.push((await t.trainOn(() => batches[k++ % batches.length])).loss);
+    const w = await m.exportWeights();
+    t.dispose();
+    m.dispose();
+    return { losses, w };
+  };
+  const one = await run([exampleBatch([...short, ...long], 8, 0, true)], 1);
+  const two = await run([exampleBatch(short, 8, 0, true), exampleBatch(long, 8, 0, true)], 2);
   one.losses.forEach((l, i) => assert.ok(Math.abs(l - two.losses[i]) < 1e-5, `step ${i + 1}: ${l} vs ${two.losses[i]}`));
   for (const k of Object.keys(one.w)) {
     let err = 0;

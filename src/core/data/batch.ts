@@ -67,3 +67,41 @@ export function sampleBatch(tokens: Int32Array, batchSize: number, blockSize: nu
   }
   return { ids, targets, batchSize, blockSize };
 }
+
+/** An example with the line of the file it came from (for reports). */
+export interface LineExample extends Example {
+  line: number;
+}
+
+/**
+ * Token ids of prompt/completion texts. The completion's ids are what follows the prompt's ids
+ * in the tokenization of the whole text, so the model learns exactly the tokens it will see;
+ * where a merge crosses the boundary, the two parts are tokenized on their own instead.
+ * Lines of examples longer than the block (which exampleBatch cuts) are listed.
+ */
+export function tokenizeTexts(
+  texts: { line: number; prompt: string; completion: string }[],
+  encode: (text: string) => number[],
+  blockSize: number,
+): { examples: LineExample[]; truncated: number[] } {
+  const examples: LineExample[] = [];
+  const truncated: number[] = [];
+  for (const t of texts) {
+    const prompt = t.prompt ? encode(t.prompt) : [];
+    const full = encode(t.prompt + t.completion);
+    const clean = prompt.every((id, i) => full[i] === id);
+    const completion = clean ? full.slice(prompt.length) : encode(t.completion);
+    if (prompt.length + completion.length + 1 > blockSize + 1) truncated.push(t.line);
+    examples.push({ line: t.line, prompt, completion });
+  }
+  return { examples, truncated };
+}
+
+/**
+ * Batches of examples drawn at random (with replacement) by the trainer's seeded generator, so
+ * a checkpoint's generator state is all a resumed run needs to draw the same batches.
+ */
+export function exampleSampler(examples: Example[], batchSize: number, blockSize: number, eos: number, completionOnly: boolean): (rng: Rng) => Batch {
+  if (!examples.length) throw new DataError('there are no examples to train on', { field: 'dataset' });
+  return (rng) => exampleBatch(Array.from({ length: batchSize }, () => examples[rng.int(examples.length)]), blockSize, eos, completionOnly);
+}

@@ -5,6 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { CausalLM } from '../model/base';
+import { exampleBatch, type Example } from '../data/batch';
 
 /**
  * Mean next-token loss over consecutive, non-overlapping windows of a token stream (every token
@@ -69,4 +70,36 @@ export class EarlyStopping {
       n >= 3 && h[n - 1].valLoss > h[n - 2].valLoss && h[n - 2].valLoss > h[n - 3].valLoss && h[n - 1].trainLoss < h[n - 3].trainLoss;
     return { improved, stop: this.patience > 0 && this.sinceBest >= this.patience, overfitting };
   }
+}
+
+/**
+ * Mean loss per counted position over held-out examples (at most `maxExamples`), weighted as in
+ * training: completion-only masks the prompts, padding never counts.
+ */
+export async function heldOutExampleLoss(
+  model: CausalLM,
+  examples: Example[],
+  blockSize: number,
+  eos: number,
+  completionOnly: boolean,
+  maxExamples = 256,
+  batch = 8,
+): Promise<number> {
+  const n = Math.min(maxExamples, examples.length);
+  if (n < 1) throw new RangeError('there are no held-out examples');
+  let total = 0;
+  let counted = 0;
+  for (let e0 = 0; e0 < n; e0 += batch) {
+    const b = exampleBatch(examples.slice(e0, Math.min(n, e0 + batch)), blockSize, eos, completionOnly);
+    const count = b.weights!.reduce((a, w) => a + w, 0);
+    if (!count) continue;
+    const loss = tf.tidy(() =>
+      model.loss(tf.tensor2d(b.ids, [b.batchSize, blockSize], 'int32'), tf.tensor2d(b.targets, [b.batchSize, blockSize], 'int32'), tf.tensor2d(b.weights!, [b.batchSize, blockSize])),
+    );
+    // Read back: one per batch of examples.
+    total += (await loss.data())[0] * count;
+    counted += count;
+    loss.dispose();
+  }
+  return total / counted;
 }

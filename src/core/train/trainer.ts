@@ -67,11 +67,20 @@ export class Trainer {
     const vars = [...this.trainable.values()];
     // Gradients of each micro-batch, summed; kept across micro-batches, released below.
     // (Plain objects, not Maps: tf.tidy keeps only the tensors of objects and arrays it returns.)
+    // All micro-batches are drawn first (CPU arrays, cheap), so each can be weighted by the share
+    // of counted positions it holds: the step's loss is the mean over every counted position, as
+    // transformers normalises accumulated steps, not the mean of the micro-batch means.
+    const batches = Array.from({ length: accum }, () => draw(this.rng));
+    const counts = batches.map((b) => (b.weights ? b.weights.reduce((a, w) => a + w, 0) : b.batchSize * b.blockSize));
+    const counted = counts.reduce((a, b) => a + b, 0);
+    if (counted === 0) throw new TrainingError(`step ${step} has no position that counts in the loss (every target is masked)`, { field: 'dataset' });
     let sums: Record<string, tf.Tensor> | null = null;
     let lossSum: tf.Tensor | null = null;
     let tokensSeen = 0;
     for (let micro = 0; micro < accum; micro++) {
-      const batch = draw(this.rng);
+      const batch = batches[micro];
+      const share = counts[micro] / counted;
+      if (share === 0) continue;
       const B = batch.batchSize;
       const T = batch.blockSize;
       tokensSeen += B * T;
@@ -90,11 +99,13 @@ export class Trainer {
           this.model.training = false;
         }
         const grads: Record<string, tf.Tensor> = {};
-        for (const [k, g] of Object.entries(result.grads)) {
+        for (const [k, g0] of Object.entries(result.grads)) {
           const name = this.model.hfName(k);
+          const g = share === 1 ? g0 : tf.mul(g0, share);
           grads[name] = prevSums ? tf.add(prevSums[name], g) : g;
         }
-        const loss: tf.Tensor = prevLoss ? tf.add(prevLoss, result.value) : result.value;
+        const value = share === 1 ? result.value : tf.mul(result.value, share);
+        const loss: tf.Tensor = prevLoss ? tf.add(prevLoss, value) : value;
         return { grads, loss };
       }) as { grads: Record<string, tf.Tensor>; loss: tf.Tensor };
       if (prevSums) tf.dispose([...Object.values(prevSums), prevLoss!]);
@@ -103,7 +114,7 @@ export class Trainer {
     }
     const both = tf.tidy(() => {
       const named = new Map<string, tf.Tensor>();
-      for (const [k, g] of Object.entries(sums!)) named.set(k, accum > 1 ? tf.div(g, accum) : g);
+      for (const [k, g] of Object.entries(sums!)) named.set(k, g);
       // Summed pairwise, not with tf.addN: WebGPU's AddN binds every input at once and fails
       // past the device's storage-buffer limit (8 on many adapters), silently zeroing the sum.
       const norm = tf.sqrt([...named.values()].map((g) => tf.sum(tf.square(g))).reduce((a, b) => tf.add(a, b))); // []
@@ -113,7 +124,7 @@ export class Trainer {
         for (const [k, g] of named) named.set(k, tf.mul(g, scale));
       }
       this.opt.apply(named, lr);
-      return tf.stack([tf.div(lossSum!, accum), norm]); // [2]
+      return tf.stack([lossSum!, norm]); // [2]
     });
     tf.dispose([...Object.values(sums!), lossSum!]);
     let loss: number;

@@ -1,0 +1,55 @@
+/**
+ * Train / validation / test splits with a seeded shuffle: the same seed and fractions give the
+ * same split on every machine, so a run can be reproduced from its saved settings. With labels,
+ * each label is split on its own (stratified), so a rare class reaches every part.
+ */
+import { ConfigError } from '../errors';
+import { Rng } from '../rng';
+
+export interface SplitSpec {
+  validation: number;
+  test: number;
+  seed: number;
+}
+
+export interface SplitIndices {
+  train: number[];
+  validation: number[];
+  test: number[];
+}
+
+export function checkSplit(spec: SplitSpec): void {
+  for (const k of ['validation', 'test'] as const) {
+    const v = spec[k];
+    if (!Number.isFinite(v) || v < 0 || v >= 1) throw new ConfigError(`the ${k} fraction must be at least 0 and below 1, got ${v}`, { field: `split.${k}` });
+  }
+  if (spec.validation + spec.test >= 1) throw new ConfigError(`validation ${spec.validation} + test ${spec.test} leave nothing to train on`, { field: 'split.validation' });
+}
+
+/** Indices 0..n-1 split by the spec; `labels` (one per index) stratifies. */
+export function splitIndices(n: number, spec: SplitSpec, labels?: string[]): SplitIndices {
+  checkSplit(spec);
+  const rng = new Rng(spec.seed ^ 0x2545f491);
+  const groups = new Map<string, number[]>();
+  for (let i = 0; i < n; i++) {
+    const k = labels ? labels[i] : '';
+    if (!groups.has(k)) groups.set(k, []);
+    groups.get(k)!.push(i);
+  }
+  const out: SplitIndices = { train: [], validation: [], test: [] };
+  for (const key of [...groups.keys()].sort()) {
+    const idx = groups.get(key)!;
+    for (let i = idx.length - 1; i > 0; i--) {
+      const j = rng.int(i + 1);
+      [idx[i], idx[j]] = [idx[j], idx[i]];
+    }
+    const nVal = Math.round(idx.length * spec.validation);
+    const nTest = Math.round(idx.length * spec.test);
+    out.validation.push(...idx.slice(0, nVal));
+    out.test.push(...idx.slice(nVal, nVal + nTest));
+    out.train.push(...idx.slice(nVal + nTest));
+  }
+  // Back in file order within each part: the shuffle decides membership, the trainer decides order.
+  for (const part of Object.values(out)) part.sort((a: number, b: number) => a - b);
+  return out;
+}
