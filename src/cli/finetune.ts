@@ -1,25 +1,21 @@
 /**
  * `tabtune train --model DIR --data FILE ...`: fine-tunes a Hugging Face model folder on a text
- * file, with LoRA (writing a PEFT adapter folder) or fully (writing a Hugging Face folder).
+ * or rows file, with an adapter method (writing PEFT's folder) or fully (a Hugging Face folder).
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { resolveTrainConfig, type TrainConfig } from '../core/config';
 import { checkTokens } from '../core/data/batch';
+import { prepareDataset } from '../core/data/dataset';
+import { renderRows, type ChatMessage, type ColumnMapping, type DatasetFormat, type Template } from '../core/data/formats';
+import { kindOf, parseBytes, type FileKind } from '../core/data/parse';
 import { ConfigError } from '../core/errors';
 import { adapterFolder, mergedFolder, promptFolder } from '../core/io/export';
 import { scaleOutRecipe, type RecipeInput } from '../core/io/recipe';
-import { buildModel, inspectModel, loadWeights } from '../core/model/hf';
-import { useBitFit } from '../core/peft/bitfit';
-import { attachPromptTuning } from '../core/peft/prompt';
-import { quantizeBase } from '../core/peft/quant';
-import type { ModelSummary } from '../core/model/hf';
-import { attachLora, resolveLoraConfig, trainableParameters, type LoraConfig } from '../core/peft/lora';
-import { loadTokenizer } from '../core/tokenizer/hf';
-import type { CausalLM } from '../core/model/base';
-import { EarlyStopping, heldOutLoss } from '../core/train/evaluate';
-import { Trainer } from '../core/train/trainer';
-import * as tf from '@tensorflow/tfjs-core';
+import { buildModel, inspectModel, loadWeights, type ModelFiles, type ModelSummary } from '../core/model/hf';
+import { resolveLoraConfig, type LoraConfig } from '../core/peft/lora';
+import { loadTokenizer, stopTokenIds, type HFTokenizer } from '../core/tokenizer/hf';
+import { attachMethod, checkHeldOut, checkMethodFits, dataLoss, defaultLearningRate, METHODS, runFinetune, type Method } from '../core/train/finetune';
 import { folderFiles } from './files';
 
 export interface FinetuneArgs {
@@ -42,37 +38,33 @@ function num(args: FinetuneArgs, flag: string): number | undefined {
 }
 
 export async function finetune(args: FinetuneArgs, write: (line: string) => void): Promise<void> {
-  if (!args.data) throw new ConfigError('train --model needs --data FILE (a text file)', { field: 'data' });
+  if (!args.data) throw new ConfigError('train --model needs --data FILE (text, JSONL, JSON, CSV or TSV)', { field: 'data' });
   if (!args.out && !args.recipeOnly) throw new ConfigError('train --model needs --out DIR for what it writes', { field: 'out' });
-  const method = args.method ?? 'lora';
-  if (!['lora', 'qlora', 'full', 'bitfit', 'prompt'].includes(method)) {
-    throw new ConfigError(`--method must be lora, qlora, bitfit, prompt or full, got "${method}"`, { field: 'method' });
-  }
+  const method = (args.method ?? 'lora') as Method;
+  if (!METHODS.includes(method)) throw new ConfigError(`--method must be lora, qlora, bitfit, prompt or full, got "${method}"`, { field: 'method' });
+  const bits = num(args, 'bits') ?? 8;
+  if (bits !== 8 && bits !== 4) throw new ConfigError(`--bits must be 8 or 4, got ${bits}`, { field: 'bits' });
   const files = folderFiles(args.model);
   const summary = await inspectModel(files);
   const tokenizer = await loadTokenizer(files);
-  let text: string;
+  const dataName = basename(args.data);
+  let bytes: Uint8Array;
   try {
-    text = readFileSync(resolve(args.data), 'utf8');
+    bytes = readFileSync(resolve(args.data));
   } catch (e) {
     throw new ConfigError(`cannot read --data ${args.data}: ${(e as Error).message}`, { file: args.data });
   }
-  const allTokens = Int32Array.from(tokenizer.encode(text, { addSpecialTokens: false }));
   const evalEvery = num(args, 'eval-every') ?? 0;
   const valFraction = num(args, 'val-fraction') ?? (evalEvery > 0 ? 0.1 : 0);
+  const testFraction = num(args, 'test-fraction') ?? 0;
   if (valFraction < 0 || valFraction >= 1) throw new ConfigError(`--val-fraction must be at least 0 and below 1, got ${valFraction}`, { field: 'val-fraction' });
   if (evalEvery > 0 && valFraction === 0) throw new ConfigError('--eval-every needs held-out data: give --val-fraction above 0', { field: 'val-fraction' });
-  // The last part of the text is held out for validation: never trained on.
-  const cut = Math.floor(allTokens.length * (1 - valFraction));
-  const tokens = allTokens.subarray(0, cut);
-  const valTokens = allTokens.subarray(cut);
   const train: TrainConfig = resolveTrainConfig(
     {
       steps: num(args, 'max-steps') ?? 100,
       batch_size: num(args, 'batch-size') ?? 4,
       block_size: num(args, 'block-size') ?? Math.min(128, summary.contextLength),
-      // Usual starting points: adapters 2e-4, soft prompts much higher, whole models lower.
-      learning_rate: num(args, 'lr') ?? (method === 'lora' || method === 'qlora' ? 2e-4 : method === 'prompt' ? 3e-2 : method === 'bitfit' ? 1e-3 : 5e-5),
+      learning_rate: num(args, 'lr') ?? defaultLearningRate(method),
       min_lr: 0,
       warmup_steps: num(args, 'warmup-steps') ?? 0,
       weight_decay: num(args, 'weight-decay') ?? 0,
@@ -85,19 +77,27 @@ export async function finetune(args: FinetuneArgs, write: (line: string) => void
     },
     { n_positions: summary.contextLength },
   );
-  checkTokens(tokens, train.block_size, basename(args.data));
-  const virtualTokens = num(args, 'num-virtual-tokens') ?? 8;
-  if (method === 'prompt' && virtualTokens + train.block_size > summary.contextLength) {
-    throw new ConfigError(
-      `${virtualTokens} virtual tokens plus --block-size ${train.block_size} exceed the model's context of ${summary.contextLength}; lower one of them`,
-      { field: 'block-size' },
-    );
-  }
-  if (evalEvery > 0) checkTokens(valTokens, train.block_size, `the held-out ${Math.round(valFraction * 100)}% of ${basename(args.data)}`);
+  const parsed = parseBytes(dataName, bytes, typeof args['data-kind'] === 'string' ? (args['data-kind'] as FileKind) : kindOf(dataName));
+  const encode = (t: string, special = false) => tokenizer.encode(t, { addSpecialTokens: special });
+  const { data, report } = prepareDataset(parsed, {
+    ...recipeFormat(args, tokenizer),
+    encode,
+    blockSize: train.block_size,
+    split: { validation: valFraction, test: testFraction, seed: train.seed },
+    completionOnly: args['train-on-prompt'] !== true,
+  });
+  write(
+    args.json
+      ? JSON.stringify({ dataset: { ...report, rejected: report.rejected.slice(0, 100), rejectedCount: report.rejected.length, truncated: report.truncated.length } })
+      : `${dataName}: ${report.format}, ${report.accepted} rows kept, ${report.rejected.length} rejected, ${report.truncated.length} truncated; ${report.tokens.toLocaleString('en')} tokens; split ${report.split.train}/${report.split.validation}/${report.split.test}` +
+          report.rejected.slice(0, 10).map((r) => `\n  line ${r.line}: ${r.reason}`).join(''),
+  );
+  if (data.kind === 'tokens') checkTokens(data.train, train.block_size, dataName);
+  if (evalEvery > 0) checkHeldOut(data, 'validation', train.block_size);
   let forgetTokens: Int32Array | null = null;
   if (typeof args.forgetting === 'string') {
     try {
-      forgetTokens = Int32Array.from(tokenizer.encode(readFileSync(resolve(args.forgetting), 'utf8'), { addSpecialTokens: false }));
+      forgetTokens = Int32Array.from(encode(readFileSync(resolve(args.forgetting), 'utf8')));
     } catch (e) {
       throw new ConfigError(`cannot read --forgetting ${args.forgetting}: ${(e as Error).message}`, { file: args.forgetting });
     }
@@ -114,14 +114,17 @@ export async function finetune(args: FinetuneArgs, write: (line: string) => void
       use_rslora: args['use-rslora'] === true,
     } as Partial<LoraConfig>);
   }
+  const virtualTokens = num(args, 'num-virtual-tokens') ?? 8;
+  checkMethodFits({ method, virtualTokens }, train.block_size, summary.contextLength);
   if (typeof args.recipe === 'string') {
     const recipe = scaleOutRecipe({
       baseModel: typeof args['base-name'] === 'string' ? args['base-name'] : resolve(args.model),
       method: (method === 'qlora' ? 'lora' : method) as RecipeInput['method'],
+      quantBits: method === 'qlora' ? bits : undefined,
       lora,
       virtualTokens,
       train,
-      text,
+      data: data.kind === 'tokens' ? { text: new TextDecoder().decode(bytes) } : { pairs: renderRows(parsed, recipeFormat(args, tokenizer)).texts, completionOnly: data.completionOnly },
     });
     const dir = resolve(args.recipe);
     mkdirSync(dir, { recursive: true });
@@ -131,62 +134,40 @@ export async function finetune(args: FinetuneArgs, write: (line: string) => void
   }
   const model = buildModel(summary.spec, await loadWeights(files, summary));
   try {
-    if (method === 'qlora') {
-      // The frozen base in 8 bits, dequantized as it is used; the adapters train in float32.
-      const { bytesBefore, bytesAfter } = await quantizeBase(model);
+    const attached = await attachMethod(model, { method, lora, virtualTokens, bits }, train.block_size, train.seed);
+    if (attached.quantized) {
+      const { bytesBefore, bytesAfter } = attached.quantized;
       const saved = bytesBefore - bytesAfter;
-      write(args.json ? JSON.stringify({ quantized: { bytesBefore, bytesAfter } }) : `8-bit base: device memory ${(bytesBefore / 2 ** 20).toFixed(2)} MiB -> ${(bytesAfter / 2 ** 20).toFixed(2)} MiB (saved ${(saved / 2 ** 20).toFixed(2)} MiB, ${((100 * saved) / bytesBefore).toFixed(0)}%)`);
+      write(args.json ? JSON.stringify({ quantized: attached.quantized }) : `${bits}-bit base: device memory ${(bytesBefore / 2 ** 20).toFixed(2)} MiB -> ${(bytesAfter / 2 ** 20).toFixed(2)} MiB (saved ${(saved / 2 ** 20).toFixed(2)} MiB, ${((100 * saved) / bytesBefore).toFixed(0)}%)`);
     }
-    if (lora) attachLora(model, lora, train.seed);
-    if (method === 'bitfit') useBitFit(model);
-    if (method === 'prompt') attachPromptTuning(model, virtualTokens, train.seed);
-    const counts = trainableParameters(model);
     if (!args.json) {
-      write(`trainable params: ${counts.trainable.toLocaleString('en')} || all params: ${counts.total.toLocaleString('en')} || trainable%: ${counts.percent.toFixed(4)}`);
+      write(`trainable params: ${attached.trainable.toLocaleString('en')} || all params: ${attached.total.toLocaleString('en')} || trainable%: ${attached.percent.toFixed(4)}`);
     }
-    // The cost of specialising, made visible: perplexity on general text before and after.
-    const pplBefore = forgetTokens ? Math.exp(await heldOutLoss(model, forgetTokens, train.block_size)) : null;
-    const stopping = new EarlyStopping(num(args, 'patience') ?? 0, num(args, 'min-delta') ?? 0);
-    let best: Map<string, Float32Array> | null = null;
-    const trainer = new Trainer(model, train);
-    try {
-      let recent: number[] = [];
-      for (let i = 0; i < train.steps; i++) {
-        const r = await trainer.trainStep(tokens);
-        recent.push(r.loss);
-        write(args.json ? JSON.stringify(r) : `step ${String(r.step).padStart(5)}/${train.steps}  loss ${r.loss.toFixed(4)}  lr ${r.lr.toExponential(2)}  |g| ${r.gradNorm.toFixed(3)}  ${r.stepMs.toFixed(0)} ms`);
-        if (evalEvery > 0 && (r.step % evalEvery === 0 || r.step === train.steps)) {
-          const point = { step: r.step, trainLoss: recent.reduce((a, b) => a + b, 0) / recent.length, valLoss: await heldOutLoss(model, valTokens, train.block_size, 32) };
-          recent = [];
-          const verdict = stopping.update(point);
-          if (verdict.improved) best = await snapshot(model);
-          write(
-            args.json
-              ? JSON.stringify({ eval: { ...point, best: stopping.best!.step, ...verdict } })
-              : `eval at step ${point.step}: validation loss ${point.valLoss.toFixed(4)} (train ${point.trainLoss.toFixed(4)}), best ${stopping.best!.valLoss.toFixed(4)} at step ${stopping.best!.step}` +
-                  (verdict.overfitting ? '  OVERFITTING: validation loss rising while training loss falls' : ''),
-          );
-          if (verdict.stop) {
-            if (!args.json) write(`early stopping: no improvement of ${stopping.minDelta} in ${stopping.patience} evaluations`);
-            break;
-          }
-        }
-      }
-    } finally {
-      trainer.dispose();
-    }
-    if (best && stopping.best) {
-      restore(model, best);
-      if (!args.json) write(`keeping the best weights: step ${stopping.best.step}, validation loss ${stopping.best.valLoss.toFixed(4)}`);
-    }
-    if (forgetTokens && pplBefore !== null) {
-      const pplAfter = Math.exp(await heldOutLoss(model, forgetTokens, train.block_size));
-      const change = (100 * (pplAfter - pplBefore)) / pplBefore;
+    const eos = await eosOf(files, tokenizer);
+    const outcome = await runFinetune(model, train, data, eos, { evalEvery, patience: num(args, 'patience') ?? 0, minDelta: num(args, 'min-delta') ?? 0, forgetting: forgetTokens }, {
+      onStep: (r) => write(args.json ? JSON.stringify(r) : `step ${String(r.step).padStart(5)}/${train.steps}  loss ${r.loss.toFixed(4)}  lr ${r.lr.toExponential(2)}  |g| ${r.gradNorm.toFixed(3)}  ${r.stepMs.toFixed(0)} ms`),
+      onEval: (e) =>
+        write(
+          args.json
+            ? JSON.stringify({ eval: { step: e.step, trainLoss: e.trainLoss, valLoss: e.valLoss, best: e.best.step, improved: e.improved, stop: e.stop, overfitting: e.overfitting } })
+            : `eval at step ${e.step}: validation loss ${e.valLoss.toFixed(4)} (train ${e.trainLoss.toFixed(4)}), best ${e.best.valLoss.toFixed(4)} at step ${e.best.step}` +
+                (e.overfitting ? '  OVERFITTING: validation loss rising while training loss falls' : ''),
+        ),
+    });
+    if (outcome.stoppedEarly && !args.json) write(`early stopping: no improvement of ${num(args, 'min-delta') ?? 0} in ${num(args, 'patience')} evaluations`);
+    if (outcome.restoredBest && outcome.best && !args.json) write(`keeping the best weights: step ${outcome.best.step}, validation loss ${outcome.best.valLoss.toFixed(4)}`);
+    if (outcome.forgetting) {
+      const { perplexityBefore: before, perplexityAfter: after } = outcome.forgetting;
+      const change = (100 * (after - before)) / before;
       write(
         args.json
-          ? JSON.stringify({ forgetting: { file: basename(String(args.forgetting)), perplexityBefore: pplBefore, perplexityAfter: pplAfter } })
-          : `forgetting check on ${basename(String(args.forgetting))}: perplexity ${pplBefore.toFixed(2)} before, ${pplAfter.toFixed(2)} after (${change >= 0 ? '+' : ''}${change.toFixed(1)}%)`,
+          ? JSON.stringify({ forgetting: { file: basename(String(args.forgetting)), ...outcome.forgetting } })
+          : `forgetting check on ${basename(String(args.forgetting))}: perplexity ${before.toFixed(2)} before, ${after.toFixed(2)} after (${change >= 0 ? '+' : ''}${change.toFixed(1)}%)`,
       );
+    }
+    if (testFraction > 0) {
+      const testLoss = await dataLoss(model, data, 'test', train.block_size, eos);
+      write(args.json ? JSON.stringify({ test: { loss: testLoss, perplexity: Math.exp(testLoss) } }) : `test split: loss ${testLoss.toFixed(4)}, perplexity ${Math.exp(testLoss).toFixed(2)}`);
     }
     const out = resolve(args.out!);
     const folder = lora
@@ -195,22 +176,39 @@ export async function finetune(args: FinetuneArgs, write: (line: string) => void
         ? await promptFolder(model, summary.source, ...layersAndHeads(summary))
         : await mergedFolder(model, files);
     mkdirSync(out, { recursive: true });
-    for (const [name, bytes] of folder) writeFileSync(join(out, name), bytes);
+    for (const [name, b] of folder) writeFileSync(join(out, name), b);
     if (!args.json) write(`wrote ${[...folder.keys()].join(', ')} to ${out}`);
   } finally {
     model.dispose();
   }
 }
 
-/** The trainable weights read back to the CPU (a sync point, at evaluations only). */
-async function snapshot(model: CausalLM): Promise<Map<string, Float32Array>> {
-  const out = new Map<string, Float32Array>();
-  for (const [name, v] of model.trainableParams()) out.set(name, new Float32Array(await v.data()));
+/** `--map prompt=question,completion=answer`: a format's roles to this file's columns. */
+function parseMapping(raw: unknown): ColumnMapping | undefined {
+  if (typeof raw !== 'string') return undefined;
+  const out: ColumnMapping = {};
+  for (const pair of raw.split(',')) {
+    const [role, column] = pair.split('=').map((s) => s.trim());
+    if (!role || !column) throw new ConfigError(`--map takes role=column pairs separated by commas (prompt=question,completion=answer); got "${pair}"`, { field: 'map' });
+    out[role] = column;
+  }
   return out;
 }
 
-function restore(model: CausalLM, weights: Map<string, Float32Array>): void {
-  for (const [name, v] of model.trainableParams()) tf.tidy(() => v.assign(tf.tensor(weights.get(name)!, v.shape)));
+function recipeFormat(args: FinetuneArgs, tokenizer: HFTokenizer) {
+  return {
+    format: typeof args.format === 'string' ? (args.format as DatasetFormat) : undefined,
+    mapping: parseMapping(args.map),
+    template: typeof args.template === 'string' ? (args.template as Template) : undefined,
+    renderChat: tokenizer.chatTemplate ? (m: ChatMessage[], g: boolean) => tokenizer.applyChatTemplate(m, { addGenerationPrompt: g }) : null,
+  };
+}
+
+/** The id the model ends a text with, which examples learn to produce. */
+async function eosOf(files: ModelFiles, tokenizer: HFTokenizer): Promise<number> {
+  const id = tokenizer.eosId ?? (await stopTokenIds(files, tokenizer))[0];
+  if (id === undefined) throw new ConfigError('the model names no EOS token (tokenizer_config.json eos_token, or eos_token_id in config.json), so it cannot learn where an answer ends', { field: 'eos_token' });
+  return id;
 }
 
 function layersAndHeads(summary: ModelSummary): [number, number] {

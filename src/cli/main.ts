@@ -37,7 +37,9 @@ Usage:
                 [--weight-decay W] [--optimizer adamw|sgd] [--momentum M] [--grad-accum N]
                 [--lr-scheduler cosine|linear|constant] [--seed S] [--json]
                 [--eval-every N] [--val-fraction F] [--patience P] [--min-delta D] [--forgetting FILE]
-                [--num-virtual-tokens N] [--recipe DIR]
+                [--num-virtual-tokens N] [--bits 8|4] [--recipe DIR] [--test-fraction F]
+                [--format F] [--map role=column,...] [--template none|alpaca|chatml|model]
+                [--train-on-prompt]
   tabtune recipe --model DIR --data FILE --recipe DIR [--base-name REPO] [the train flags]
                 the run's data as JSONL plus the same run for TRL + PEFT (accelerate) and Axolotl
   tabtune logits   --model DIR [--adapter DIR] (--text "..." | --ids 1,2,3) [--backend B]
@@ -55,6 +57,14 @@ Options:
   --json        print one JSON object per step instead of a table
   --model DIR   a Hugging Face model folder: config.json and model.safetensors (or shards
                 with model.safetensors.index.json); model_type gpt2 or llama
+  --data FILE   text (.txt: a token stream, the last --val-fraction held out) or rows
+                (.jsonl, .json, .csv, .tsv; --data-kind overrides the extension) in a format
+                detected from the columns or given with --format: text, prompt_completion,
+                alpaca, chat (messages), sharegpt (conversations), preference (prompt, chosen,
+                rejected), classification (text, label); --map names other columns. Rows become
+                prompt/completion examples, split with a seeded shuffle; the loss is on the
+                completions (and EOS) only unless --train-on-prompt.
+  --bits N      qlora: the frozen base in 8 bits (linear absmax) or 4 bits (NF4); default 8
   --ids LIST    token ids, comma-separated; logits prints {"ids": [...], "logits": [[...], ...]}
                 with one row of vocabulary-sized logits per position
   --text S      text to tokenize with the model's tokenizer.json (special tokens added)
@@ -99,6 +109,13 @@ export async function main(argv: string[]): Promise<number> {
         'lr-scheduler': { type: 'string' },
         'eval-every': { type: 'string' },
         'val-fraction': { type: 'string' },
+        'test-fraction': { type: 'string' },
+        format: { type: 'string' },
+        template: { type: 'string' },
+        map: { type: 'string' },
+        'train-on-prompt': { type: 'boolean' },
+        'data-kind': { type: 'string' },
+        bits: { type: 'string' },
         patience: { type: 'string' },
         'min-delta': { type: 'string' },
         forgetting: { type: 'string' },

@@ -133,7 +133,7 @@ test('tabtune train --model: LoRA writes a PEFT adapter that loads back; full fi
   const out = mkdtempSync(join(tmpdir(), 'tabtune-adapter-'));
   const r = tabtune('train', '--model', fx('tiny-llama'), '--data', data, '--out', out, '--max-steps', '25', '--lr', '1e-2', '--block-size', '16', '--r', '4', '--target-modules', 'all-linear', '--json');
   assert.equal(r.status, 0, r.stderr);
-  const steps = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+  const steps = r.stdout.trim().split('\n').map((l) => JSON.parse(l)).filter((l) => l.step !== undefined);
   assert.equal(steps.length, 25);
   assert.ok(steps.at(-1).loss < steps[0].loss - 1, `loss ${steps[0].loss} -> ${steps.at(-1).loss}`);
   assert.deepEqual(readdirSync(out).sort(), ['adapter_config.json', 'adapter_model.safetensors']);
@@ -151,7 +151,8 @@ test('tabtune train --model: LoRA writes a PEFT adapter that loads back; full fi
   assert.equal(tabtune('logits', '--model', full, '--ids', '1,2').status, 0);
   const q = tabtune('train', '--model', fx('tiny-llama'), '--data', data, '--out', mkdtempSync(join(tmpdir(), 'tabtune-qlora-')), '--method', 'qlora', '--max-steps', '3', '--block-size', '16', '--json');
   assert.equal(q.status, 0, q.stderr);
-  const quant = JSON.parse(q.stdout.split('\n')[0]).quantized;
+  const quant = q.stdout.trim().split('\n').map((l) => JSON.parse(l)).find((l) => l.quantized).quantized;
+  assert.equal(quant.bits, 8);
   assert.ok(quant.bytesAfter < quant.bytesBefore, 'the 8-bit base takes less device memory');
   const promptOut = mkdtempSync(join(tmpdir(), 'tabtune-prompt-'));
   const pt = tabtune('train', '--model', fx('tiny-llama'), '--data', data, '--out', promptOut, '--method', 'prompt', '--num-virtual-tokens', '4', '--max-steps', '5', '--lr', '5e-2', '--block-size', '16');
@@ -223,7 +224,7 @@ test('tabtune recipe: the run\'s data as JSONL plus the same run for TRL + PEFT 
   assert.ok(readFileSync(join(bitfitDir, 'axolotl.yaml'), 'utf8').includes('unfrozen_parameters:'), 'BitFit stays biases-only in Axolotl');
   const tooLong = tabtune('train', '--model', fx('tiny-gpt2'), '--data', sample, '--out', bitfitDir, '--method', 'prompt', '--num-virtual-tokens', '30');
   assert.equal(tooLong.status, 1);
-  assert.match(tooLong.stderr, /30 virtual tokens plus --block-size 32 exceed the model's context of 32/);
+  assert.match(tooLong.stderr, /30 virtual tokens plus a block of 32 exceed the model's context of 32/);
   const yaml = readFileSync(join(dir, 'axolotl.yaml'), 'utf8');
   for (const needle of ['adapter: lora', 'lora_r: 16', 'lora_alpha: 32', '  - q_proj', 'max_steps: 500', 'gradient_accumulation_steps: 4']) {
     assert.ok(yaml.split('\n').includes(needle), `axolotl.yaml has ${needle}`);
@@ -243,4 +244,60 @@ test('tabtune refuses bad arguments with a message that names them', () => {
   const unknown = tabtune('fly');
   assert.equal(unknown.status, 2);
   assert.match(unknown.stderr, /unknown command "fly"/);
+});
+
+test('tabtune train on a JSONL of prompt/completion rows: bad rows named, completion-only loss falls, 4-bit QLoRA, recipe as pairs', () => {
+  const fx = (n: string) => fileURLToPath(new URL(`../fixtures/${n}/`, import.meta.url));
+  const dir = mkdtempSync(join(tmpdir(), 'tabtune-rows-'));
+  const words = ['cat', 'dog', 'sea', 'ship', 'whale', 'sail', 'rope', 'deck', 'mast', 'wind', 'rain', 'salt', 'fish', 'net', 'oar', 'bay', 'tide', 'wave', 'gull', 'sand'];
+  const rows = words.flatMap((w, i) => [0, 1].map((k) => JSON.stringify({ prompt: `say ${w} ${k ? 'twice' : 'once'}:`, completion: k ? ` ${w} ${w}` : ` ${w}` })));
+  rows.splice(6, 0, '{"prompt": "broken", ');
+  rows.splice(11, 0, JSON.stringify({ prompt: 'no answer' }));
+  const data = join(dir, 'pairs.jsonl');
+  writeFileSync(data, rows.join('\n') + '\n');
+  const r = tabtune('train', '--model', fx('tiny-gpt2'), '--data', data, '--out', join(dir, 'a'), '--max-steps', '40', '--lr', '1e-2', '--block-size', '16', '--r', '8',
+    '--eval-every', '10', '--val-fraction', '0.2', '--batch-size', '8', '--json');
+  assert.equal(r.status, 0, r.stderr);
+  const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+  const report = lines[0].dataset;
+  assert.equal(report.format, 'prompt_completion');
+  assert.equal(report.accepted, 40);
+  assert.deepEqual(report.rejected.map((x: { line: number }) => x.line), [7, 12]);
+  assert.match(report.rejected[0].reason, /invalid JSON/);
+  assert.equal(report.rejected[1].reason, 'missing field "completion"');
+  assert.deepEqual([report.split.train, report.split.validation], [32, 8]);
+  const steps = lines.filter((l) => l.step !== undefined && !l.eval);
+  const evals = lines.filter((l) => l.eval).map((l) => l.eval);
+  assert.equal(evals.length, 4);
+  assert.ok(steps.slice(-5).reduce((a, s) => a + s.loss, 0) / 5 < steps.slice(0, 5).reduce((a, s) => a + s.loss, 0) / 5 - 0.5, 'the completion loss falls');
+  assert.ok(evals.at(-1).valLoss < evals[0].valLoss + 1, 'validation is measured on the completions');
+
+  const q = tabtune('train', '--model', fx('tiny-llama'), '--data', data, '--out', join(dir, 'q'), '--method', 'qlora', '--bits', '4', '--max-steps', '3', '--block-size', '16', '--json');
+  assert.equal(q.status, 0, q.stderr);
+  const quant = q.stdout.trim().split('\n').map((l) => JSON.parse(l)).find((l) => l.quantized).quantized;
+  assert.equal(quant.bits, 4);
+  assert.ok(quant.bytesAfter < quant.bytesBefore);
+  assert.deepEqual(readdirSync(join(dir, 'q')).sort(), ['adapter_config.json', 'adapter_model.safetensors']);
+  const bad = tabtune('train', '--model', fx('tiny-llama'), '--data', data, '--out', join(dir, 'q'), '--method', 'qlora', '--bits', '3');
+  assert.match(bad.stderr, /--bits must be 8 or 4, got 3/);
+
+  const recipe = join(dir, 'recipe');
+  assert.equal(tabtune('recipe', '--model', fx('tiny-llama'), '--data', data, '--recipe', recipe, '--method', 'qlora', '--bits', '4', '--block-size', '16').status, 0);
+  const records = readFileSync(join(recipe, 'train.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  assert.equal(records.length, 40);
+  assert.deepEqual(records[0], { prompt: 'say cat once:', completion: ' cat' });
+  const script = readFileSync(join(recipe, 'train_trl.py'), 'utf8');
+  assert.ok(script.includes('completion_only_loss=True') && !script.includes('dataset_text_field'));
+  assert.ok(script.includes('bnb_4bit_quant_type="nf4"'));
+  const yaml = readFileSync(join(recipe, 'axolotl.yaml'), 'utf8').split('\n');
+  for (const needle of ['adapter: qlora', 'load_in_4bit: true', 'train_on_inputs: false', '      field_instruction: prompt']) assert.ok(yaml.includes(needle), `axolotl.yaml has ${needle}`);
+
+  const csv = join(dir, 'qa.csv');
+  writeFileSync(csv, 'question,answer\nsay cat:,cat\nsay dog:,dog\n');
+  const unmapped = tabtune('train', '--model', fx('tiny-gpt2'), '--data', csv, '--out', join(dir, 'c'));
+  assert.equal(unmapped.status, 1);
+  assert.match(unmapped.stderr, /qa\.csv: cannot tell the format from its columns \(question, answer\)/);
+  const mapped = tabtune('train', '--model', fx('tiny-gpt2'), '--data', csv, '--out', join(dir, 'c'), '--format', 'prompt_completion', '--map', 'prompt=question,completion=answer', '--max-steps', '2', '--block-size', '16');
+  assert.equal(mapped.status, 0, mapped.stderr);
+  assert.match(mapped.stdout, /qa\.csv: prompt_completion, 2 rows kept, 0 rejected/);
 });

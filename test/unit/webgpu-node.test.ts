@@ -146,14 +146,14 @@ test('LoRA on WebGPU: a reference PEFT adapter gives its logits, merged too, and
   fresh.dispose();
 });
 
-test('the 8-bit blockwise base dequantizes on WebGPU as on the CPU', { skip }, async () => {
+for (const bits of [8, 4] as const) test(`the ${bits}-bit blockwise base dequantizes on WebGPU as on the CPU`, { skip }, async () => {
   const { quantizeBlockwise, dequantize } = await import('../../src/core/peft/quant');
   const data = Float32Array.from({ length: 300 }, (_, i) => Math.cos(i * 0.37) * (1 + (i % 7)));
-  const { packed, scales } = quantizeBlockwise(data);
+  const { packed, scales } = quantizeBlockwise(data, bits);
   const results: Float32Array[] = [];
   for (const backend of ['cpu', 'webgpu']) {
     await tf.setBackend(backend);
-    const q = { packed: tf.tensor1d(packed, 'int32'), scales: tf.tensor1d(scales), shape: [300] };
+    const q = { bits, packed: tf.tensor1d(packed, 'int32'), scales: tf.tensor1d(scales), shape: [300] };
     const t = dequantize(q);
     results.push((await t.data()) as Float32Array);
     tf.dispose([t, q.packed, q.scales]);

@@ -77,20 +77,23 @@ export interface LineExample extends Example {
  * Token ids of prompt/completion texts. The completion's ids are what follows the prompt's ids
  * in the tokenization of the whole text, so the model learns exactly the tokens it will see;
  * where a merge crosses the boundary, the two parts are tokenized on their own instead.
- * Lines of examples longer than the block (which exampleBatch cuts) are listed.
+ * Lines of examples longer than the block (which exampleBatch cuts) are listed. `special` adds
+ * the tokenizer's special tokens (off when a chat template writes them itself).
  */
 export function tokenizeTexts(
   texts: { line: number; prompt: string; completion: string }[],
-  encode: (text: string) => number[],
+  encode: (text: string, special: boolean) => number[],
   blockSize: number,
+  special: boolean,
 ): { examples: LineExample[]; truncated: number[] } {
   const examples: LineExample[] = [];
   const truncated: number[] = [];
   for (const t of texts) {
-    const prompt = t.prompt ? encode(t.prompt) : [];
-    const full = encode(t.prompt + t.completion);
+    // With `special`, the tokenizer adds what it adds to any text (Llama's BOS) at the start.
+    const prompt = encode(t.prompt, special);
+    const full = encode(t.prompt + t.completion, special);
     const clean = prompt.every((id, i) => full[i] === id);
-    const completion = clean ? full.slice(prompt.length) : encode(t.completion);
+    const completion = clean ? full.slice(prompt.length) : encode(t.completion, false);
     if (prompt.length + completion.length + 1 > blockSize + 1) truncated.push(t.line);
     examples.push({ line: t.line, prompt, completion });
   }

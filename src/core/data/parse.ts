@@ -250,10 +250,10 @@ export class RowParser {
     try {
       v = JSON.parse(text);
     } catch (e) {
-      const msg = (e as Error).message;
-      const pos = /position (\d+)/.exec(msg);
-      const line = pos ? text.slice(0, Number(pos[1])).split('\n').length : 1;
-      throw new DataError(`${this.file} line ${line}: invalid JSON: ${msg}. No rows could be read; a file of one JSON object per line (.jsonl) keeps the good rows when one is broken.`, { file: this.file, line });
+      const pos = /position (\d+)/.exec((e as Error).message);
+      const at = pos ? Number(pos[1]) : jsonErrorOffset(text);
+      const line = text.slice(0, at).split('\n').length;
+      throw new DataError(`${this.file} line ${line}: invalid JSON near "${text.slice(Math.max(0, at - 20), at + 20).replace(/\s+/g, ' ').trim()}". No rows could be read; a file of one JSON object per line (.jsonl) keeps the good rows when one is broken.`, { file: this.file, line });
     }
     const items = Array.isArray(v) ? v : v && typeof v === 'object' && Array.isArray((v as { data?: unknown }).data) ? (v as { data: unknown[] }).data : null;
     if (!items) throw new DataError(`${this.file}: expected a JSON array of objects (or {"data": [...]})`, { file: this.file, line: 1 });
@@ -263,6 +263,66 @@ export class RowParser {
       if (item === null || typeof item !== 'object' || Array.isArray(item)) this.rejected.push({ line, reason: `item ${i + 1} is not a JSON object` });
       else this.addRow(line, item as Record<string, unknown>);
     });
+  }
+}
+
+/**
+ * Where JSON text first goes wrong (some engines' JSON.parse messages give no position): a
+ * validating scan of the grammar, without building values.
+ */
+export function jsonErrorOffset(text: string): number {
+  let i = 0;
+  const ws = () => {
+    while (i < text.length && ' \t\n\r'.includes(text[i])) i++;
+  };
+  const fail = (): never => {
+    throw i;
+  };
+  const lit = (w: string) => (text.startsWith(w, i) ? (i += w.length) : fail());
+  const str = () => {
+    i++;
+    while (i < text.length && text[i] !== '"') {
+      if (text[i] < ' ') fail();
+      i += text[i] === '\\' ? 2 : 1;
+    }
+    if (i >= text.length) fail();
+    i++;
+  };
+  const value = (): void => {
+    ws();
+    const c = text[i];
+    if (c === '{' || c === '[') {
+      const close = c === '{' ? '}' : ']';
+      i++;
+      ws();
+      if (text[i] === close) return void i++;
+      for (;;) {
+        if (c === '{') {
+          ws();
+          if (text[i] !== '"') fail();
+          str();
+          ws();
+          lit(':');
+        }
+        value();
+        ws();
+        if (text[i] === ',') i++;
+        else if (text[i] === close) return void i++;
+        else fail();
+      }
+    }
+    if (c === '"') return str();
+    const m = /^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?/.exec(text.slice(i, i + 400));
+    if (m && m[0]) return void (i += m[0].length);
+    for (const w of ['true', 'false', 'null']) if (text.startsWith(w, i)) return void (i += w.length);
+    fail();
+  };
+  try {
+    value();
+    ws();
+    return i < text.length ? i : text.length;
+  } catch (at) {
+    return typeof at === 'number' ? at : 0;
   }
 }
 

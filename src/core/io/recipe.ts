@@ -14,7 +14,16 @@ export interface RecipeInput {
   /** Prompt tuning's number of virtual tokens. */
   virtualTokens?: number;
   train: TrainConfig;
-  text: string;
+  /** Plain text (packed into windows), or prompt/completion pairs with the template applied. */
+  data: { text: string } | { pairs: { prompt: string; completion: string }[]; completionOnly: boolean };
+  /** QLoRA: the base loaded in 8 or 4 bits (bitsandbytes) in the scripts. */
+  quantBits?: 4 | 8;
+}
+
+/** The run's data as the scripts read it. */
+export function recipeJsonl(data: RecipeInput['data']): string {
+  if ('text' in data) return textToJsonl(data.text);
+  return data.pairs.map((p) => JSON.stringify({ prompt: p.prompt, completion: p.completion })).join('\n') + '\n';
 }
 
 /** The text as JSONL records of paragraphs, each at most about `maxChars` long. */
@@ -77,27 +86,35 @@ for name, param in model.named_parameters():
     param.requires_grad = name.endswith(".bias")
 `
       : '';
+  const pairs = !('text' in r.data);
+  const dataArgs = pairs
+    ? `    completion_only_loss=${py((r.data as { completionOnly: boolean }).completionOnly)},  # prompt/completion rows: the loss on the completion only, or on both`
+    : '    dataset_text_field="text",\n    packing=True,';
+  const quantized = r.quantBits === 4
+    ? 'quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype="float32")  # QLoRA: the base in NF4\n'
+    : r.quantBits === 8
+      ? 'quantization = BitsAndBytesConfig(load_in_8bit=True)  # QLoRA-style: the base in 8 bits\n'
+      : '';
   return `# Written by tabtune: the same run as in the browser, for TRL + PEFT on GPUs.
-#   pip install "trl>=0.19" peft datasets accelerate
+#   pip install "trl>=0.19" peft datasets accelerate${r.quantBits ? ' bitsandbytes' : ''}
 #   accelerate launch train_trl.py            # every GPU of this machine
 #   accelerate launch --num_processes 8 train_trl.py
 from datasets import load_dataset
 from peft import LoraConfig, PromptTuningConfig
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM${r.quantBits ? ', BitsAndBytesConfig' : ''}
 from trl import SFTConfig, SFTTrainer
 
 BASE_MODEL = ${py(r.baseModel)}
 
 dataset = load_dataset("json", data_files="train.jsonl", split="train")
-model = AutoModelForCausalLM.from_pretrained(BASE_MODEL)
+${quantized}model = AutoModelForCausalLM.from_pretrained(BASE_MODEL${r.quantBits ? ', quantization_config=quantization' : ''})
 ${bitfit}
 ${peft}
 
 args = SFTConfig(
     output_dir="out",
-    dataset_text_field="text",
+${dataArgs}
     max_length=${t.block_size},  # called max_seq_length before TRL 0.16
-    packing=True,
     max_steps=${t.steps},
     per_device_train_batch_size=${t.batch_size},
     gradient_accumulation_steps=${t.grad_accum_steps},
@@ -130,13 +147,22 @@ export function axolotlConfig(r: RecipeInput): string {
     'datasets:',
     '  - path: train.jsonl',
     '    ds_type: json',
-    '    type: completion',
-    `sequence_len: ${t.block_size}`,
-    'sample_packing: true',
+    ...('text' in r.data
+      ? ['    type: completion', `sequence_len: ${t.block_size}`, 'sample_packing: true']
+      : [
+          '    type:  # prompt/completion rows, the template already applied',
+          '      field_instruction: prompt',
+          '      field_output: completion',
+          '      format: "{instruction}"',
+          '      no_input_format: "{instruction}"',
+          `train_on_inputs: ${!(r.data as { completionOnly: boolean }).completionOnly}`,
+          `sequence_len: ${t.block_size}`,
+        ]),
   ];
   if (r.method === 'bitfit') lines.push('# BitFit: only the biases train.', 'unfrozen_parameters:', "  - '.*\\.bias$'");
   if (r.lora) {
-    lines.push('adapter: lora', `lora_r: ${r.lora.r}`, `lora_alpha: ${r.lora.lora_alpha}`, `lora_dropout: ${r.lora.lora_dropout}`);
+    if (r.quantBits) lines.push(r.quantBits === 4 ? 'load_in_4bit: true' : 'load_in_8bit: true');
+    lines.push(r.quantBits === 4 ? 'adapter: qlora' : 'adapter: lora', `lora_r: ${r.lora.r}`, `lora_alpha: ${r.lora.lora_alpha}`, `lora_dropout: ${r.lora.lora_dropout}`);
     if (r.lora.target_modules === 'all-linear') lines.push('lora_target_linear: true');
     else lines.push('lora_target_modules:', ...r.lora.target_modules.map((m) => `  - ${m}`));
     if (r.lora.use_rslora) lines.push('peft_use_rslora: true');
@@ -166,7 +192,7 @@ export function scaleOutRecipe(r: RecipeInput): Map<string, string> {
   // Axolotl has no prompt tuning: that recipe is TRL + PEFT only.
   const axolotl: [string, string][] = r.method === 'prompt' ? [] : [['axolotl.yaml', axolotlConfig(r)]];
   return new Map([
-    ['train.jsonl', textToJsonl(r.text)],
+    ['train.jsonl', recipeJsonl(r.data)],
     ['train_trl.py', trlScript(r)],
     ...axolotl,
     [

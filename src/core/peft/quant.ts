@@ -1,11 +1,13 @@
 /**
- * The frozen base of QLoRA-style training, held on the device in 8 bits: each weight matrix is
- * split into blocks of 64 values, each block stored as signed 8-bit integers with one float32
- * absmax scale (linear absmax int8; bitsandbytes' blockwise 8-bit uses a non-linear dynamic map
- * and larger blocks), and dequantized as it is used. tfjs has no
- * 8-bit tensors, so bytes are packed into int32s, three to each: WebGPU's integer division goes
- * through float32, exact only below 2^24, so a fourth byte would come back wrong. Memory is
- * 4/3 byte per weight plus 4 bytes per block of 64, instead of 4 bytes per weight.
+ * The frozen base of QLoRA-style training, held on the device in 8 or 4 bits per weight and
+ * dequantized as it is used. Each weight matrix is split into blocks of 64 values with one
+ * float32 absmax scale per block.
+ * - 8 bits: linear absmax int8 (bitsandbytes' blockwise 8-bit uses a non-linear dynamic map).
+ * - 4 bits: the NF4 code of the QLoRA paper (Dettmers et al., 2023): 16 levels placed at the
+ *   quantiles of a normal distribution, scaled to [-1, 1], with an exact zero.
+ * tfjs has no 8- or 4-bit tensors, so codes are packed into int32s, 24 bits to each (three bytes
+ * or six nibbles): WebGPU's integer division goes through float32, exact only below 2^24.
+ * Memory per weight: 8 bits, 4/3 byte; 4 bits, 2/3 byte; plus 4 bytes per block of 64; instead of 4 bytes.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError } from '../errors';
@@ -13,32 +15,54 @@ import type { CausalLM } from '../model/base';
 
 export const QUANT_BLOCK = 64;
 
-/** Bytes packed per int32: below 2^24, where float32 arithmetic on them is exact. */
-export const BYTES_PER_INT = 3;
+export type QuantBits = 8 | 4;
+
+/** NF4 levels, as published with QLoRA (and used by bitsandbytes). */
+export const NF4 = Float32Array.from([
+  -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635, -0.18477343022823334, -0.09105003625154495, 0.0,
+  0.07958029955625534, 0.16093020141124725, 0.24611230194568634, 0.33791524171829224, 0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0,
+]);
+
+/** Codes packed per int32: 24 bits' worth, where float32 arithmetic on them is exact. */
+export const codesPerInt = (bits: QuantBits) => 24 / bits;
 
 export interface QuantizedTensor {
-  /** Three bytes (two's-complement int8) per int32, low byte first: [ceil(n / 3)]. */
+  bits: QuantBits;
+  /** Codes, low first, 24 bits to an int32: [ceil(blocks * 64 / codesPerInt)]. */
   packed: tf.Tensor1D;
-  /** absmax / 127 per block: [blocks]. */
+  /** Per block: absmax / 127 (8 bits) or absmax (4 bits, NF4 spans [-1, 1]): [blocks]. */
   scales: tf.Tensor1D;
   shape: number[];
 }
 
-/** Blockwise absmax int8 of a float32 array, packed three to an int32 (on the CPU, once). */
-export function quantizeBlockwise(data: Float32Array, block = QUANT_BLOCK): { packed: Int32Array; scales: Float32Array } {
+/** The NF4 level nearest to x (x in [-1, 1]). */
+function nearestNF4(x: number): number {
+  let best = 0;
+  for (let k = 1; k < 16; k++) if (Math.abs(NF4[k] - x) < Math.abs(NF4[best] - x)) best = k;
+  return best;
+}
+
+/** Blockwise absmax codes of a float32 array, packed 24 bits to an int32 (on the CPU, once). */
+export function quantizeBlockwise(data: Float32Array, bits: QuantBits = 8, block = QUANT_BLOCK): { packed: Int32Array; scales: Float32Array } {
   const n = data.length;
   const blocks = Math.ceil(n / block);
   const scales = new Float32Array(blocks);
-  const bytes = new Uint8Array(blocks * block);
+  const codes = new Uint8Array(blocks * block);
   for (let b = 0; b < blocks; b++) {
     let max = 0;
     for (let i = b * block; i < Math.min(n, (b + 1) * block); i++) max = Math.max(max, Math.abs(data[i]));
-    const scale = max / 127 || 1;
+    const scale = (bits === 8 ? max / 127 : max) || 1;
     scales[b] = scale;
-    for (let i = b * block; i < Math.min(n, (b + 1) * block); i++) bytes[i] = Math.round(data[i] / scale) & 0xff;
+    for (let i = b * block; i < Math.min(n, (b + 1) * block); i++) {
+      codes[i] = bits === 8 ? Math.round(data[i] / scale) & 0xff : nearestNF4(data[i] / scale);
+    }
+    // Padding past n: code 0 (8 bits) or the NF4 zero (4 bits); sliced off on the way back.
+    if (bits === 4) for (let i = n; i < (b + 1) * block; i++) codes[i] = 7;
   }
-  const packed = new Int32Array(Math.ceil(bytes.length / BYTES_PER_INT));
-  for (let i = 0; i < bytes.length; i++) packed[Math.floor(i / BYTES_PER_INT)] += bytes[i] * 256 ** (i % BYTES_PER_INT);
+  const per = codesPerInt(bits);
+  const base = 2 ** bits;
+  const packed = new Int32Array(Math.ceil(codes.length / per));
+  for (let i = 0; i < codes.length; i++) packed[Math.floor(i / per)] += codes[i] * base ** (i % per);
   return { packed, scales };
 }
 
@@ -46,20 +70,26 @@ export function quantizeBlockwise(data: Float32Array, block = QUANT_BLOCK): { pa
 export function dequantize(q: QuantizedTensor, block = QUANT_BLOCK): tf.Tensor {
   return tf.tidy(() => {
     const n = q.shape.reduce((a, b) => a * b, 1);
-    const parts = [0, 1, 2].map((k) => tf.mod(tf.floorDiv(q.packed, tf.scalar(256 ** k, 'int32')), tf.scalar(256, 'int32'))); // 3 x [P]
+    const per = codesPerInt(q.bits);
+    const base = 2 ** q.bits;
+    const parts = Array.from({ length: per }, (_, k) => tf.mod(tf.floorDiv(q.packed, tf.scalar(base ** k, 'int32')), tf.scalar(base, 'int32'))); // per x [P]
     const blocks = q.scales.shape[0];
-    const unsigned = tf.slice(tf.reshape(tf.stack(parts, 1), [-1]), [0], [blocks * block]); // [blocks*64], 0..255
-    const signed = tf.sub(unsigned, tf.mul(tf.cast(tf.greaterEqual(unsigned, tf.scalar(128, 'int32')), 'int32'), tf.scalar(256, 'int32')));
-    const values = tf.mul(tf.reshape(tf.cast(signed, 'float32'), [blocks, block]), tf.reshape(q.scales, [blocks, 1])); // [blocks, 64]
+    const codes = tf.slice(tf.reshape(tf.stack(parts, 1), [-1]), [0], [blocks * block]); // [blocks*64], 0..base-1
+    const levels =
+      q.bits === 8
+        ? tf.cast(tf.sub(codes, tf.mul(tf.cast(tf.greaterEqual(codes, tf.scalar(128, 'int32')), 'int32'), tf.scalar(256, 'int32'))), 'float32') // two's complement
+        : tf.gather(tf.tensor1d(NF4), codes);
+    const values = tf.mul(tf.reshape(levels, [blocks, block]), tf.reshape(q.scales, [blocks, 1])); // [blocks, 64]
     return tf.reshape(tf.slice(tf.reshape(values, [-1]), [0], [n]), q.shape);
   });
 }
 
 /**
- * Replaces the weight matrices of the model's linear layers with 8-bit blockwise copies (the
- * embeddings and norms stay float32). Returns the device bytes before and after.
+ * Replaces the weight matrices of the model's linear layers with blockwise 8- or 4-bit copies
+ * (the embeddings and norms stay float32). Returns the device bytes before and after.
  */
-export async function quantizeBase(model: CausalLM): Promise<{ bytesBefore: number; bytesAfter: number }> {
+export async function quantizeBase(model: CausalLM, bits: QuantBits = 8): Promise<{ bytesBefore: number; bytesAfter: number }> {
+  if (bits !== 8 && bits !== 4) throw new ConfigError(`the base can be held in 8 or 4 bits, not ${bits}`, { field: 'bits' });
   if (model.quantized.size) throw new ConfigError('the base is already quantized', { field: 'method' });
   const bytesBefore = tf.memory().numBytes;
   for (const m of model.linearModules()) {
@@ -67,8 +97,8 @@ export async function quantizeBase(model: CausalLM): Promise<{ bytesBefore: numb
     const v = model.params.get(name);
     if (!v) continue;
     // Read back once, to quantize on the CPU.
-    const { packed, scales } = quantizeBlockwise((await v.data()) as Float32Array);
-    model.quantized.set(name, { packed: tf.tensor1d(packed, 'int32'), scales: tf.tensor1d(scales), shape: v.shape.slice() });
+    const { packed, scales } = quantizeBlockwise((await v.data()) as Float32Array, bits);
+    model.quantized.set(name, { bits, packed: tf.tensor1d(packed, 'int32'), scales: tf.tensor1d(scales), shape: v.shape.slice() });
     model.params.delete(name);
     v.dispose();
   }

@@ -1,0 +1,228 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { exampleBatch, tokenizeTexts } from '../../src/core/data/batch';
+import { prepareDataset } from '../../src/core/data/dataset';
+import { alpacaPrompt, chatml, detectFormat, renderRows } from '../../src/core/data/formats';
+import { LineSplitter, parseBytes, RowParser, type Parsed } from '../../src/core/data/parse';
+import { splitIndices } from '../../src/core/data/split';
+import { DataError } from '../../src/core/errors';
+import { Rng } from '../../src/core/rng';
+
+const enc = (s: string) => new TextEncoder().encode(s);
+const parse = (name: string, s: string | Uint8Array) => parseBytes(name, typeof s === 'string' ? enc(s) : s);
+
+test('JSONL: every good row kept; a broken line, a non-object and invalid UTF-8 are named by line', () => {
+  const lines = Array.from({ length: 9420 }, (_, i) => JSON.stringify({ prompt: `p${i}`, completion: `c${i}` }));
+  lines[9411] = '{"prompt": "broken", "completion": '; // line 9,412
+  lines[20] = '[1, 2]';
+  const bytes = enc(lines.join('\n') + '\n');
+  // Line 31: a byte that is not UTF-8.
+  const at = bytes.indexOf(enc('"p30"')[0], enc(lines.slice(0, 30).join('\n')).length);
+  const bad = new Uint8Array(bytes);
+  bad[at + 2] = 0xff;
+  const p = parse('big.jsonl', bad);
+  assert.equal(p.rows.length, 9420 - 3);
+  assert.deepEqual(
+    p.rejected.map((r) => r.line),
+    [21, 31, 9412],
+  );
+  assert.match(p.rejected[0].reason, /expected a JSON object, got an array/);
+  assert.match(p.rejected[1].reason, /not valid UTF-8/);
+  assert.match(p.rejected[2].reason, /invalid JSON/);
+  assert.equal(p.rows[0].line, 1);
+  assert.equal(p.rows.at(-1)!.line, 9420);
+});
+
+test('BOM, CRLF and blank lines are read as nothing; an empty file says so', () => {
+  const p = parse('crlf.jsonl', new Uint8Array([0xef, 0xbb, 0xbf, ...enc('{"text":"a"}\r\n\r\n{"text":"b"}\r\n')]));
+  assert.deepEqual(p.rows.map((r) => [r.line, r.fields.text]), [[1, 'a'], [3, 'b']]);
+  assert.deepEqual(p.rejected, []);
+  assert.throws(() => parse('empty.jsonl', ''), (e: unknown) => e instanceof DataError && e.file === 'empty.jsonl' && /empty/.test(e.message));
+  assert.throws(() => parse('blank.csv', '\n\n'), /blank.csv is empty/);
+});
+
+test('CSV: quoted fields with commas, quotes and newlines; a ragged row is rejected by its line', () => {
+  const csv = 'instruction,input,output\r\n"Say ""hi""",,"hi,\nthere"\nshort,row\nok,,yes\n"never closed,,x\n';
+  const p = parse('a.csv', csv);
+  assert.deepEqual(p.columns, ['instruction', 'input', 'output']);
+  assert.deepEqual(p.rows.map((r) => [r.line, r.fields]), [
+    [2, { instruction: 'Say "hi"', input: '', output: 'hi,\nthere' }],
+    [5, { instruction: 'ok', input: '', output: 'yes' }],
+  ]);
+  assert.deepEqual(p.rejected.map((r) => r.line), [4, 6]);
+  assert.match(p.rejected[0].reason, /has 2 fields; the header has 3/);
+  assert.match(p.rejected[1].reason, /never closed/);
+  const tsv = parse('b.tsv', 'text\tlabel\nfine, really\tpos\n');
+  assert.deepEqual(tsv.rows[0].fields, { text: 'fine, really', label: 'pos' });
+});
+
+test('a JSON array gives each element its line; broken JSON names the line', () => {
+  const p = parse('a.json', '[\n  {"text": "a"},\n  "nope",\n  {"text": "c,]"}\n]\n');
+  assert.deepEqual(p.rows.map((r) => r.line), [2, 4]);
+  assert.deepEqual(p.rejected, [{ line: 3, reason: 'item 2 is not a JSON object' }]);
+  assert.throws(() => parse('b.json', '[\n{"text": "a"},\n{"text": }\n]'), (e: unknown) => e instanceof DataError && e.line === 3);
+});
+
+test('reading in chunks of any size gives what reading at once gives (seeded random cuts, random bytes)', () => {
+  const rng = new Rng(7);
+  const text = 'a,b\n"x\ny",1\n\u00e9t\u00e9,"2"\n' + '{"k": "\u4e2d\u6587"}\n'.repeat(3);
+  for (const name of ['f.csv', 'f.jsonl', 'f.txt']) {
+    const bytes = enc(text);
+    const whole = parse(name, bytes);
+    for (let trial = 0; trial < 20; trial++) {
+      const p = new RowParser(name, whole.kind);
+      for (let at = 0; at < bytes.length; ) {
+        const n = 1 + rng.int(7);
+        p.push(bytes.subarray(at, at + n));
+        at += n;
+      }
+      assert.deepEqual(p.end(), whole, `${name}, trial ${trial}`);
+    }
+  }
+  // Random bytes never crash or hang a parser: they give rows, rejections or a DataError.
+  for (let trial = 0; trial < 200; trial++) {
+    const junk = Uint8Array.from({ length: rng.int(300) }, () => (rng.next() < 0.2 ? [10, 13, 34, 44, 123, 125][rng.int(6)] : rng.int(256)));
+    for (const name of ['j.jsonl', 'j.csv', 'j.json', 'j.txt']) {
+      try {
+        const p = parse(name, junk);
+        assert.ok(Array.isArray(p.rows) && Array.isArray(p.rejected));
+      } catch (e) {
+        assert.ok(e instanceof DataError, `${name}: ${(e as Error).message}`);
+      }
+    }
+  }
+});
+
+test('a 50 MB single line is one row, not a hang', () => {
+  const big = 'x'.repeat(50 * 2 ** 20);
+  const lines: number[] = [];
+  const s = new LineSplitter((t, line) => {
+    assert.equal(t!.length, big.length + 8);
+    lines.push(line);
+  });
+  const bytes = enc(`{"t":"${big}"}`);
+  for (let at = 0; at < bytes.length; at += 1 << 16) s.push(bytes.subarray(at, at + (1 << 16)));
+  assert.equal(s.end(), 1);
+  assert.deepEqual(lines, [1]);
+});
+
+test('formats are detected from columns and mapped; each row becomes the exact training text', () => {
+  assert.equal(detectFormat(['prompt', 'completion']), 'prompt_completion');
+  assert.equal(detectFormat(['instruction', 'input', 'output']), 'alpaca');
+  assert.equal(detectFormat(['messages']), 'chat');
+  assert.equal(detectFormat(['conversations']), 'sharegpt');
+  assert.equal(detectFormat(['prompt', 'chosen', 'rejected']), 'preference');
+  assert.equal(detectFormat(['text', 'label']), 'classification');
+  assert.equal(detectFormat(['text']), 'text');
+  assert.equal(detectFormat(['q', 'a']), null);
+
+  const alpaca = renderRows(parse('a.jsonl', '{"instruction":"Add","input":"2+2","output":"4"}\n{"instruction":"Hi","output":"Hello"}\n'));
+  assert.equal(alpaca.template, 'alpaca');
+  assert.deepEqual(alpaca.texts[0], { line: 1, prompt: alpacaPrompt('Add', '2+2'), completion: '4' });
+  assert.match(alpaca.texts[1].prompt, /### Instruction:\nHi\n\n### Response:\n$/);
+
+  const chat = renderRows(parse('c.jsonl', JSON.stringify({ messages: [{ role: 'user', content: 'Q' }, { role: 'assistant', content: 'A' }] }) + '\n'));
+  assert.equal(chat.template, 'chatml');
+  assert.equal(chat.texts[0].prompt, '<|im_start|>user\nQ<|im_end|>\n<|im_start|>assistant\n');
+  assert.equal(chat.texts[0].completion, 'A<|im_end|>\n');
+  const share = renderRows(parse('s.jsonl', JSON.stringify({ conversations: [{ from: 'human', value: 'Q' }, { from: 'gpt', value: 'A' }] }) + '\n'));
+  assert.deepEqual(share.texts[0], chat.texts[0], 'ShareGPT roles are mapped to user/assistant');
+  const own = renderRows(parse('c.jsonl', JSON.stringify({ messages: [{ role: 'user', content: 'Q' }, { role: 'assistant', content: 'A' }] })), {
+    renderChat: (m, g) => m.map((x) => `[${x.role}] ${x.content}\n`).join('') + (g ? '[assistant] ' : ''),
+  });
+  assert.equal(own.template, 'model');
+  assert.deepEqual([own.texts[0].prompt, own.texts[0].completion], ['[user] Q\n[assistant] ', 'A\n']);
+
+  const mapped = renderRows(parse('m.csv', 'question,answer\nWhy?,Because\n'), { format: 'prompt_completion', mapping: { prompt: 'question', completion: 'answer' } });
+  assert.deepEqual(mapped.texts[0], { line: 2, prompt: 'Why?', completion: 'Because' });
+  assert.throws(() => renderRows(parse('m.csv', 'question,answer\nWhy?,Because\n')), (e: unknown) => e instanceof DataError && e.field === 'format' && /question, answer/.test(e.message));
+  assert.throws(() => renderRows(parse('m.csv', 'question,answer\nx,y\n'), { format: 'prompt_completion' }), /needs columns "prompt", "completion"; the file has question, answer/);
+  const cls = renderRows(parse('c.csv', 'text,label\ngreat film,pos\n'));
+  assert.deepEqual([cls.texts[0].prompt, cls.texts[0].completion], ['great film\nLabel: ', 'pos']);
+  assert.equal(chatml([{ role: 'user', content: 'x' }], true), '<|im_start|>user\nx<|im_end|>\n<|im_start|>assistant\n');
+});
+
+test('rows that cannot be used are rejected with line and reason; every good row is kept', () => {
+  const rows = [
+    { prompt: 'a', completion: 'b' },
+    { prompt: 'a', completion: 'b' },
+    { prompt: 'x' },
+    { prompt: 'x', completion: '  ' },
+    { prompt: 'x', completion: ['no'] },
+    { prompt: 'n', completion: 5 },
+    { prompt: 'y', completion: 'z' },
+  ];
+  const r = renderRows(parse('r.jsonl', rows.map((x) => JSON.stringify(x)).join('\n')));
+  assert.deepEqual(r.texts.map((t) => t.line), [1, 6, 7]);
+  assert.deepEqual(r.rejected, [
+    { line: 2, reason: 'duplicate of an earlier row' },
+    { line: 3, reason: 'missing field "completion"' },
+    { line: 4, reason: 'field "completion" is empty' },
+    { line: 5, reason: 'field "completion" should be text, got an array' },
+  ]);
+  const chat = renderRows(parse('c.jsonl', JSON.stringify({ messages: [{ role: 'assistant', content: 'A' }, { role: 'user', content: 'Q' }] })));
+  assert.match(chat.rejected[0].reason, /last message is from "user"/);
+});
+
+test('splits are seeded, disjoint and complete, and stratified by label', () => {
+  const a = splitIndices(100, { validation: 0.1, test: 0.2, seed: 3 });
+  const b = splitIndices(100, { validation: 0.1, test: 0.2, seed: 3 });
+  assert.deepEqual(a, b);
+  assert.deepEqual([a.train.length, a.validation.length, a.test.length], [70, 10, 20]);
+  assert.deepEqual([...a.train, ...a.validation, ...a.test].sort((x, y) => x - y), Array.from({ length: 100 }, (_, i) => i));
+  assert.notDeepEqual(splitIndices(100, { validation: 0.1, test: 0.2, seed: 4 }).validation, a.validation);
+  const labels = Array.from({ length: 100 }, (_, i) => (i < 10 ? 'rare' : 'common'));
+  const s = splitIndices(100, { validation: 0.2, test: 0, seed: 1 }, labels);
+  assert.equal(s.validation.filter((i) => labels[i] === 'rare').length, 2, 'the rare label reaches validation in proportion');
+  assert.throws(() => splitIndices(10, { validation: 0.6, test: 0.5, seed: 1 }), /leave nothing to train on/);
+});
+
+test('tokenized examples: the completion is what follows the prompt in the whole text; truncations are listed', () => {
+  // A toy tokenizer whose merges cross the boundary: "ab" is one token.
+  const encode = (s: string) => {
+    const out: number[] = [];
+    for (let i = 0; i < s.length; i++) {
+      if (s[i] === 'a' && s[i + 1] === 'b') {
+        out.push(99);
+        i++;
+      } else out.push(s.charCodeAt(i));
+    }
+    return out;
+  };
+  const { examples, truncated } = tokenizeTexts(
+    [
+      { line: 1, prompt: 'x ', completion: 'yz' },
+      { line: 2, prompt: 'xa', completion: 'bc' },
+      { line: 3, prompt: 'long prompt', completion: 'y' },
+    ],
+    encode,
+    8,
+    false,
+  );
+  assert.deepEqual(examples[0], { line: 1, prompt: [120, 32], completion: [121, 122] });
+  assert.deepEqual(examples[1], { line: 2, prompt: [120, 97], completion: [98, 99] }, 'a merge across the boundary: parts tokenized on their own');
+  assert.deepEqual(truncated, [3]);
+  const b = exampleBatch(examples.slice(0, 1), 8, 0, true);
+  assert.deepEqual(Array.from(b.weights!).slice(0, 4), [0, 1, 1, 1]);
+});
+
+test('prepareDataset: text is a token stream with its end held out; rows are split examples with a report', () => {
+  const encode = (s: string) => Array.from(enc(s));
+  const text = prepareDataset(parse('t.txt', 'hello world '.repeat(50)), { encode, blockSize: 16, split: { validation: 0.1, test: 0, seed: 1 } });
+  assert.equal(text.data.kind, 'tokens');
+  if (text.data.kind === 'tokens') assert.equal(text.data.train.length + text.data.validation!.length, 600);
+  const rows = Array.from({ length: 40 }, (_, i) => JSON.stringify({ prompt: `q${i} `, completion: `a${i}` }));
+  rows[5] = 'oops';
+  const p: Parsed = parse('r.jsonl', rows.join('\n'));
+  const { data, report } = prepareDataset(p, { encode, blockSize: 16, split: { validation: 0.25, test: 0, seed: 2 } });
+  assert.equal(report.format, 'prompt_completion');
+  assert.equal(report.accepted, 39);
+  assert.deepEqual(report.rejected.map((r) => r.line), [6]);
+  assert.equal(data.kind, 'examples');
+  if (data.kind === 'examples') {
+    assert.equal(data.train.length + data.validation!.length, 39);
+    assert.equal(data.validation!.length, 10);
+    assert.equal(data.completionOnly, true);
+  }
+  assert.throws(() => prepareDataset(parse('bad.jsonl', 'oops\n{"prompt": "a", "completion": ""}\n'), { encode, blockSize: 16, split: { validation: 0, test: 0, seed: 1 } }), /no row can be used \(2 rejected; line 1: invalid JSON/);
+});
