@@ -17,15 +17,15 @@ import { UNNAMED } from './blob-files';
 import {
   deleteModel, listModels, loadModelRecord, loadTensorBytes, loadTextFile, resumableTensors, saveModel, type ModelRecord,
 } from '../store/models';
-import type { FinetuneRequest, FinetuneResult, GenerateRequest, GenerateResult, GeneratedPiece, ModelInfo, ModelProgress, StepReport } from './protocol';
+import type { EvalInfo, FinetuneRequest, FinetuneResult, GenerateRequest, GenerateResult, GeneratedPiece, ModelInfo, ModelProgress, StepReport } from './protocol';
 import { resolveTrainConfig, type TrainConfig } from '../core/config';
 import { checkTokens } from '../core/data/batch';
+import { prepareDataset } from '../core/data/dataset';
+import { kindOf, parseBytes } from '../core/data/parse';
 import { adapterFolder, promptFolder } from '../core/io/export';
-import { useBitFit } from '../core/peft/bitfit';
-import { attachLora, resolveLoraConfig, trainableParameters, type LoraConfig } from '../core/peft/lora';
-import { attachPromptTuning } from '../core/peft/prompt';
-import { quantizeBase } from '../core/peft/quant';
-import { Trainer } from '../core/train/trainer';
+import { zipFiles } from '../core/io/zip';
+import { resolveLoraConfig, type LoraConfig } from '../core/peft/lora';
+import { attachMethod, checkHeldOut, dataLoss, defaultLearningRate, runFinetune, type EvalReport, type Method } from '../core/train/finetune';
 
 const TEXT_FILES = ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json', 'chat_template.jinja'];
 
@@ -109,7 +109,8 @@ export class ModelLibrary {
 
   /** A stored model onto the device, without its original files. */
   async load(id: string, onProgress: (p: ModelProgress) => void): Promise<ModelInfo> {
-    if (this.loaded?.id === id) return this.loaded.info;
+    // Loading again the model that is held is free, unless it was fine-tuned: then the base comes back.
+    if (this.loaded?.id === id && !this.loaded.model.tuned) return this.loaded.info;
     const record = await loadModelRecord(this.kv, id);
     if (!record) throw new TabtuneError(`no stored model "${id}"`, { field: 'model' });
     const files = await this.kvFiles(record);
@@ -188,44 +189,81 @@ export class ModelLibrary {
   }
 
   /** Fine-tunes the held model on a text with one method; the model keeps what it learned. */
-  async finetune(req: FinetuneRequest, onStep: (r: StepReport) => void, shouldStop: () => boolean): Promise<FinetuneResult> {
+  async finetune(req: FinetuneRequest, onStep: (r: StepReport) => void, onEval: (e: EvalInfo) => void, shouldStop: () => boolean): Promise<FinetuneResult> {
     const m = this.require(req.modelId);
-    if (m.model.adapters.size || m.model.softPrompt || m.model.trainableFilter || m.model.quantized.size) {
+    if (m.model.tuned) {
       throw new TabtuneError(`${m.info.name} was already fine-tuned in this session; load it again to start from the base`, { field: 'model' });
     }
-    const tokens = Int32Array.from(this.tokenizerOf(m).encode(req.text, { addSpecialTokens: false }));
+    const tokenizer = this.tokenizerOf(m);
+    const method = req.method as Method;
     const train = resolveTrainConfig(
-      { steps: 50, batch_size: 4, block_size: Math.min(128, m.model.contextLength), learning_rate: 2e-4, min_lr: 0, warmup_steps: 0, weight_decay: 0, checkpoint_every: 1_000_000, ...(req.train as Partial<TrainConfig>) },
+      { steps: 50, batch_size: 4, block_size: Math.min(128, m.model.contextLength), learning_rate: defaultLearningRate(method), min_lr: 0, warmup_steps: 0, weight_decay: 0, checkpoint_every: 1_000_000, ...(req.train as Partial<TrainConfig>) },
       { n_positions: m.model.contextLength },
     );
-    checkTokens(tokens, train.block_size, req.dataset);
-    let lora: LoraConfig | null = null;
-    let quantized: FinetuneResult['quantized'] = null;
-    if (req.method === 'qlora') quantized = await quantizeBase(m.model);
-    if (req.method === 'lora' || req.method === 'qlora') {
-      lora = resolveLoraConfig(m.info.arch, req.lora as Partial<LoraConfig>);
-      attachLora(m.model, lora, train.seed);
+    const bytes = req.bytes ?? new TextEncoder().encode(req.text ?? '');
+    const parsed = parseBytes(req.dataset, bytes, req.bytes ? kindOf(req.dataset) : 'text');
+    const { data, report } = prepareDataset(parsed, {
+      format: req.format,
+      mapping: req.mapping,
+      template: req.template,
+      renderChat: tokenizer.chatTemplate ? (msgs, g) => tokenizer.applyChatTemplate(msgs, { addGenerationPrompt: g }) : null,
+      encode: (t, special) => tokenizer.encode(t, { addSpecialTokens: special }),
+      blockSize: train.block_size,
+      split: { validation: req.validation ?? (req.evalEvery ? 0.1 : 0), test: req.test ?? 0, seed: train.seed },
+      completionOnly: req.completionOnly,
+    });
+    if (data.kind === 'tokens') checkTokens(data.train, train.block_size, req.dataset);
+    const evalEvery = req.evalEvery ?? 0;
+    if (evalEvery > 0) checkHeldOut(data, 'validation', train.block_size);
+    let forgetting: Int32Array | null = null;
+    if (req.forgetting) {
+      forgetting = Int32Array.from(tokenizer.encode(req.forgetting.text, { addSpecialTokens: false }));
+      checkTokens(forgetting, train.block_size, req.forgetting.name);
     }
-    if (req.method === 'bitfit') useBitFit(m.model);
-    if (req.method === 'prompt') attachPromptTuning(m.model, req.numVirtualTokens ?? 8, train.seed);
-    const counts = trainableParameters(m.model);
-    const trainer = new Trainer(m.model, train);
-    try {
-      while (trainer.step < train.steps && !shouldStop()) {
-        onStep(await trainer.trainStep(tokens));
+    const lora = method === 'lora' || method === 'qlora' ? resolveLoraConfig(m.info.arch, req.lora as Partial<LoraConfig>) : null;
+    const eos = tokenizer.eosId ?? m.stopIds[0];
+    if (eos === undefined && data.kind === 'examples') throw new ConfigError(`${m.info.name} names no EOS token, so it cannot learn where an answer ends`, { field: 'eos_token' });
+    const attached = await attachMethod(m.model, { method, lora, virtualTokens: req.numVirtualTokens ?? 8, bits: req.bits ?? 8 }, train.block_size, train.seed);
+    const evals: EvalInfo[] = [];
+    const toInfo = (e: EvalReport): EvalInfo => ({
+      step: e.step, trainLoss: e.trainLoss, valLoss: e.valLoss, improved: e.improved, stop: e.stop, overfitting: e.overfitting,
+      best: { step: e.best.step, valLoss: e.best.valLoss },
+    });
+    const outcome = await runFinetune(m.model, train, data, eos ?? 0, { evalEvery, patience: req.patience ?? 0, minDelta: req.minDelta ?? 0, forgetting }, {
+      onStep: async (r) => {
+        onStep(r);
         // Let a stop request in: on CPU-like backends a read back resolves without a macrotask.
-        await new Promise((r) => setTimeout(r, 0));
-      }
-    } finally {
-      trainer.dispose();
-    }
+        await new Promise((res) => setTimeout(res, 0));
+      },
+      onEval: (e) => {
+        evals.push(toInfo(e));
+        onEval(evals.at(-1)!);
+      },
+      shouldStop,
+    });
+    const testLoss = req.test ? await dataLoss(m.model, data, 'test', train.block_size, eos ?? 0) : null;
     const folder = lora
       ? await adapterFolder(m.model, lora, m.info.name)
-      : req.method === 'prompt'
+      : method === 'prompt'
         ? await promptFolder(m.model, m.info.name, m.info.layers, m.info.heads)
         : new Map<string, Uint8Array>();
-    const files = [...folder].map(([name, bytes]) => ({ name, bytes }));
-    return { steps: trainer.step, trainable: counts.trainable, total: counts.total, files, quantized };
+    const files = [...folder].map(([name, b]) => ({ name, bytes: b }));
+    return {
+      steps: outcome.steps,
+      trainable: attached.trainable,
+      total: attached.total,
+      dataset: { ...report, rejected: report.rejected.slice(0, 200), rejectedCount: report.rejected.length, truncated: report.truncated.length },
+      files,
+      zip: files.length ? zipFiles(folder, new Date()) : null,
+      quantized: attached.quantized,
+      evals,
+      best: outcome.best && { step: outcome.best.step, valLoss: outcome.best.valLoss },
+      stoppedEarly: outcome.stoppedEarly,
+      cancelled: outcome.cancelled,
+      restoredBest: outcome.restoredBest,
+      forgetting: outcome.forgetting && req.forgetting ? { file: req.forgetting.name, ...outcome.forgetting } : null,
+      testLoss,
+    };
   }
 
   private require(id: string): Loaded {

@@ -160,27 +160,83 @@ export interface GenerateResult {
 
 export type FinetuneMethod = 'lora' | 'qlora' | 'bitfit' | 'prompt' | 'full';
 
+export type DatasetFormatName = 'text' | 'prompt_completion' | 'alpaca' | 'chat' | 'sharegpt' | 'preference' | 'classification';
+
 export interface FinetuneRequest {
   modelId: string;
-  /** Training text and where it came from (named in errors). */
-  text: string;
+  /** The data file's name (named in errors and reports). */
   dataset: string;
+  /** Its contents: plain text, or the file's bytes (text, JSONL, JSON, CSV, TSV by its name). */
+  text?: string;
+  bytes?: Uint8Array;
+  /** Row formats: detected from the columns unless given; a mapping from role to column. */
+  format?: DatasetFormatName;
+  mapping?: Record<string, string>;
+  template?: 'none' | 'alpaca' | 'chatml' | 'model';
+  /** Loss on completions only (default true); off trains on the prompts too. */
+  completionOnly?: boolean;
+  /** Held-out fractions (rows shuffled with the run's seed; text: its end). */
+  validation?: number;
+  test?: number;
   method: FinetuneMethod;
   /** LoRA settings by PEFT's names (r, lora_alpha, lora_dropout, target_modules, use_rslora). */
   lora?: Record<string, unknown>;
   /** Trainer settings by their config names (steps, learning_rate, batch_size, block_size, ...). */
   train?: Record<string, unknown>;
   numVirtualTokens?: number;
+  /** QLoRA: the frozen base in 8 bits or 4 (NF4). */
+  bits?: 8 | 4;
+  /** Validation every N steps (0: never); early stopping after `patience` evaluations without an improvement of minDelta. */
+  evalEvery?: number;
+  patience?: number;
+  minDelta?: number;
+  /** General text whose perplexity is measured before and after (the forgetting check). */
+  forgetting?: { name: string; text: string };
+}
+
+export interface DatasetReportInfo {
+  file: string;
+  kind: string;
+  format: string;
+  template: string;
+  accepted: number;
+  /** The first rejected rows (line and reason) and how many there are in all. */
+  rejected: { line: number; reason: string }[];
+  rejectedCount: number;
+  truncated: number;
+  tokens: number;
+  split: { train: number; validation: number; test: number; seed: number };
+}
+
+export interface EvalInfo {
+  step: number;
+  trainLoss: number;
+  valLoss: number;
+  improved: boolean;
+  stop: boolean;
+  overfitting: boolean;
+  best: { step: number; valLoss: number };
 }
 
 export interface FinetuneResult {
   steps: number;
   trainable: number;
   total: number;
+  dataset: DatasetReportInfo;
   /** PEFT's files for adapter methods (LoRA, QLoRA, prompt tuning), ready to save. */
   files: { name: string; bytes: Uint8Array }[];
+  /** The same files as one zip archive (null when there are none). */
+  zip: Uint8Array | null;
   /** Device bytes before and after quantizing the base (QLoRA). */
-  quantized: { bytesBefore: number; bytesAfter: number } | null;
+  quantized: { bits: 8 | 4; bytesBefore: number; bytesAfter: number } | null;
+  evals: EvalInfo[];
+  best: { step: number; valLoss: number } | null;
+  stoppedEarly: boolean;
+  cancelled: boolean;
+  restoredBest: boolean;
+  forgetting: { file: string; perplexityBefore: number; perplexityAfter: number } | null;
+  /** Loss on the test split, after training (null without one). */
+  testLoss: number | null;
 }
 
 export interface StudioApi {
@@ -219,5 +275,5 @@ export interface StudioApi {
    * Fine-tunes the loaded model on text: the method is attached to it (so generation afterwards
    * uses the result), and an adapter's PEFT files come back.
    */
-  finetuneModel(req: FinetuneRequest, onStep: (r: StepReport) => void): Promise<FinetuneResult>;
+  finetuneModel(req: FinetuneRequest, onStep: (r: StepReport) => void, onEval?: (e: EvalInfo) => void): Promise<FinetuneResult>;
 }

@@ -22,7 +22,7 @@ import {
   type CheckpointRecord, type RunRecord,
 } from '../store/runs';
 import type {
-  BackendFallback, BackendReport, BackendRequest, Diagnostics, FileEntry, FinetuneRequest, FinetuneResult, GenerateRequest, GenerateResult, GeneratedPiece,
+  BackendFallback, BackendReport, BackendRequest, Diagnostics, EvalInfo, FileEntry, FinetuneRequest, FinetuneResult, GenerateRequest, GenerateResult, GeneratedPiece,
   ModelInfo, ModelProgress, PresetInfo, RunInfo, StudioApi, TrainRequest,
 } from './protocol';
 
@@ -314,14 +314,14 @@ export class Studio implements StudioApi {
     if (this.generating) this.generating.stop = true;
   }
 
-  async finetuneModel(req: FinetuneRequest, onStep: (r: StepReport) => void): Promise<FinetuneResult> {
+  async finetuneModel(req: FinetuneRequest, onStep: (r: StepReport) => void, onEval?: (e: EvalInfo) => void): Promise<FinetuneResult> {
     this.requireIdleModel();
     if (this.active) throw new TabtuneError(`run ${this.active.id} is training; pause it first`);
     // The same flag as generation: while the model trains, nothing else may swap or use it.
     const state = { stop: false };
     this.generating = state;
     try {
-      return await this.library.finetune(req, quiet(onStep), () => state.stop);
+      return await this.library.finetune(req, quiet(onStep), quiet(onEval ?? (() => undefined)), () => state.stop);
     } finally {
       this.generating = null;
     }

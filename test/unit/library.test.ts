@@ -142,3 +142,52 @@ test('fine-tuning the loaded model in the Studio: LoRA, QLoRA and prompt tuning 
   await assert.rejects(studio.finetuneModel({ modelId: info.id, text: 'short', dataset: 'notes.txt', method: 'lora' }, () => undefined), /notes\.txt has \d+ tokens/);
   await assert.rejects(studio.finetuneModel({ modelId: info.id, text, dataset: 'x', method: 'bitfit' }, () => undefined), /has none/);
 });
+
+test('fine-tuning in the Studio on a JSONL of chats: the model chat template, validation, early stopping, test split, forgetting check, one zip', async () => {
+  const studio = new Studio({ kv: memoryKV(), selectBackend: (r, onLost, exclude) => selectBackend(r, { onLost, exclude }) });
+  await studio.init('cpu');
+  const template = "{{ bos_token }}{% for m in messages %}{{ m['role'] + ' ' + m['content'] + ' ' }}{% endfor %}{% if add_generation_prompt %}{{ 'assistant ' }}{% endif %}";
+  const files = entries('tiny-llama').map((e) => {
+    if (!e.path.endsWith('tokenizer_config.json')) return e;
+    const cfg = JSON.parse(readFileSync(fileURLToPath(new URL('../fixtures/tiny-llama/tokenizer_config.json', import.meta.url)), 'utf8'));
+    return { ...e, file: new Blob([JSON.stringify({ ...cfg, chat_template: template })]) };
+  });
+  const info = await studio.importModel(files, () => undefined);
+  const words = ['sea', 'ship', 'whale', 'sail', 'rope', 'deck', 'mast', 'wind', 'rain', 'salt', 'fish', 'tide'];
+  const lines = words.map((w) => JSON.stringify({ messages: [{ role: 'user', content: `name the ${w}` }, { role: 'assistant', content: `the ${w}` }] }));
+  lines.splice(3, 0, JSON.stringify({ messages: [{ role: 'user', content: 'no answer' }] }));
+  const evals: number[] = [];
+  const out = await studio.finetuneModel(
+    {
+      modelId: info.id, dataset: 'chats.jsonl', bytes: new TextEncoder().encode(lines.join('\n')), method: 'qlora', bits: 4, lora: { r: 4 },
+      train: { steps: 12, block_size: 16, batch_size: 4, learning_rate: 1e-2 }, validation: 0.25, test: 0.17, evalEvery: 4, patience: 5,
+      forgetting: { name: 'general.txt', text: 'the whale and the sea and the ship. '.repeat(10) },
+    },
+    () => undefined,
+    (e) => evals.push(e.step),
+  );
+  assert.deepEqual([out.dataset.format, out.dataset.template, out.dataset.accepted], ['chat', 'model', 12]);
+  assert.deepEqual(out.dataset.rejected, [{ line: 4, reason: 'the last message is from "user"; it must be the assistant\'s answer' }]);
+  assert.deepEqual([out.dataset.split.train, out.dataset.split.validation, out.dataset.split.test], [7, 3, 2]);
+  assert.deepEqual(evals, [4, 8, 12]);
+  assert.deepEqual(out.evals.map((e) => e.step), [4, 8, 12]);
+  assert.equal(out.best!.valLoss, Math.min(...out.evals.map((e) => e.valLoss)));
+  assert.ok(out.testLoss! > 0);
+  assert.equal(out.quantized!.bits, 4);
+  assert.equal(out.forgetting!.file, 'general.txt');
+  assert.ok(out.forgetting!.perplexityBefore > 1 && out.forgetting!.perplexityAfter > 1);
+  const zip = out.zip!;
+  assert.deepEqual(Array.from(zip.subarray(0, 4)), [0x50, 0x4b, 0x03, 0x04], 'a zip archive');
+  const names = new TextDecoder('latin1').decode(zip);
+  assert.ok(names.includes('adapter_config.json') && names.includes('adapter_model.safetensors'));
+  assert.equal(zip.length, out.files.reduce((n, f) => n + f.bytes.length + 2 * f.name.length + 76, 22), 'stored: the files plus headers');
+  await studio.loadModel(info.id, () => undefined);
+  await assert.rejects(
+    studio.finetuneModel({ modelId: info.id, dataset: 'qa.csv', bytes: new TextEncoder().encode('q,a\nx,y\n'), method: 'lora' }, () => undefined),
+    (e: unknown) => e instanceof Error && e.name === 'DataError' && /qa\.csv: cannot tell the format from its columns \(q, a\)/.test(e.message),
+  );
+  await assert.rejects(
+    studio.finetuneModel({ modelId: info.id, dataset: 'chats.jsonl', bytes: new TextEncoder().encode(lines.join('\n')), method: 'lora', evalEvery: 2, validation: 0 }, () => undefined),
+    /there are no validation examples/,
+  );
+});

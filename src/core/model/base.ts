@@ -149,6 +149,11 @@ export abstract class CausalLM {
    */
   trainableFilter: ((name: string) => boolean) | null = null;
 
+  /** A fine-tuning method is attached: adapters, a soft prompt, a trainable subset or a quantized base. */
+  get tuned(): boolean {
+    return this.adapters.size > 0 || !!this.softPrompt || !!this.trainableFilter || this.quantized.size > 0;
+  }
+
   /** What training updates: the adapters' A and B when there are any, else the parameters the filter keeps. */
   trainableParams(): Map<string, tf.Variable> {
     if (this.softPrompt) return new Map([['prompt_embeddings', this.softPrompt]]);

@@ -54,7 +54,7 @@ export function checkMethodFits(spec: Pick<MethodSpec, 'method' | 'virtualTokens
 /** Attaches the method to a fresh base; what it makes trainable is counted as PEFT counts it. */
 export async function attachMethod(model: CausalLM, spec: MethodSpec, blockSize: number, seed: number): Promise<Attached> {
   if (!METHODS.includes(spec.method)) throw new ConfigError(`method must be ${METHODS.join(', ')}; got "${spec.method}"`, { field: 'method' });
-  if (model.adapters.size || model.softPrompt || model.trainableFilter || model.quantized.size) {
+  if (model.tuned) {
     throw new ConfigError('this model was already fine-tuned; load the base again to start a new run from it', { field: 'model' });
   }
   checkMethodFits(spec, blockSize, model.contextLength);
