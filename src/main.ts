@@ -27,7 +27,7 @@ const studio = new StudioState(client, {
 });
 
 // ?hub= points at a mirror of the Hugging Face Hub (as HF_ENDPOINT does for Python).
-const models = new ModelsState(client, params.get('hub') ?? undefined);
+const models = new ModelsState(client, params.get('hub') ?? undefined, { url: `${import.meta.env.BASE_URL}samples/moby-dick-ch1.txt`, name: 'moby-dick-ch1.txt' });
 
 // A handle for the browser tests and for curious users in the console.
 (globalThis as { tabtune?: unknown }).tabtune = { client, studio, models };

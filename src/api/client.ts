@@ -3,7 +3,7 @@
  * the UI never imports comlink, tfjs or the core.
  */
 import { proxy, wrap, type Remote } from 'comlink';
-import type { FileEntry, FinetuneRequest, GenerateRequest, GeneratedPiece, ModelProgress, StepReport, StudioApi, TrainRequest } from './protocol';
+import type { EvalInfo, FileEntry, FinetuneRequest, GenerateRequest, GeneratedPiece, ModelProgress, StepReport, StudioApi, TrainRequest } from './protocol';
 
 export class StudioClient {
   private readonly remote: Remote<StudioApi>;
@@ -47,5 +47,6 @@ export class StudioClient {
   logits: StudioApi['logits'] = (id, input) => this.call(this.remote.logits(id, input));
   generate = (req: GenerateRequest, onPiece: (p: GeneratedPiece) => void) => this.call(this.remote.generate(req, proxy(onPiece)));
   stopGenerating: StudioApi['stopGenerating'] = () => this.call(this.remote.stopGenerating());
-  finetuneModel = (req: FinetuneRequest, onStep: (r: StepReport) => void) => this.call(this.remote.finetuneModel(req, proxy(onStep)));
+  finetuneModel = (req: FinetuneRequest, onStep: (r: StepReport) => void, onEval: (e: EvalInfo) => void = () => undefined) =>
+    this.call(this.remote.finetuneModel(req, proxy(onStep), proxy(onEval)));
 }

@@ -190,10 +190,7 @@ export class ModelLibrary {
 
   /** Fine-tunes the held model on a text with one method; the model keeps what it learned. */
   async finetune(req: FinetuneRequest, onStep: (r: StepReport) => void, onEval: (e: EvalInfo) => void, shouldStop: () => boolean): Promise<FinetuneResult> {
-    const m = this.require(req.modelId);
-    if (m.model.tuned) {
-      throw new TabtuneError(`${m.info.name} was already fine-tuned in this session; load it again to start from the base`, { field: 'model' });
-    }
+    let m = this.require(req.modelId);
     const tokenizer = this.tokenizerOf(m);
     const method = req.method as Method;
     const train = resolveTrainConfig(
@@ -223,6 +220,11 @@ export class ModelLibrary {
     const lora = method === 'lora' || method === 'qlora' ? resolveLoraConfig(m.info.arch, req.lora as Partial<LoraConfig>) : null;
     const eos = tokenizer.eosId ?? m.stopIds[0];
     if (eos === undefined && data.kind === 'examples') throw new ConfigError(`${m.info.name} names no EOS token, so it cannot learn where an answer ends`, { field: 'eos_token' });
+    // Every run starts from the base: a model tuned by an earlier run is read again from the store.
+    if (m.model.tuned) {
+      await this.load(req.modelId, () => undefined);
+      m = this.require(req.modelId);
+    }
     const attached = await attachMethod(m.model, { method, lora, virtualTokens: req.numVirtualTokens ?? 8, bits: req.bits ?? 8 }, train.block_size, train.seed);
     const evals: EvalInfo[] = [];
     const toInfo = (e: EvalReport): EvalInfo => ({

@@ -1,6 +1,14 @@
 import type { StudioClient } from '../api/client';
 import { message } from './errors';
-import type { FileEntry, FinetuneMethod, FinetuneResult, GenerateResult, ModelInfo, ModelProgress, SamplingOptions } from '../api/protocol';
+import type { DatasetFormatName, EvalInfo, FileEntry, FinetuneMethod, FinetuneResult, GenerateResult, ModelInfo, ModelProgress, SamplingOptions } from '../api/protocol';
+
+/** The methods offered, with QLoRA's two base precisions as two choices. */
+export type TuneChoice = FinetuneMethod | 'qlora4';
+
+/** Files the fine-tune panel reads: plain text, or rows in a known format. */
+export const DATA_ACCEPT = '.txt,.md,.jsonl,.ndjson,.json,.csv,.tsv';
+/** Bigger files wait for the streaming reader in the worker: they would be copied whole here. */
+export const MAX_DATA_BYTES = 64 * 2 ** 20;
 
 /** Bring-your-own models: pick or drop a Hugging Face folder, see it, import it, generate with it. */
 export class ModelsState {
@@ -26,8 +34,18 @@ export class ModelsState {
   result = $state<GenerateResult | null>(null);
 
   /** Fine-tuning the loaded model: the settings, the live losses, and the files it gives. */
-  tune = $state({ method: 'lora' as FinetuneMethod, steps: 30, learningRate: 2e-3, r: 8, virtualTokens: 8, text: '' });
+  tune = $state({
+    method: 'lora' as TuneChoice, steps: 30, learningRate: 2e-3, r: 8, virtualTokens: 8, text: '',
+    /** '' detects the format from the columns. */
+    format: '' as DatasetFormatName | '',
+    completionOnly: true,
+    validation: 0.1, evalEvery: 10, patience: 3, forgetting: false,
+  });
+  /** A data file chosen instead of pasted text. */
+  tuneFile = $state.raw<{ name: string; bytes: Uint8Array } | null>(null);
   tuneLosses = $state.raw<number[]>([]);
+  tunePoints = $state.raw<{ step: number; loss: number }[]>([]);
+  tuneEvals = $state.raw<EvalInfo[]>([]);
   tuning = $state(false);
   tuneResult = $state.raw<FinetuneResult | null>(null);
   downloads = $state.raw<{ name: string; url: string }[]>([]);
@@ -38,10 +56,36 @@ export class ModelsState {
   /** A hub mirror (like HF_ENDPOINT); the Hugging Face Hub when undefined. */
   readonly hubEndpoint: string | undefined;
 
-  constructor(client: StudioClient, hubEndpoint?: string) {
+  /** General text for the forgetting check (the bundled sample), fetched when asked for. */
+  private readonly general: { url: string; name: string } | null;
+
+  constructor(client: StudioClient, hubEndpoint?: string, general?: { url: string; name: string }) {
     this.client = client;
     this.hubEndpoint = hubEndpoint;
+    this.general = general ?? null;
   }
+
+  /** Takes a data file for fine-tuning; its contents are read now, and parsed in the worker. */
+  async chooseData(file: File | undefined): Promise<void> {
+    this.error = null;
+    if (!file) return;
+    if (file.size > MAX_DATA_BYTES) {
+      this.error = `${file.name} is ${formatBytes(file.size)}; files up to ${formatBytes(MAX_DATA_BYTES)} can be used here for now. Take a part of it.`;
+      return;
+    }
+    try {
+      this.tuneFile = { name: file.name, bytes: new Uint8Array(await file.arrayBuffer()) };
+    } catch (e) {
+      this.error = `${file.name} could not be read: ${message(e)}`;
+    }
+  }
+
+  clearData(): void {
+    this.tuneFile = null;
+  }
+
+  /** The validation loss rose at the last checks while the training loss fell. */
+  overfitting = $derived(this.tuneEvals.at(-1)?.overfitting ?? false);
 
   async refresh(): Promise<void> {
     try {
@@ -142,28 +186,67 @@ export class ModelsState {
 
   async finetune(): Promise<void> {
     if (!this.loadedId || this.tuning || this.generating) return;
+    const t = this.tune;
+    const file = this.tuneFile;
+    if (!file && !t.text.trim()) {
+      this.error = 'Paste some training text or choose a data file first.';
+      return;
+    }
     this.tuning = true;
     this.error = null;
-    this.tuneLosses = [];
-    this.tuneResult = null;
-    for (const d of this.downloads) URL.revokeObjectURL(d.url);
-    this.downloads = [];
-    const t = this.tune;
+    // The last run's results stay until this run's first step: a refused start loses nothing.
+    let fresh = false;
+    const clearLast = () => {
+      fresh = true;
+      this.tuneLosses = [];
+      this.tunePoints = [];
+      this.tuneEvals = [];
+      this.tuneResult = null;
+      for (const d of this.downloads) URL.revokeObjectURL(d.url);
+      this.downloads = [];
+    };
     try {
-      this.tuneResult = await this.client.finetuneModel(
+      let forgetting: { name: string; text: string } | undefined;
+      if (t.forgetting && this.general) {
+        const res = await fetch(this.general.url);
+        if (!res.ok) throw new Error(`could not load ${this.general.name} for the forgetting check: HTTP ${res.status}`);
+        forgetting = { name: this.general.name, text: await res.text() };
+      }
+      const evalEvery = t.validation > 0 ? t.evalEvery : 0;
+      const result = await this.client.finetuneModel(
         {
           modelId: this.loadedId,
-          text: t.text,
-          dataset: 'the training text',
-          method: t.method,
+          ...(file ? { dataset: file.name, bytes: file.bytes } : { dataset: 'the training text', text: t.text }),
+          format: t.format || undefined,
+          completionOnly: t.completionOnly,
+          method: t.method === 'qlora4' ? 'qlora' : t.method,
+          bits: t.method === 'qlora4' ? 4 : 8,
           lora: { r: t.r, lora_alpha: 2 * t.r },
           train: { steps: t.steps, learning_rate: t.learningRate },
           numVirtualTokens: t.virtualTokens,
+          validation: t.validation,
+          evalEvery,
+          patience: t.patience,
+          forgetting,
         },
-        (r) => (this.tuneLosses = [...this.tuneLosses, r.loss]),
+        (r) => {
+          if (!fresh) clearLast();
+          this.tuneLosses = [...this.tuneLosses, r.loss];
+          this.tunePoints = [...this.tunePoints, { step: r.step, loss: r.loss }];
+        },
+        (e) => {
+          this.tuneEvals = [...this.tuneEvals, e];
+          if (e.overfitting) this.announcement = `Step ${e.step}: validation loss is rising while training loss falls: the model is starting to overfit.`;
+        },
       );
-      this.downloads = this.tuneResult.files.map((f) => ({ name: f.name, url: URL.createObjectURL(new Blob([f.bytes as BlobPart])) }));
-      this.announcement = `Fine-tuning finished after ${this.tuneResult.steps} steps.`;
+      if (!fresh) clearLast();
+      const r = (this.tuneResult = result);
+      const named = r.files.map((f) => ({ name: f.name, url: URL.createObjectURL(new Blob([f.bytes as BlobPart])) }));
+      const zip = r.zip ? [{ name: `${slugOf(this.loaded?.name ?? 'model')}-${t.method === 'qlora4' ? 'qlora' : t.method}-adapter.zip`, url: URL.createObjectURL(new Blob([r.zip as BlobPart], { type: 'application/zip' })) }] : [];
+      this.downloads = [...zip, ...named];
+      this.announcement =
+        (r.stoppedEarly ? `Early stopping after ${r.steps} steps` : r.cancelled ? `Stopped after ${r.steps} steps` : `Fine-tuning finished after ${r.steps} steps`) +
+        (r.restoredBest && r.best ? `; the weights of step ${r.best.step} (the best validation loss) are kept.` : '.');
     } catch (e) {
       this.error = message(e);
     } finally {
@@ -196,6 +279,10 @@ export function describeProgress(p: ModelProgress): string {
   const pct = p.total > 0 ? Math.floor((100 * p.done) / p.total) : 0;
   const verb = { reading: 'Reading weights', storing: 'Storing', loading: 'Loading from this browser', ready: 'Ready' }[p.phase];
   return `${verb}: ${pct}% (${formatBytes(p.done)} of ${formatBytes(p.total)})`;
+}
+
+function slugOf(name: string): string {
+  return name.toLowerCase().replace(/[^a-z0-9._-]+/g, '-').replace(/^-+|-+$/g, '') || 'model';
 }
 
 export function formatBytes(n: number): string {

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { Page } from 'playwright-core';
+import { readZip } from '../support/zip';
 import { launch, studioForTests, until, watchErrors } from './harness';
 
 const { skip, server } = studioForTests();
@@ -125,7 +126,7 @@ test('a Hugging Face repository name: looked up, downloaded from the hub (a loca
   }
 });
 
-test('LoRA in the worker on WebGPU: trains the loaded model, only the adapter is new, PEFT files come back', { skip, timeout: 300_000 }, async () => {
+test('LoRA in the worker on WebGPU: trains the loaded model, only the adapter is new, PEFT files come back; then 4-bit QLoRA on rows', { skip, timeout: 300_000 }, async () => {
   const { readSafetensors } = await import('../../src/core/io/safetensors');
   const { context } = await launch();
   const page = await context.newPage();
@@ -146,8 +147,30 @@ test('LoRA in the worker on WebGPU: trains the loaded model, only the adapter is
       (r: { loss: number }) => losses.push(r.loss),
     );
     const after = await t.diagnostics();
-    return { before, after, losses, out: { ...out, files: out.files.map((f: { name: string; bytes: Uint8Array }) => ({ name: f.name, bytes: Array.from(f.bytes) })) } };
+    // Then 4-bit QLoRA on prompt/completion rows, from the base again, on the same device.
+    const rows = ['sea', 'ship', 'whale', 'sail', 'rope', 'deck', 'mast', 'wind'].map((w) => JSON.stringify({ prompt: `the ${w} is`, completion: ` a ${w}` })).join('\n');
+    const qLosses: number[] = [];
+    const qEvals: number[] = [];
+    const q = await t.finetuneModel(
+      {
+        modelId: model.id, dataset: 'pairs.jsonl', bytes: new TextEncoder().encode(rows), method: 'qlora', bits: 4,
+        lora: { r: 4, lora_dropout: 0 }, train: { steps: 6, batch_size: 4, block_size: 16, learning_rate: 3e-2 }, validation: 0.25, evalEvery: 3,
+      },
+      (r: { loss: number }) => qLosses.push(r.loss),
+      (e: { step: number }) => qEvals.push(e.step),
+    );
+    const final = await t.diagnostics();
+    return {
+      before, after, losses, final, qLosses, qEvals, quantized: q.quantized, qFormat: q.dataset.format,
+      out: { ...out, files: out.files.map((f: { name: string; bytes: Uint8Array }) => ({ name: f.name, bytes: Array.from(f.bytes) })) },
+    };
   });
+  assert.equal(result.final.backend, 'webgpu');
+  assert.equal(result.qFormat, 'prompt_completion');
+  assert.equal(result.quantized.bits, 4);
+  assert.ok(result.quantized.bytesAfter < result.quantized.bytesBefore, 'the NF4 base takes less device memory');
+  assert.deepEqual(result.qEvals, [3, 6]);
+  assert.ok(result.qLosses.at(-1)! < result.qLosses[0], `4-bit QLoRA on WebGPU learns: ${result.qLosses[0]} -> ${result.qLosses.at(-1)}`);
   assert.equal(result.after.backend, 'webgpu');
   assert.equal(result.out.steps, 8);
   assert.equal(result.losses.length, 8);
@@ -163,7 +186,7 @@ test('LoRA in the worker on WebGPU: trains the loaded model, only the adapter is
   await context.close();
 });
 
-test('the page fine-tunes with LoRA and offers the adapter files for download', { skip, timeout: 180_000 }, async () => {
+test('the page fine-tunes on a JSONL file: rejected rows named, validation curve, forgetting check, the adapter as one zip', { skip, timeout: 240_000 }, async () => {
   const { context } = await launch();
   const page = await context.newPage();
   const errors = watchErrors(page);
@@ -171,20 +194,47 @@ test('the page fine-tunes with LoRA and offers the adapter files for download', 
   await page.waitForSelector('[data-testid=backend-name]');
   await importFixture(page, 'tiny-llama');
   await page.waitForSelector('[data-testid=tune]');
-  await page.fill('[data-testid=tune-text]', 'the sea and the whale. the sea is the whale and the sea. '.repeat(30));
+  const words = ['sea', 'ship', 'whale', 'sail', 'rope', 'deck', 'mast', 'wind', 'rain', 'salt', 'fish', 'tide', 'wave', 'sand', 'bay', 'oar'];
+  const rows = words.map((w) => JSON.stringify({ instruction: `name the ${w}`, output: `the ${w}` }));
+  rows.splice(4, 0, '{"instruction": "broken"');
+  await page.setInputFiles('[data-testid=tune-data]', { name: 'words.jsonl', mimeType: 'application/jsonl', buffer: Buffer.from(rows.join('\n')) });
+  await page.waitForSelector('[data-testid=tune-file]');
+  assert.match((await page.textContent('[data-testid=tune-file]')) ?? '', /words\.jsonl/);
   await page.fill('[data-testid=tune-steps]', '6');
+  await page.fill('[data-testid=tune-validation]', '0.25');
+  await page.fill('[data-testid=tune-eval-every]', '2');
+  await page.check('[data-testid=tune-forgetting]');
   await page.click('[data-testid=tune-start]');
   await until('fine-tuning to finish', () => page.getAttribute('[data-testid=tune-status]', 'data-state').catch(() => null), (s) => s === 'done');
   const status = (await page.textContent('[data-testid=tune-status]')) ?? '';
   assert.match(status, /Step 6 \/ 6/);
+  assert.match(status, /validation \d+\.\d+, best \d+\.\d+ at step [246]/);
   assert.match(status, /parameters trained/);
+  assert.ok((await page.getAttribute('[data-testid=val-path]', 'd'))!.split('L').length === 3, 'three validation points on the chart');
+  const report = ((await page.textContent('[data-testid=tune-report]')) ?? '').replace(/\s+/g, ' ');
+  assert.match(report, /words\.jsonl: alpaca, alpaca template · 16 rows used · 1 rejected · 16 cut to the context/, 'the Alpaca preamble alone passes the tiny context of 32');
+  assert.match(report, /split 12 \/ 4 \/ 0/);
+  assert.match((await page.textContent('[data-testid=tune-rejected]')) ?? '', /line 5: invalid JSON/);
+  assert.match((await page.textContent('[data-testid=tune-forgetting-result]')) ?? '', /Forgetting check on moby-dick-ch1\.txt: perplexity \d+\.\d+ before, \d+\.\d+ after/);
   const links = await page.$$eval('[data-testid=download]', (as) => as.map((a) => a.getAttribute('download')));
-  assert.deepEqual(links, ['adapter_config.json', 'adapter_model.safetensors']);
+  assert.deepEqual(links, ['unnamed-model-lora-adapter.zip', 'adapter_config.json', 'adapter_model.safetensors']);
   const download = page.waitForEvent('download');
   await page.click('[data-testid=download] >> nth=0');
   const file = await download;
-  assert.equal(file.suggestedFilename(), 'adapter_config.json');
-  assert.equal(JSON.parse(readFileSync(await file.path(), 'utf8')).peft_type, 'LORA');
+  assert.equal(file.suggestedFilename(), 'unnamed-model-lora-adapter.zip');
+  const zip = readZip(new Uint8Array(readFileSync(await file.path())));
+  assert.deepEqual([...zip.keys()], ['adapter_config.json', 'adapter_model.safetensors']);
+  assert.equal(JSON.parse(new TextDecoder().decode(zip.get('adapter_config.json'))).peft_type, 'LORA');
+  const { readSafetensors } = await import('../../src/core/io/safetensors');
+  const tensors = readSafetensors(zip.get('adapter_model.safetensors')!, 'adapter_model.safetensors').tensors;
+  assert.ok(Object.keys(tensors).every((k) => /^base_model\.model\..*\.lora_[AB]\.weight$/.test(k)));
+
+  // A file the page cannot use: the message names it and the columns, and the panel keeps working.
+  await page.setInputFiles('[data-testid=tune-data]', { name: 'qa.csv', mimeType: 'text/csv', buffer: Buffer.from('question,answer\nx,y\n') });
+  await page.waitForFunction(() => document.querySelector('[data-testid=tune-file]')?.textContent?.includes('qa.csv'));
+  await page.click('[data-testid=tune-start]');
+  await page.waitForSelector('.error');
+  assert.match((await page.textContent('.error')) ?? '', /qa\.csv: cannot tell the format from its columns \(question, answer\)/);
   assert.deepEqual(errors, []);
   await context.close();
 });
