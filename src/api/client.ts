@@ -49,4 +49,6 @@ export class StudioClient {
   stopGenerating: StudioApi['stopGenerating'] = () => this.call(this.remote.stopGenerating());
   finetuneModel = (req: FinetuneRequest, onStep: (r: StepReport) => void, onEval: (e: EvalInfo) => void = () => undefined) =>
     this.call(this.remote.finetuneModel(req, proxy(onStep), proxy(onEval)));
+  pauseFinetune = () => this.call(this.remote.pauseFinetune());
+  resumeFinetune = () => this.call(this.remote.resumeFinetune());
 }

@@ -189,7 +189,7 @@ export class ModelLibrary {
   }
 
   /** Fine-tunes the held model on a text with one method; the model keeps what it learned. */
-  async finetune(req: FinetuneRequest, onStep: (r: StepReport) => void, onEval: (e: EvalInfo) => void, shouldStop: () => boolean): Promise<FinetuneResult> {
+  async finetune(req: FinetuneRequest, onStep: (r: StepReport) => void, onEval: (e: EvalInfo) => void, shouldStop: () => boolean, gate?: () => Promise<void>): Promise<FinetuneResult> {
     let m = this.require(req.modelId);
     const tokenizer = this.tokenizerOf(m);
     const method = req.method as Method;
@@ -242,6 +242,7 @@ export class ModelLibrary {
         onEval(evals.at(-1)!);
       },
       shouldStop,
+      gate,
     });
     const testLoss = req.test ? await dataLoss(m.model, data, 'test', train.block_size, eos ?? 0) : null;
     const folder = lora

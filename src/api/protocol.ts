@@ -276,4 +276,7 @@ export interface StudioApi {
    * uses the result), and an adapter's PEFT files come back.
    */
   finetuneModel(req: FinetuneRequest, onStep: (r: StepReport) => void, onEval?: (e: EvalInfo) => void): Promise<FinetuneResult>;
+  /** Holds the fine-tuning run after its current step (weights and optimizer state kept in memory). */
+  pauseFinetune(): Promise<void>;
+  resumeFinetune(): Promise<void>;
 }

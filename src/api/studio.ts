@@ -71,6 +71,8 @@ export function fingerprintTokens(tokens: Int32Array): string {
 export class Studio implements StudioApi {
   private readonly library: ModelLibrary;
   private generating: { stop: boolean } | null = null;
+  /** A pause of the fine-tuning run: its gate, until resumed. */
+  private tuningPause: { promise: Promise<void>; resolve: () => void } | null = null;
   private current: BackendReport | null = null;
   private request: BackendRequest = 'auto';
   /** Backends lost during this Studio's life; never chosen again by it. */
@@ -312,6 +314,8 @@ export class Studio implements StudioApi {
 
   async stopGenerating(): Promise<void> {
     if (this.generating) this.generating.stop = true;
+    // A paused fine-tuning run stops too: it is let through its gate to see the stop.
+    this.releasePause();
   }
 
   async finetuneModel(req: FinetuneRequest, onStep: (r: StepReport) => void, onEval?: (e: EvalInfo) => void): Promise<FinetuneResult> {
@@ -320,11 +324,30 @@ export class Studio implements StudioApi {
     // The same flag as generation: while the model trains, nothing else may swap or use it.
     const state = { stop: false };
     this.generating = state;
+    this.tuningPause = null;
     try {
-      return await this.library.finetune(req, quiet(onStep), quiet(onEval ?? (() => undefined)), () => state.stop);
+      return await this.library.finetune(req, quiet(onStep), quiet(onEval ?? (() => undefined)), () => state.stop, () => this.tuningPause?.promise ?? Promise.resolve());
     } finally {
       this.generating = null;
+      this.releasePause();
     }
+  }
+
+  private releasePause(): void {
+    this.tuningPause?.resolve();
+    this.tuningPause = null;
+  }
+
+  /** Holds the fine-tuning run after its current step, with everything it learned, until resumeFinetune(). */
+  async pauseFinetune(): Promise<void> {
+    if (!this.generating || this.tuningPause) return;
+    let resolve!: () => void;
+    const promise = new Promise<void>((r) => (resolve = r));
+    this.tuningPause = { promise, resolve };
+  }
+
+  async resumeFinetune(): Promise<void> {
+    this.releasePause();
   }
 
   /** Loading, importing or deleting replaces the held model: never under a running generation. */

@@ -37,7 +37,8 @@ function num(args: FinetuneArgs, flag: string): number | undefined {
   return v;
 }
 
-export async function finetune(args: FinetuneArgs, write: (line: string) => void): Promise<void> {
+/** Returns 130 when Ctrl-C ended the run early (what was learned is still written), else 0. */
+export async function finetune(args: FinetuneArgs, write: (line: string) => void): Promise<number> {
   if (!args.data) throw new ConfigError('train --model needs --data FILE (text, JSONL, JSON, CSV or TSV)', { field: 'data' });
   if (!args.out && !args.recipeOnly) throw new ConfigError('train --model needs --out DIR for what it writes', { field: 'out' });
   const method = (args.method ?? 'lora') as Method;
@@ -130,7 +131,7 @@ export async function finetune(args: FinetuneArgs, write: (line: string) => void
     mkdirSync(dir, { recursive: true });
     for (const [name, body] of recipe) writeFileSync(join(dir, name), body);
     write(args.json ? JSON.stringify({ recipe: dir, files: [...recipe.keys()] }) : `wrote the scale-out recipe (${[...recipe.keys()].join(', ')}) to ${dir}`);
-    if (args.recipeOnly) return;
+    if (args.recipeOnly) return 0;
   }
   const model = buildModel(summary.spec, await loadWeights(files, summary));
   try {
@@ -144,8 +145,20 @@ export async function finetune(args: FinetuneArgs, write: (line: string) => void
       write(`trainable params: ${attached.trainable.toLocaleString('en')} || all params: ${attached.total.toLocaleString('en')} || trainable%: ${attached.percent.toFixed(4)}`);
     }
     const eos = await eosOf(files, tokenizer);
+    // Ctrl-C: stop after the current step and still write what was learned (again: quit at once).
+    let interrupted = false;
+    const onSigint = () => {
+      interrupted = true;
+      process.stderr.write('\nstopping after this step and writing what was learned so far (Ctrl-C again to quit at once)\n');
+      process.once('SIGINT', () => process.exit(130));
+    };
+    process.once('SIGINT', onSigint);
     const outcome = await runFinetune(model, train, data, eos, { evalEvery, patience: num(args, 'patience') ?? 0, minDelta: num(args, 'min-delta') ?? 0, forgetting: forgetTokens }, {
-      onStep: (r) => write(args.json ? JSON.stringify(r) : `step ${String(r.step).padStart(5)}/${train.steps}  loss ${r.loss.toFixed(4)}  lr ${r.lr.toExponential(2)}  |g| ${r.gradNorm.toFixed(3)}  ${r.stepMs.toFixed(0)} ms`),
+      onStep: async (r) => {
+        write(args.json ? JSON.stringify(r) : `step ${String(r.step).padStart(5)}/${train.steps}  loss ${r.loss.toFixed(4)}  lr ${r.lr.toExponential(2)}  |g| ${r.gradNorm.toFixed(3)}  ${r.stepMs.toFixed(0)} ms`);
+        // Let Ctrl-C in: on the CPU backends a step's read back resolves without a macrotask.
+        await new Promise((res) => setImmediate(res));
+      },
       onEval: (e) =>
         write(
           args.json
@@ -153,7 +166,9 @@ export async function finetune(args: FinetuneArgs, write: (line: string) => void
             : `eval at step ${e.step}: validation loss ${e.valLoss.toFixed(4)} (train ${e.trainLoss.toFixed(4)}), best ${e.best.valLoss.toFixed(4)} at step ${e.best.step}` +
                 (e.overfitting ? '  OVERFITTING: validation loss rising while training loss falls' : ''),
         ),
-    });
+      shouldStop: () => interrupted,
+    }).finally(() => process.off('SIGINT', onSigint));
+    if (outcome.cancelled) write(args.json ? JSON.stringify({ cancelled: { step: outcome.steps } }) : `stopped by Ctrl-C at step ${outcome.steps} of ${train.steps}`);
     if (outcome.stoppedEarly && !args.json) write(`early stopping: no improvement of ${num(args, 'min-delta') ?? 0} in ${num(args, 'patience')} evaluations`);
     if (outcome.restoredBest && outcome.best && !args.json) write(`keeping the best weights: step ${outcome.best.step}, validation loss ${outcome.best.valLoss.toFixed(4)}`);
     if (outcome.forgetting) {
@@ -178,6 +193,7 @@ export async function finetune(args: FinetuneArgs, write: (line: string) => void
     mkdirSync(out, { recursive: true });
     for (const [name, b] of folder) writeFileSync(join(out, name), b);
     if (!args.json) write(`wrote ${[...folder.keys()].join(', ')} to ${out}`);
+    return outcome.cancelled ? 130 : 0;
   } finally {
     model.dispose();
   }

@@ -218,8 +218,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (command === 'train' && args.values.model) {
       await studio.init(backend);
-      await finetune(args.values as FinetuneArgs & { model: string }, (line) => process.stdout.write(line + '\n'));
-      return 0;
+      return await finetune(args.values as FinetuneArgs & { model: string }, (line) => process.stdout.write(line + '\n'));
     }
     if (command === 'train') {
       const steps = args.values.steps === undefined ? undefined : Number(args.values.steps);

@@ -1,6 +1,6 @@
 import type { StudioClient } from '../api/client';
 import { message } from './errors';
-import type { DatasetFormatName, EvalInfo, FileEntry, FinetuneMethod, FinetuneResult, GenerateResult, ModelInfo, ModelProgress, SamplingOptions } from '../api/protocol';
+import type { DatasetFormatName, EvalInfo, FileEntry, FinetuneMethod, FinetuneResult, GenerateResult, ModelInfo, ModelProgress, SamplingOptions, StepReport } from '../api/protocol';
 
 /** The methods offered, with QLoRA's two base precisions as two choices. */
 export type TuneChoice = FinetuneMethod | 'qlora4';
@@ -45,8 +45,11 @@ export class ModelsState {
   tuneFile = $state.raw<{ name: string; bytes: Uint8Array } | null>(null);
   tuneLosses = $state.raw<number[]>([]);
   tunePoints = $state.raw<{ step: number; loss: number }[]>([]);
+  /** The last step's report: learning rate, gradient norm, speed, device memory. */
+  tuneStep = $state.raw<StepReport | null>(null);
   tuneEvals = $state.raw<EvalInfo[]>([]);
   tuning = $state(false);
+  paused = $state(false);
   tuneResult = $state.raw<FinetuneResult | null>(null);
   downloads = $state.raw<{ name: string; url: string }[]>([]);
 
@@ -201,6 +204,7 @@ export class ModelsState {
       this.tuneLosses = [];
       this.tunePoints = [];
       this.tuneEvals = [];
+      this.tuneStep = null;
       this.tuneResult = null;
       for (const d of this.downloads) URL.revokeObjectURL(d.url);
       this.downloads = [];
@@ -233,6 +237,7 @@ export class ModelsState {
           if (!fresh) clearLast();
           this.tuneLosses = [...this.tuneLosses, r.loss];
           this.tunePoints = [...this.tunePoints, { step: r.step, loss: r.loss }];
+          this.tuneStep = r;
         },
         (e) => {
           this.tuneEvals = [...this.tuneEvals, e];
@@ -251,11 +256,31 @@ export class ModelsState {
       this.error = message(e);
     } finally {
       this.tuning = false;
+      this.paused = false;
     }
   }
 
   async stop(): Promise<void> {
+    this.paused = false;
     await this.client.stopGenerating().catch(() => undefined);
+  }
+
+  /** Pause holds the run after its current step; resume goes on from there, exactly. */
+  async togglePause(): Promise<void> {
+    if (!this.tuning) return;
+    try {
+      if (this.paused) {
+        await this.client.resumeFinetune();
+        this.paused = false;
+        this.announcement = 'Fine-tuning resumed.';
+      } else {
+        await this.client.pauseFinetune();
+        this.paused = true;
+        this.announcement = `Fine-tuning paused after step ${this.tuneLosses.length}.`;
+      }
+    } catch (e) {
+      this.error = message(e);
+    }
   }
 
   private async run(work: () => Promise<void>): Promise<void> {

@@ -238,3 +238,33 @@ test('the page fine-tunes on a JSONL file: rejected rows named, validation curve
   assert.deepEqual(errors, []);
   await context.close();
 });
+
+test('the page pauses, resumes and stops a fine-tuning run', { skip, timeout: 180_000 }, async () => {
+  const { context } = await launch();
+  const page = await context.newPage();
+  const errors = watchErrors(page);
+  await page.goto(`${server.url}?backend=wasm`);
+  await page.waitForSelector('[data-testid=backend-name]');
+  await importFixture(page, 'tiny-gpt2');
+  await page.fill('[data-testid=tune-text]', 'the sea and the whale. the sea is the whale and the sea. '.repeat(30));
+  await page.fill('[data-testid=tune-steps]', '100000');
+  await page.fill('[data-testid=tune-validation]', '0');
+  await page.click('[data-testid=tune-start]');
+  const step = async () => Number(/Step (\d+)/i.exec((await page.textContent('[data-testid=tune-status]').catch(() => '')) ?? '')?.[1] ?? 0);
+  await until('a few steps', step, (n) => n >= 3);
+  await page.click('[data-testid=tune-pause]');
+  await until('the pause', () => page.getAttribute('[data-testid=tune-status]', 'data-state'), (s) => s === 'paused');
+  const held = await step();
+  await page.waitForTimeout(500);
+  assert.equal(await step(), held, 'no step while paused');
+  assert.match((await page.textContent('[data-testid=tune-status]')) ?? '', /Paused at step/);
+  assert.equal(await page.textContent('[data-testid=tune-pause]'), 'Resume');
+  await page.click('[data-testid=tune-pause]');
+  await until('steps again', step, (n) => n > held + 2);
+  await page.click('[data-testid=tune-stop]');
+  await until('the stop', () => page.getAttribute('[data-testid=tune-status]', 'data-state'), (s) => s === 'done');
+  assert.match((await page.textContent('[data-testid=models-announcer]')) ?? '', /Stopped after \d+ steps/);
+  assert.equal((await page.$$('[data-testid=download]')).length, 3, 'what was learned can be downloaded');
+  assert.deepEqual(errors, []);
+  await context.close();
+});

@@ -301,3 +301,32 @@ test('tabtune train on a JSONL of prompt/completion rows: bad rows named, comple
   assert.equal(mapped.status, 0, mapped.stderr);
   assert.match(mapped.stdout, /qa\.csv: prompt_completion, 2 rows kept, 0 rejected/);
 });
+
+test('tabtune train --model: Ctrl-C stops after the current step and still writes the adapter', async () => {
+  const fx = fileURLToPath(new URL('../fixtures/tiny-gpt2/', import.meta.url));
+  const dir = mkdtempSync(join(tmpdir(), 'tabtune-sigint-'));
+  const data = join(dir, 'sea.txt');
+  writeFileSync(data, 'the sea and the whale. the sea is the whale and the sea.\n'.repeat(20));
+  const child = spawn(process.execPath, [BIN, 'train', '--model', fx, '--data', data, '--out', join(dir, 'out'), '--max-steps', '5000', '--block-size', '16', '--json']);
+  let out = '';
+  let err = '';
+  let sent = false;
+  child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+  const code = await new Promise<number | null>((resolve) => {
+    child.stdout.on('data', (c: Buffer) => {
+      out += c.toString();
+      if (!sent && /"step":3,/.test(out)) {
+        sent = true;
+        child.kill('SIGINT');
+      }
+    });
+    child.on('close', (c) => resolve(c));
+  });
+  assert.equal(code, 130, err);
+  assert.match(err, /stopping after this step/);
+  const lines = out.trim().split('\n').map((l) => JSON.parse(l));
+  const stoppedAt = lines.find((l) => l.cancelled)?.cancelled.step;
+  assert.ok(stoppedAt >= 3 && stoppedAt < 5000, `stopped at ${stoppedAt}`);
+  assert.equal(lines.filter((l) => l.step !== undefined && !l.eval).length, stoppedAt);
+  assert.deepEqual(readdirSync(join(dir, 'out')).sort(), ['adapter_config.json', 'adapter_model.safetensors']);
+});

@@ -191,3 +191,41 @@ test('fine-tuning in the Studio on a JSONL of chats: the model chat template, va
     /there are no validation examples/,
   );
 });
+
+test('a fine-tuning run pauses after its step, resumes exactly, and a stop while paused ends it', async () => {
+  const studio = new Studio({ kv: memoryKV(), selectBackend: (r, onLost, exclude) => selectBackend(r, { onLost, exclude }) });
+  await studio.init('cpu');
+  const info = await studio.importModel(entries('tiny-gpt2'), () => undefined);
+  const text = 'the sea and the whale. the sea is the whale and the sea. '.repeat(30);
+  const req = { modelId: info.id, text, dataset: 'sea.txt', method: 'lora' as const, train: { steps: 8, block_size: 16, learning_rate: 1e-2 } };
+  const straight: number[] = [];
+  await studio.finetuneModel(req, (r) => straight.push(r.loss));
+
+  const paused: number[] = [];
+  let heldAt = -1;
+  const run = studio.finetuneModel(req, (r) => {
+    paused.push(r.loss);
+    if (r.step === 3) void studio.pauseFinetune();
+  });
+  await new Promise((r) => setTimeout(r, 300));
+  heldAt = paused.length;
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(paused.length, heldAt, 'no step while paused');
+  assert.equal(heldAt, 3);
+  await studio.resumeFinetune();
+  const out = await run;
+  assert.equal(out.steps, 8);
+  assert.deepEqual(paused, straight, 'the pause changed nothing');
+
+  let steps = 0;
+  const stopped = studio.finetuneModel(req, (r) => {
+    steps = r.step;
+    if (r.step === 2) void studio.pauseFinetune();
+  });
+  await new Promise((r) => setTimeout(r, 200));
+  await studio.stopGenerating();
+  const res = await stopped;
+  assert.equal(res.cancelled, true);
+  assert.equal(steps, 2);
+  assert.equal(res.files.length, 2, 'what was learned is still given back');
+});

@@ -87,6 +87,8 @@ export interface FinetuneHooks {
   onStep(r: StepReport): void | Promise<void>;
   onEval?(e: EvalReport): void | Promise<void>;
   shouldStop?(): boolean;
+  /** Awaited before each step: a pause holds the run here (weights and optimizer state kept) until it resolves. */
+  gate?(): Promise<void>;
 }
 
 export interface FinetuneOutcome {
@@ -136,6 +138,7 @@ export async function runFinetune(model: CausalLM, train: TrainConfig, data: Tra
   try {
     let recent: number[] = [];
     while (trainer.step < train.steps) {
+      await hooks.gate?.();
       if (hooks.shouldStop?.()) {
         cancelled = true;
         break;
