@@ -1,3 +1,5 @@
+import { ConfigError } from '../core/errors';
+import { unzipFiles } from '../core/io/zip';
 import type { ModelFiles } from '../core/model/hf';
 
 import type { FileEntry } from './protocol';
@@ -25,5 +27,30 @@ export function blobFiles(entries: FileEntry[], name?: string): ModelFiles {
     size: async (p) => get(p).size,
     text: (p) => get(p).text(),
     read: async (p, start, end) => new Uint8Array(await get(p).slice(start, end).arrayBuffer()),
+  };
+}
+
+/**
+ * An adapter as files: the two files picked, a folder dropped, or one zip of them (the zip is
+ * read in memory; adapters are small). In a zip, the folder holding adapter_config.json counts.
+ */
+export async function adapterFiles(entries: FileEntry[]): Promise<ModelFiles> {
+  if (entries.length !== 1 || !entries[0].path.toLowerCase().endsWith('.zip')) return blobFiles(entries, entries.length === 1 ? entries[0].path : undefined);
+  const zipName = entries[0].path.split('/').pop()!;
+  const all = await unzipFiles(new Uint8Array(await entries[0].file.arrayBuffer()), zipName);
+  const config = [...all.keys()].filter((k) => k === 'adapter_config.json' || k.endsWith('/adapter_config.json')).sort((a, b) => a.length - b.length)[0];
+  const dir = config ? config.slice(0, -'adapter_config.json'.length) : '';
+  const byPath = new Map([...all].filter(([k]) => k.startsWith(dir)).map(([k, v]) => [k.slice(dir.length), v]));
+  const get = (p: string) => {
+    const b = byPath.get(p);
+    if (!b) throw new ConfigError(`${zipName} has no ${p}`, { file: zipName });
+    return b;
+  };
+  return {
+    name: zipName.replace(/\.zip$/i, ''),
+    has: async (p) => byPath.has(p),
+    size: async (p) => get(p).length,
+    text: async (p) => new TextDecoder().decode(get(p)),
+    read: async (p, start, end) => get(p).slice(start, end),
   };
 }

@@ -49,6 +49,8 @@ export class StudioClient {
   stopGenerating: StudioApi['stopGenerating'] = () => this.call(this.remote.stopGenerating());
   finetuneModel = (req: FinetuneRequest, onStep: (r: StepReport) => void, onEval: (e: EvalInfo) => void = () => undefined) =>
     this.call(this.remote.finetuneModel(req, proxy(onStep), proxy(onEval)));
+  exportMerged = (modelId: string) => this.call(this.remote.exportMerged(modelId));
+  applyAdapter = (modelId: string, files: FileEntry[]) => this.call(this.remote.applyAdapter(modelId, files));
   pauseFinetune = () => this.call(this.remote.pauseFinetune());
   resumeFinetune = () => this.call(this.remote.resumeFinetune());
 }

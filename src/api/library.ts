@@ -17,14 +17,15 @@ import { UNNAMED } from './blob-files';
 import {
   deleteModel, listModels, loadModelRecord, loadTensorBytes, loadTextFile, resumableTensors, saveModel, type ModelRecord,
 } from '../store/models';
-import type { EvalInfo, FinetuneRequest, FinetuneResult, GenerateRequest, GenerateResult, GeneratedPiece, ModelInfo, ModelProgress, StepReport } from './protocol';
+import type { AdapterInfo, EvalInfo, FinetuneRequest, FinetuneResult, GenerateRequest, GenerateResult, GeneratedPiece, ModelInfo, ModelProgress, StepReport } from './protocol';
 import { resolveTrainConfig, type TrainConfig } from '../core/config';
 import { checkTokens } from '../core/data/batch';
 import { prepareDataset } from '../core/data/dataset';
 import { kindOf, parseBytes } from '../core/data/parse';
-import { adapterFolder, promptFolder } from '../core/io/export';
+import { adapterFolder, applyAdapterFolder, mergedFolder, promptFolder } from '../core/io/export';
+import { scaleOutRecipe, type RecipeInput } from '../core/io/recipe';
 import { zipFiles } from '../core/io/zip';
-import { resolveLoraConfig, type LoraConfig } from '../core/peft/lora';
+import { resolveLoraConfig, trainableParameters, type LoraConfig } from '../core/peft/lora';
 import { attachMethod, checkHeldOut, dataLoss, defaultLearningRate, runFinetune, type EvalReport, type Method } from '../core/train/finetune';
 
 const TEXT_FILES = ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json', 'chat_template.jinja'];
@@ -35,6 +36,8 @@ interface Loaded {
   tokenizer: HFTokenizer | null;
   stopIds: number[];
   info: ModelInfo;
+  /** Fine-tuning or an adapter changed it since it was read: loading it again brings the base back. */
+  changed: boolean;
 }
 
 export class ModelLibrary {
@@ -110,7 +113,7 @@ export class ModelLibrary {
   /** A stored model onto the device, without its original files. */
   async load(id: string, onProgress: (p: ModelProgress) => void): Promise<ModelInfo> {
     // Loading again the model that is held is free, unless it was fine-tuned: then the base comes back.
-    if (this.loaded?.id === id && !this.loaded.model.tuned) return this.loaded.info;
+    if (this.loaded?.id === id && !this.loaded.changed) return this.loaded.info;
     const record = await loadModelRecord(this.kv, id);
     if (!record) throw new TabtuneError(`no stored model "${id}"`, { field: 'model' });
     const files = await this.kvFiles(record);
@@ -199,7 +202,7 @@ export class ModelLibrary {
     );
     const bytes = req.bytes ?? new TextEncoder().encode(req.text ?? '');
     const parsed = parseBytes(req.dataset, bytes, req.bytes ? kindOf(req.dataset) : 'text');
-    const { data, report } = prepareDataset(parsed, {
+    const { data, report, trainTexts } = prepareDataset(parsed, {
       format: req.format,
       mapping: req.mapping,
       template: req.template,
@@ -221,10 +224,11 @@ export class ModelLibrary {
     const eos = tokenizer.eosId ?? m.stopIds[0];
     if (eos === undefined && data.kind === 'examples') throw new ConfigError(`${m.info.name} names no EOS token, so it cannot learn where an answer ends`, { field: 'eos_token' });
     // Every run starts from the base: a model tuned by an earlier run is read again from the store.
-    if (m.model.tuned) {
+    if (m.changed) {
       await this.load(req.modelId, () => undefined);
       m = this.require(req.modelId);
     }
+    m.changed = true;
     const attached = await attachMethod(m.model, { method, lora, virtualTokens: req.numVirtualTokens ?? 8, bits: req.bits ?? 8 }, train.block_size, train.seed);
     const evals: EvalInfo[] = [];
     const toInfo = (e: EvalReport): EvalInfo => ({
@@ -251,6 +255,17 @@ export class ModelLibrary {
         ? await promptFolder(m.model, m.info.name, m.info.layers, m.info.heads)
         : new Map<string, Uint8Array>();
     const files = [...folder].map(([name, b]) => ({ name, bytes: b }));
+    // The same run for bigger machines: the training split, and TRL + PEFT and Axolotl settings.
+    const recipe = scaleOutRecipe({
+      baseModel: m.info.name,
+      method: (method === 'qlora' ? 'lora' : method) as RecipeInput['method'],
+      quantBits: method === 'qlora' ? (req.bits ?? 8) : undefined,
+      lora,
+      virtualTokens: req.numVirtualTokens ?? 8,
+      train,
+      data: data.kind === 'tokens' ? { text: tokenizer.decode(Array.from(data.train)) } : { pairs: trainTexts!, completionOnly: data.completionOnly },
+    });
+    const enc = new TextEncoder();
     return {
       steps: outcome.steps,
       trainable: attached.trainable,
@@ -258,6 +273,7 @@ export class ModelLibrary {
       dataset: { ...report, rejected: report.rejected.slice(0, 200), rejectedCount: report.rejected.length, truncated: report.truncated.length },
       files,
       zip: files.length ? zipFiles(folder, new Date()) : null,
+      recipe: zipFiles([...recipe].map(([name, body]) => [name, enc.encode(body)] as [string, Uint8Array]), new Date()),
       quantized: attached.quantized,
       evals,
       best: outcome.best && { step: outcome.best.step, valLoss: outcome.best.valLoss },
@@ -267,6 +283,46 @@ export class ModelLibrary {
       forgetting: outcome.forgetting && req.forgetting ? { file: req.forgetting.name, ...outcome.forgetting } : null,
       testLoss,
     };
+  }
+
+  /**
+   * The held model with what fine-tuning did folded in (LoRA merged; full and BitFit weights as
+   * they are), as a Hugging Face folder zipped: config, tokenizer files and model.safetensors.
+   */
+  async exportMerged(id: string): Promise<{ name: string; bytes: Uint8Array }> {
+    const m = this.require(id);
+    if (m.model.softPrompt) throw new TabtuneError('a prompt-tuned model cannot be merged: its virtual tokens are inputs, not weights. Download the adapter instead.', { field: 'method' });
+    const record = await loadModelRecord(this.kv, id);
+    if (!record) throw new TabtuneError(`no stored model "${id}"`, { field: 'model' });
+    const folder = await mergedFolder(m.model, await this.kvFiles(record));
+    return { name: `${slug(m.info.name)}-merged.zip`, bytes: zipFiles(folder, new Date()) };
+  }
+
+  /**
+   * A PEFT adapter (LoRA or prompt tuning, from tabtune or Python PEFT) onto the held model, from
+   * its base: the two files, a folder holding them, or a zip of them.
+   */
+  async applyAdapter(id: string, adapter: ModelFiles): Promise<AdapterInfo> {
+    let m = this.require(id);
+    if (m.changed) {
+      await this.load(id, () => undefined);
+      m = this.require(id);
+    }
+    m.changed = true;
+    try {
+      const { peftType, config } = await applyAdapterFolder(m.model, adapter);
+      const counts = trainableParameters(m.model);
+      return {
+        name: adapter.name, peftType, trainable: counts.trainable, total: counts.total,
+        r: typeof config.r === 'number' ? config.r : null,
+        targetModules: Array.isArray(config.target_modules) ? config.target_modules.map(String) : typeof config.target_modules === 'string' ? [config.target_modules] : [],
+        baseModel: typeof config.base_model_name_or_path === 'string' ? config.base_model_name_or_path : null,
+      };
+    } catch (e) {
+      // A half-applied adapter must not stay: the base comes back.
+      await this.load(id, () => undefined);
+      throw e;
+    }
   }
 
   private require(id: string): Loaded {
@@ -282,7 +338,7 @@ export class ModelLibrary {
   private async hold(info: ModelInfo, spec: ModelSpec, weights: NamedWeights, tokenizer: HFTokenizer | null, stopIds: number[]) {
     this.release();
     const model = buildModel(spec, weights, { maxTensorBytes: this.maxBufferBytes() ?? undefined });
-    this.loaded = { id: info.id, model, tokenizer, stopIds, info };
+    this.loaded = { id: info.id, model, tokenizer, stopIds, info, changed: false };
   }
 
   private release(): void {

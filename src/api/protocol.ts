@@ -237,6 +237,18 @@ export interface FinetuneResult {
   forgetting: { file: string; perplexityBefore: number; perplexityAfter: number } | null;
   /** Loss on the test split, after training (null without one). */
   testLoss: number | null;
+  /** The scale-out recipe as a zip: the training split as JSONL, a TRL + PEFT script, an Axolotl YAML. */
+  recipe: Uint8Array;
+}
+
+export interface AdapterInfo {
+  name: string;
+  peftType: 'LORA' | 'PROMPT_TUNING';
+  r: number | null;
+  targetModules: string[];
+  baseModel: string | null;
+  trainable: number;
+  total: number;
 }
 
 export interface StudioApi {
@@ -276,6 +288,10 @@ export interface StudioApi {
    * uses the result), and an adapter's PEFT files come back.
    */
   finetuneModel(req: FinetuneRequest, onStep: (r: StepReport) => void, onEval?: (e: EvalInfo) => void): Promise<FinetuneResult>;
+  /** The held model with its fine-tuning folded in, as a zipped Hugging Face folder. */
+  exportMerged(modelId: string): Promise<{ name: string; bytes: Uint8Array }>;
+  /** A PEFT adapter (its two files, a folder, or a zip of them) applied to the held model's base. */
+  applyAdapter(modelId: string, files: FileEntry[]): Promise<AdapterInfo>;
   /** Holds the fine-tuning run after its current step (weights and optimizer state kept in memory). */
   pauseFinetune(): Promise<void>;
   resumeFinetune(): Promise<void>;

@@ -13,7 +13,7 @@ import { DEMO_PRESETS, isPresetName } from '../core/presets';
 import { ByteTokenizer } from '../core/tokenizer/bytes';
 import { Trainer, type StepReport } from '../core/train/trainer';
 import type { KV } from '../store/kv';
-import { blobFiles } from './blob-files';
+import { adapterFiles, blobFiles } from './blob-files';
 import { hubFiles, parseRepo } from './hub';
 import { ModelLibrary } from './library';
 import type { RunLocks } from './locks';
@@ -22,7 +22,7 @@ import {
   type CheckpointRecord, type RunRecord,
 } from '../store/runs';
 import type {
-  BackendFallback, BackendReport, BackendRequest, Diagnostics, EvalInfo, FileEntry, FinetuneRequest, FinetuneResult, GenerateRequest, GenerateResult, GeneratedPiece,
+  AdapterInfo, BackendFallback, BackendReport, BackendRequest, Diagnostics, EvalInfo, FileEntry, FinetuneRequest, FinetuneResult, GenerateRequest, GenerateResult, GeneratedPiece,
   ModelInfo, ModelProgress, PresetInfo, RunInfo, StudioApi, TrainRequest,
 } from './protocol';
 
@@ -336,6 +336,16 @@ export class Studio implements StudioApi {
   private releasePause(): void {
     this.tuningPause?.resolve();
     this.tuningPause = null;
+  }
+
+  async exportMerged(modelId: string): Promise<{ name: string; bytes: Uint8Array }> {
+    this.requireIdleModel();
+    return this.library.exportMerged(modelId);
+  }
+
+  async applyAdapter(modelId: string, files: FileEntry[]): Promise<AdapterInfo> {
+    this.requireIdleModel();
+    return this.library.applyAdapter(modelId, await adapterFiles(files));
   }
 
   /** Holds the fine-tuning run after its current step, with everything it learned, until resumeFinetune(). */

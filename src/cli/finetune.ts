@@ -7,7 +7,7 @@ import { basename, join, resolve } from 'node:path';
 import { resolveTrainConfig, type TrainConfig } from '../core/config';
 import { checkTokens } from '../core/data/batch';
 import { prepareDataset } from '../core/data/dataset';
-import { renderRows, type ChatMessage, type ColumnMapping, type DatasetFormat, type Template } from '../core/data/formats';
+import { type ChatMessage, type ColumnMapping, type DatasetFormat, type Template } from '../core/data/formats';
 import { kindOf, parseBytes, type FileKind } from '../core/data/parse';
 import { ConfigError } from '../core/errors';
 import { adapterFolder, mergedFolder, promptFolder } from '../core/io/export';
@@ -80,7 +80,7 @@ export async function finetune(args: FinetuneArgs, write: (line: string) => void
   );
   const parsed = parseBytes(dataName, bytes, typeof args['data-kind'] === 'string' ? (args['data-kind'] as FileKind) : kindOf(dataName));
   const encode = (t: string, special = false) => tokenizer.encode(t, { addSpecialTokens: special });
-  const { data, report } = prepareDataset(parsed, {
+  const { data, report, trainTexts } = prepareDataset(parsed, {
     ...recipeFormat(args, tokenizer),
     encode,
     blockSize: train.block_size,
@@ -125,7 +125,8 @@ export async function finetune(args: FinetuneArgs, write: (line: string) => void
       lora,
       virtualTokens,
       train,
-      data: data.kind === 'tokens' ? { text: new TextDecoder().decode(bytes) } : { pairs: renderRows(parsed, recipeFormat(args, tokenizer)).texts, completionOnly: data.completionOnly },
+      // The training split only: what this run trains on.
+      data: data.kind === 'tokens' ? { text: data.validation || data.test ? tokenizer.decode(Array.from(data.train)) : new TextDecoder().decode(bytes) } : { pairs: trainTexts!, completionOnly: data.completionOnly },
     });
     const dir = resolve(args.recipe);
     mkdirSync(dir, { recursive: true });

@@ -12,10 +12,7 @@ import type { BackendRequest } from '../api/protocol';
 import { Studio } from '../api/studio';
 import { ConfigError } from '../core/errors';
 import { generate, SAMPLE_DEFAULTS, type SampleOptions } from '../core/generate';
-import { mergedFolder } from '../core/io/export';
-import { readSafetensors } from '../core/io/safetensors';
-import { loadPeftAdapter } from '../core/peft/lora';
-import { loadPromptTuning } from '../core/peft/prompt';
+import { applyAdapterFolder, mergedFolder } from '../core/io/export';
 import { buildModel, inspectModel, loadWeights, type ModelSummary } from '../core/model/hf';
 import { loadTokenizer, stopTokenIds } from '../core/tokenizer/hf';
 import { DEMO_PRESETS } from '../core/presets';
@@ -297,13 +294,7 @@ async function loadModel(dir: string, adapterDir?: string, known?: ModelSummary)
   const model = buildModel(summary.spec, await loadWeights(files, summary));
   if (adapterDir) {
     try {
-      const adapter = folderFiles(adapterDir);
-      const config = JSON.parse(await adapter.text('adapter_config.json'));
-      const path = 'adapter_model.safetensors';
-      const bytes = await adapter.read(path, 0, await adapter.size(path));
-      const tensors = readSafetensors(bytes, path).tensors;
-      if (config.peft_type === 'PROMPT_TUNING') loadPromptTuning(model, config, tensors);
-      else loadPeftAdapter(model, config, tensors);
+      await applyAdapterFolder(model, folderFiles(adapterDir));
     } catch (e) {
       model.dispose();
       throw e;

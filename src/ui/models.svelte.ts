@@ -1,6 +1,6 @@
 import type { StudioClient } from '../api/client';
 import { message } from './errors';
-import type { DatasetFormatName, EvalInfo, FileEntry, FinetuneMethod, FinetuneResult, GenerateResult, ModelInfo, ModelProgress, SamplingOptions, StepReport } from '../api/protocol';
+import type { AdapterInfo, DatasetFormatName, EvalInfo, FileEntry, FinetuneMethod, FinetuneResult, GenerateResult, ModelInfo, ModelProgress, SamplingOptions, StepReport } from '../api/protocol';
 
 /** The methods offered, with QLoRA's two base precisions as two choices. */
 export type TuneChoice = FinetuneMethod | 'qlora4';
@@ -52,6 +52,11 @@ export class ModelsState {
   paused = $state(false);
   tuneResult = $state.raw<FinetuneResult | null>(null);
   downloads = $state.raw<{ name: string; url: string }[]>([]);
+  /** The last run's scale-out recipe (a zip), as a download. */
+  recipeDownload = $state.raw<{ name: string; url: string } | null>(null);
+  /** A PEFT adapter applied from files. */
+  adapter = $state.raw<AdapterInfo | null>(null);
+  exporting = $state(false);
 
   loaded = $derived(this.models.find((m) => m.id === this.loadedId) ?? null);
 
@@ -208,6 +213,9 @@ export class ModelsState {
       this.tuneResult = null;
       for (const d of this.downloads) URL.revokeObjectURL(d.url);
       this.downloads = [];
+      if (this.recipeDownload) URL.revokeObjectURL(this.recipeDownload.url);
+      this.recipeDownload = null;
+      this.adapter = null;
     };
     try {
       let forgetting: { name: string; text: string } | undefined;
@@ -249,6 +257,7 @@ export class ModelsState {
       const named = r.files.map((f) => ({ name: f.name, url: URL.createObjectURL(new Blob([f.bytes as BlobPart])) }));
       const zip = r.zip ? [{ name: `${slugOf(this.loaded?.name ?? 'model')}-${t.method === 'qlora4' ? 'qlora' : t.method}-adapter.zip`, url: URL.createObjectURL(new Blob([r.zip as BlobPart], { type: 'application/zip' })) }] : [];
       this.downloads = [...zip, ...named];
+      this.recipeDownload = { name: `${slugOf(this.loaded?.name ?? 'model')}-scale-out-recipe.zip`, url: URL.createObjectURL(new Blob([r.recipe as BlobPart], { type: 'application/zip' })) };
       this.announcement =
         (r.stoppedEarly ? `Early stopping after ${r.steps} steps` : r.cancelled ? `Stopped after ${r.steps} steps` : `Fine-tuning finished after ${r.steps} steps`) +
         (r.restoredBest && r.best ? `; the weights of step ${r.best.step} (the best validation loss) are kept.` : '.');
@@ -263,6 +272,38 @@ export class ModelsState {
   async stop(): Promise<void> {
     this.paused = false;
     await this.client.stopGenerating().catch(() => undefined);
+  }
+
+  /** The held model with its fine-tuning folded in, downloaded as a zipped Hugging Face folder. */
+  async downloadMerged(): Promise<void> {
+    if (!this.loadedId || this.tuning || this.exporting) return;
+    this.exporting = true;
+    this.error = null;
+    try {
+      const { name, bytes } = await this.client.exportMerged(this.loadedId);
+      const url = URL.createObjectURL(new Blob([bytes as BlobPart], { type: 'application/zip' }));
+      const a = document.createElement('a');
+      a.href = url;
+      a.download = name;
+      a.click();
+      setTimeout(() => URL.revokeObjectURL(url), 60_000);
+      this.announcement = `${name} is ready: a Hugging Face folder that transformers loads.`;
+    } catch (e) {
+      this.error = message(e);
+    } finally {
+      this.exporting = false;
+    }
+  }
+
+  /** Applies a PEFT adapter (its two files, or a zip of them) to the loaded model's base. */
+  async applyAdapter(files: FileEntry[]): Promise<void> {
+    if (!this.loadedId || this.tuning || this.generating) return;
+    if (!files.length) return;
+    await this.run(async () => {
+      const info = await this.client.applyAdapter(this.loadedId!, files);
+      this.adapter = info;
+      this.announcement = `Adapter ${info.name} (${info.peftType}) is applied; generation now uses it.`;
+    });
   }
 
   /** Pause holds the run after its current step; resume goes on from there, exactly. */

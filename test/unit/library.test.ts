@@ -229,3 +229,69 @@ test('a fine-tuning run pauses after its step, resumes exactly, and a stop while
   assert.equal(steps, 2);
   assert.equal(res.files.length, 2, 'what was learned is still given back');
 });
+
+test('adapters in: PEFT files, a folder or a zip (stored or deflated) apply to the base; the merged model goes out as a Hugging Face zip', async () => {
+  const { unzipFiles, zipFiles } = await import('../../src/core/io/zip');
+  const { spawnSync } = await import('node:child_process');
+  const { mkdtempSync, writeFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const studio = new Studio({ kv: memoryKV(), selectBackend: (r, onLost, exclude) => selectBackend(r, { onLost, exclude }) });
+  await studio.init('cpu');
+  const info = await studio.importModel(entries('tiny-gpt2'), () => undefined);
+  const ids = golden('tiny-gpt2-lora').ids;
+  const logitsNow = async () => Array.from((await studio.logits(info.id, { ids })).logits);
+  const maxErr = (got: number[]) => Math.max(...golden('tiny-gpt2-lora').logits.flat().map((v, i) => Math.abs(v - got[i])));
+  const base = await logitsNow();
+  assert.ok(maxErr(base) > 1e-2, 'without the adapter the reference logits are not reached');
+
+  // The reference adapter (PEFT's layout), as the two files.
+  const adapter = entries('tiny-gpt2-lora').filter((e) => /adapter_/.test(e.path));
+  const applied = await studio.applyAdapter(info.id, adapter);
+  assert.equal(applied.peftType, 'LORA');
+  assert.ok(applied.r! > 0 && applied.targetModules.length > 0);
+  assert.ok(maxErr(await logitsNow()) < 1e-4, 'the reference logits of base + adapter');
+
+  // The same as a zip of ours, and as a deflated zip that Python's zipfile writes (a folder inside).
+  const bytes = new Map(await Promise.all(adapter.map(async (e) => [e.path.split('/').pop()!, new Uint8Array(await e.file.arrayBuffer())] as [string, Uint8Array])));
+  await studio.applyAdapter(info.id, [{ path: 'mine.zip', file: new Blob([zipFiles(bytes)]) }]);
+  assert.ok(maxErr(await logitsNow()) < 1e-4, 'applied again from the base, not on top of the first');
+  const dir = mkdtempSync(join(tmpdir(), 'tabtune-adapter-zip-'));
+  for (const [n, b] of bytes) writeFileSync(join(dir, n), b);
+  const py = spawnSync('python3', ['-c', 'import sys, zipfile\nz = zipfile.ZipFile(sys.argv[1] + "/py.zip", "w", zipfile.ZIP_DEFLATED)\nfor n in ["adapter_config.json", "adapter_model.safetensors"]: z.write(sys.argv[1] + "/" + n, "my-adapter/" + n)\nz.close()', dir]);
+  if (!py.error && py.status === 0) {
+    const pyZip = new Uint8Array(readFileSync(join(dir, 'py.zip')));
+    assert.deepEqual([...(await unzipFiles(pyZip)).keys()], ['my-adapter/adapter_config.json', 'my-adapter/adapter_model.safetensors']);
+    const fromPy = await studio.applyAdapter(info.id, [{ path: 'py.zip', file: new Blob([pyZip]) }]);
+    assert.equal(fromPy.name, 'py');
+    assert.ok(maxErr(await logitsNow()) < 1e-4, 'a deflated zip with a folder inside');
+  }
+
+  // A broken adapter is named, and the base comes back whole.
+  const noWeights = adapter.filter((e) => e.path.endsWith('.json'));
+  await assert.rejects(studio.applyAdapter(info.id, noWeights), /has no adapter_model\.safetensors/);
+  assert.deepEqual(await logitsNow(), base);
+  await assert.rejects(studio.applyAdapter(info.id, [{ path: 'x.zip', file: new Blob(['not a zip']) }]), /x\.zip is not a zip archive this can read: no end-of-archive record/);
+
+  // Merged: a Hugging Face folder, zipped, whose weights give the adapter's logits without it.
+  await studio.applyAdapter(info.id, adapter);
+  const merged = await studio.exportMerged(info.id);
+  assert.match(merged.name, /-merged\.zip$/);
+  const folder = await unzipFiles(merged.bytes);
+  assert.deepEqual([...folder.keys()].sort(), ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']);
+  const other = await studio.importModel(
+    [...folder].map(([n, b]) => ({ path: `merged/${n}`, file: new Blob([b]) })),
+    () => undefined,
+  );
+  assert.ok(maxErr(Array.from((await studio.logits(other.id, { ids })).logits)) < 1e-4, 'the merged folder computes base + adapter');
+
+  // Full fine-tuning changes the weights in place: a second run still starts from the base.
+  await studio.loadModel(info.id, () => undefined);
+  assert.deepEqual(await logitsNow(), base, 'loading again after an adapter gives the base');
+  const text = 'the sea and the whale. the sea is the whale and the sea. '.repeat(30);
+  const req = { modelId: info.id, text, dataset: 'sea.txt', method: 'full' as const, train: { steps: 4, block_size: 16, learning_rate: 1e-2 } };
+  const first: number[] = [];
+  const second: number[] = [];
+  await studio.finetuneModel(req, (r) => first.push(r.loss));
+  await studio.finetuneModel(req, (r) => second.push(r.loss));
+  assert.deepEqual(second, first);
+});

@@ -6,7 +6,7 @@
  */
 import { DataError } from '../errors';
 import { tokenizeTexts, type LineExample } from './batch';
-import { renderRows, type FormatOptions } from './formats';
+import { renderRows, type FormatOptions, type TrainingText } from './formats';
 import type { Parsed, Rejected } from './parse';
 import { splitIndices, type SplitSpec } from './split';
 
@@ -36,7 +36,14 @@ export interface PrepareOptions extends FormatOptions {
   completionOnly?: boolean;
 }
 
-export function prepareDataset(parsed: Parsed, opts: PrepareOptions): { data: TrainingData; report: DatasetReport } {
+export interface Prepared {
+  data: TrainingData;
+  report: DatasetReport;
+  /** Rows: the training split's exact texts (prompt and completion), for the scale-out recipe. */
+  trainTexts: TrainingText[] | null;
+}
+
+export function prepareDataset(parsed: Parsed, opts: PrepareOptions): Prepared {
   const base = { file: parsed.file, kind: parsed.kind };
   if (parsed.kind === 'text' && !opts.format) {
     const text = parsed.rows.map((r) => String(r.fields.text)).join('\n');
@@ -53,6 +60,7 @@ export function prepareDataset(parsed: Parsed, opts: PrepareOptions): { data: Tr
     };
     return {
       data,
+      trainTexts: null,
       report: { ...base, format: 'text (token stream)', template: 'none', accepted: parsed.rows.length, rejected: parsed.rejected, truncated: [], tokens: all.length, split: { train: trainEnd, validation: nVal, test: nTest, seed: opts.split.seed } },
     };
   }
@@ -74,6 +82,7 @@ export function prepareDataset(parsed: Parsed, opts: PrepareOptions): { data: Tr
   const tokens = examples.reduce((a, e) => a + e.prompt.length + e.completion.length + 1, 0);
   return {
     data,
+    trainTexts: idx.train.map((i) => rendered.texts[i]),
     report: {
       ...base,
       format: rendered.format,

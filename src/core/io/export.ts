@@ -4,9 +4,10 @@
  */
 import type { CausalLM } from '../model/base';
 import type { ModelFiles } from '../model/hf';
-import { mergeLora, peftConfig, peftTensors, type LoraConfig } from '../peft/lora';
-import { promptTensors, promptTuningConfig } from '../peft/prompt';
-import { writeSafetensors } from './safetensors';
+import { ConfigError } from '../errors';
+import { loadPeftAdapter, mergeLora, peftConfig, peftTensors, type LoraConfig } from '../peft/lora';
+import { loadPromptTuning, promptTensors, promptTuningConfig } from '../peft/prompt';
+import { readSafetensors, writeSafetensors } from './safetensors';
 
 /** The small files of a model folder that a merged copy keeps as they are. */
 export const COPIED_FILES = [
@@ -43,4 +44,28 @@ export async function mergedFolder(model: CausalLM, base: ModelFiles): Promise<M
   for (const p of COPIED_FILES) if (await base.has(p)) out.set(p, encoder.encode(await base.text(p)));
   out.set('model.safetensors', writeSafetensors(await model.exportWeights(), { format: 'pt' }));
   return out;
+}
+
+/**
+ * Applies a PEFT adapter folder (adapter_config.json and adapter_model.safetensors, LoRA or
+ * prompt tuning, from tabtune or Python PEFT) to a base model; what is wrong is named by file.
+ */
+export async function applyAdapterFolder(model: CausalLM, adapter: ModelFiles): Promise<{ peftType: 'LORA' | 'PROMPT_TUNING'; config: Record<string, unknown> }> {
+  for (const p of ['adapter_config.json', 'adapter_model.safetensors']) {
+    if (!(await adapter.has(p))) throw new ConfigError(`${adapter.name} has no ${p}; a PEFT adapter is adapter_config.json plus adapter_model.safetensors`, { file: p });
+  }
+  let config: Record<string, unknown>;
+  try {
+    config = JSON.parse(await adapter.text('adapter_config.json'));
+  } catch (e) {
+    throw new ConfigError(`adapter_config.json is not valid JSON: ${(e as Error).message}`, { file: 'adapter_config.json' });
+  }
+  const path = 'adapter_model.safetensors';
+  const tensors = readSafetensors(await adapter.read(path, 0, await adapter.size(path)), path).tensors;
+  if (config.peft_type === 'PROMPT_TUNING') {
+    loadPromptTuning(model, config, tensors);
+    return { peftType: 'PROMPT_TUNING', config };
+  }
+  loadPeftAdapter(model, config, tensors);
+  return { peftType: 'LORA', config };
 }

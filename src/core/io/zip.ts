@@ -95,3 +95,53 @@ export function zipFiles(files: Iterable<[string, Uint8Array]>, mtime = new Date
   u16(0);
   return out;
 }
+
+/**
+ * The files of a zip archive (stored, or deflated as most zip tools write them; inflated with
+ * the platform's DecompressionStream). Folders inside are kept in the names.
+ */
+export async function unzipFiles(zip: Uint8Array, file = 'archive.zip'): Promise<Map<string, Uint8Array>> {
+  const v = new DataView(zip.buffer, zip.byteOffset, zip.byteLength);
+  const bad = (why: string) => new ConfigError(`${file} is not a zip archive this can read: ${why}`, { file });
+  // The end record sits in the last 22 bytes plus a comment of up to 64 KiB.
+  let end = -1;
+  for (let i = zip.length - 22; i >= Math.max(0, zip.length - 22 - 0xffff); i--) {
+    if (v.getUint32(i, true) === 0x06054b50) {
+      end = i;
+      break;
+    }
+  }
+  if (end < 0) throw bad('no end-of-archive record');
+  const count = v.getUint16(end + 10, true);
+  let at = v.getUint32(end + 16, true);
+  const out = new Map<string, Uint8Array>();
+  const dec = new TextDecoder();
+  for (let i = 0; i < count; i++) {
+    if (at + 46 > zip.length || v.getUint32(at, true) !== 0x02014b50) throw bad(`entry ${i + 1} of the central directory is damaged`);
+    const method = v.getUint16(at + 10, true);
+    const crc = v.getUint32(at + 16, true);
+    const packed = v.getUint32(at + 20, true);
+    const size = v.getUint32(at + 24, true);
+    const nameLen = v.getUint16(at + 28, true);
+    const local = v.getUint32(at + 42, true);
+    const name = dec.decode(zip.subarray(at + 46, at + 46 + nameLen));
+    at += 46 + nameLen + v.getUint16(at + 30, true) + v.getUint16(at + 32, true);
+    if (name.endsWith('/')) continue;
+    if (packed === 0xffffffff || size === 0xffffffff) throw bad(`${name} is in ZIP64 form (over 4 GiB)`);
+    if (v.getUint32(local, true) !== 0x04034b50) throw bad(`${name}'s header is damaged`);
+    const start = local + 30 + v.getUint16(local + 26, true) + v.getUint16(local + 28, true);
+    const raw = zip.subarray(start, start + packed);
+    let bytes: Uint8Array;
+    if (method === 0) bytes = raw;
+    else if (method === 8) bytes = await inflateRaw(raw);
+    else throw bad(`${name} uses compression method ${method}; only stored and deflated entries are read`);
+    if (bytes.length !== size || crc32(bytes) !== crc) throw bad(`${name} fails its CRC check (the archive is damaged)`);
+    out.set(name, bytes);
+  }
+  return out;
+}
+
+async function inflateRaw(data: Uint8Array): Promise<Uint8Array> {
+  const stream = new Blob([data as BlobPart]).stream().pipeThrough(new DecompressionStream('deflate-raw'));
+  return new Uint8Array(await new Response(stream).arrayBuffer());
+}
