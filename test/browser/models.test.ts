@@ -229,6 +229,23 @@ test('the page fine-tunes on a JSONL file: rejected rows named, validation curve
   const tensors = readSafetensors(zip.get('adapter_model.safetensors')!, 'adapter_model.safetensors').tensors;
   assert.ok(Object.keys(tensors).every((k) => /^base_model\.model\..*\.lora_[AB]\.weight$/.test(k)));
 
+  // The merged model, the scale-out recipe, and the downloaded adapter zip applied back onto the base.
+  const mergedDownload = page.waitForEvent('download');
+  await page.click('[data-testid=download-merged]');
+  const mergedFile = await mergedDownload;
+  assert.match(mergedFile.suggestedFilename(), /-merged\.zip$/);
+  assert.deepEqual([...readZip(new Uint8Array(readFileSync(await mergedFile.path()))).keys()].sort(), ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']);
+  const recipeDownload = page.waitForEvent('download');
+  await page.click('[data-testid=recipe-download]');
+  const recipe = readZip(new Uint8Array(readFileSync(await (await recipeDownload).path())));
+  assert.deepEqual([...recipe.keys()], ['train.jsonl', 'train_trl.py', 'axolotl.yaml', 'README.md']);
+  const records = new TextDecoder().decode(recipe.get('train.jsonl')).trim().split('\n').map((l) => JSON.parse(l));
+  assert.equal(records.length, 12, 'the training split only');
+  assert.match(records[0].prompt, /### Instruction:\nname the \w+\n\n### Response:\n$/);
+  await page.setInputFiles('[data-testid=adapter-files]', await file.path().then((p) => ({ name: 'tuned.zip', mimeType: 'application/zip', buffer: readFileSync(p) })));
+  await page.waitForSelector('[data-testid=adapter-applied]');
+  assert.match((await page.textContent('[data-testid=adapter-applied]')) ?? '', /Applied tuned: LoRA, r 8, on q_proj, v_proj/);
+
   // A file the page cannot use: the message names it and the columns, and the panel keeps working.
   await page.setInputFiles('[data-testid=tune-data]', { name: 'qa.csv', mimeType: 'text/csv', buffer: Buffer.from('question,answer\nx,y\n') });
   await page.waitForFunction(() => document.querySelector('[data-testid=tune-file]')?.textContent?.includes('qa.csv'));
