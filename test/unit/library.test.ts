@@ -253,7 +253,7 @@ test('adapters in: PEFT files, a folder or a zip (stored or deflated) apply to t
 
   // The same as a zip of ours, and as a deflated zip that Python's zipfile writes (a folder inside).
   const bytes = new Map(await Promise.all(adapter.map(async (e) => [e.path.split('/').pop()!, new Uint8Array(await e.file.arrayBuffer())] as [string, Uint8Array])));
-  await studio.applyAdapter(info.id, [{ path: 'mine.zip', file: new Blob([zipFiles(bytes)]) }]);
+  await studio.applyAdapter(info.id, [{ path: 'mine.zip', file: new Blob([zipFiles(bytes) as BlobPart]) }]);
   assert.ok(maxErr(await logitsNow()) < 1e-4, 'applied again from the base, not on top of the first');
   const dir = mkdtempSync(join(tmpdir(), 'tabtune-adapter-zip-'));
   for (const [n, b] of bytes) writeFileSync(join(dir, n), b);
@@ -279,7 +279,7 @@ test('adapters in: PEFT files, a folder or a zip (stored or deflated) apply to t
   const folder = await unzipFiles(merged.bytes);
   assert.deepEqual([...folder.keys()].sort(), ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']);
   const other = await studio.importModel(
-    [...folder].map(([n, b]) => ({ path: `merged/${n}`, file: new Blob([b]) })),
+    [...folder].map(([n, b]) => ({ path: `merged/${n}`, file: new Blob([b as BlobPart]) })),
     () => undefined,
   );
   assert.ok(maxErr(Array.from((await studio.logits(other.id, { ids })).logits)) < 1e-4, 'the merged folder computes base + adapter');

@@ -13,9 +13,11 @@ import { readSafetensors, writeSafetensors } from '../../src/core/io/safetensors
 import type { CausalLM } from '../../src/core/model/base';
 import { buildModel, inspectModel, loadWeights } from '../../src/core/model/hf';
 import {
-  attachLora, loadPeftAdapter, mergeLora, peftConfig, peftTensors, resolveLoraConfig, trainableParameters,
+  attachLora, loadPeftAdapter, mergeAdapters, mergeLora, unmergeAdapters, peftConfig, peftTensors, resolveLoraConfig, trainableParameters,
 } from '../../src/core/peft/lora';
 import { AdamW } from '../../src/core/train/adamw';
+import { Trainer } from '../../src/core/train/trainer';
+import { tinyConfigs } from '../support/fixtures';
 import { Rng } from '../../src/core/rng';
 import { tf, useBackend } from '../support/tf-node';
 
@@ -97,13 +99,29 @@ test('LoRA training changes only the adapter, memorises 8 examples, and leaks no
   model.dispose();
 });
 
-test('merged weights give the adapter\'s logits (Conv1D and Linear layouts)', async () => {
+test('merged weights give the adapter\'s logits (Conv1D and Linear layouts); unmerge gives the base back', async () => {
   for (const [name, arch] of [['tiny-gpt2', 'gpt2'], ['tiny-llama', 'llama']] as const) {
     const model = await load(name);
+    const base = await logitsOf(model, IDS);
+    const baseWeights = await model.exportWeights();
     attachLora(model, resolveLoraConfig(arch, { r: 4, target_modules: 'all-linear', use_rslora: arch === 'llama' }), 3);
     // Give B values, so the adapter does something.
     for (const a of model.adapters.values()) tf.tidy(() => a.B.assign(tf.randomNormal(a.B.shape, 0, 0.3, 'float32', 5)));
     const adapted = await logitsOf(model, IDS);
+    assert.ok(maxDiff(adapted, base) > 1e-2, 'the adapter changes the logits');
+    // merge_adapter / unmerge_adapter: folded in and taken out again, the adapter kept.
+    mergeAdapters(model);
+    mergeAdapters(model);
+    assert.ok(maxDiff(await logitsOf(model, IDS), adapted) < 1e-4, `${name}: merged (twice is once)`);
+    assert.throws(() => new Trainer(model, tinyConfigs().train), /unmerge them before training/);
+    unmergeAdapters(model);
+    assert.ok(maxDiff(await logitsOf(model, IDS), adapted) < 1e-4, `${name}: unmerged, the adapter works again`);
+    const back = await model.exportWeights();
+    for (const [k, w] of Object.entries(baseWeights)) {
+      let err = 0;
+      w.data.forEach((v, i) => (err = Math.max(err, Math.abs(v - back[k].data[i]))));
+      assert.ok(err < 1e-6, `${name}: ${k} is back to the base within ${err}`);
+    }
     mergeLora(model);
     assert.equal(model.adapters.size, 0);
     const merged = await logitsOf(model, IDS);

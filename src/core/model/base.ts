@@ -32,6 +32,8 @@ export interface AdapterLayer {
   B: tf.Variable;
   scaling: number;
   dropout: number;
+  /** Folded into the base weight (PEFT's merge_adapter): the forward pass then skips it. */
+  merged?: boolean;
 }
 
 /** A [rows, C] table kept as row blocks: the variables' names and the first row of each. */
@@ -110,7 +112,7 @@ export abstract class CausalLM {
   /** A linear layer's output plus its adapter's update, if it has one. x [N, in], out [N, out]. */
   protected adapt(path: string, x: tf.Tensor2D, out: tf.Tensor2D): tf.Tensor2D {
     const a = this.adapters.get(path);
-    if (!a) return out;
+    if (!a || a.merged) return out;
     const xin = this.training && a.dropout > 0 ? (tf.dropout(x, a.dropout, undefined, this.dropoutSeed * 1_000_003 + ++this.dropoutCalls) as tf.Tensor2D) : x;
     const update = tf.matMul(tf.matMul(xin, a.A, false, true), a.B, false, true); // [N, r] -> [N, out]
     return tf.add(out, tf.mul(update, a.scaling));

@@ -106,29 +106,51 @@ export function trainableParameters(model: CausalLM): { trainable: number; total
   return { trainable, total, percent: (100 * trainable) / total };
 }
 
-/**
- * Folds each adapter into its base weight (W += scaling * B A, transposed for Conv1D) and
- * removes the adapters: the model then computes what base + adapter computed.
- */
-export function mergeLora(model: CausalLM): void {
+/** Adds (sign 1) or subtracts (sign -1) each listed adapter's update to its base weight. */
+function foldAdapters(model: CausalLM, which: [string, AdapterLayer][], sign: 1 | -1): void {
   const modules = new Map(model.linearModules().map((m) => [m.path, m]));
   tf.tidy(() => {
-    for (const [path, a] of model.adapters) {
+    for (const [path, a] of which) {
       const name = `${path}.weight`;
-      const delta = tf.mul(tf.matMul(a.B, a.A), a.scaling); // [out, in]
+      const delta = tf.mul(tf.matMul(a.B, a.A), sign * a.scaling); // [out, in]
       const update = modules.get(path)!.conv1d ? tf.transpose(delta) : delta;
       const w = model.params.get(name);
       if (w) {
         w.assign(tf.add(w, update));
         continue;
       }
-      // A quantized base is merged into float32: the merged layer no longer fits 8 bits.
+      // A quantized base is merged into float32: the merged layer no longer fits its 8 or 4 bits.
       const q = model.quantized.get(name)!;
       model.params.set(name, tf.variable(tf.add(dequantize(q), update), false, model.variableName(name)));
       tf.dispose([q.packed, q.scales]);
       model.quantized.delete(name);
     }
   });
+}
+
+/**
+ * PEFT's merge_adapter: folds each adapter into its base weight (W += scaling * B A, transposed
+ * for Conv1D) and keeps it, marked merged, so that unmergeLora can take it out again. The model
+ * computes what base + adapter computed, without the adapter's extra matmuls.
+ */
+export function mergeAdapters(model: CausalLM): void {
+  const todo = [...model.adapters].filter(([, a]) => !a.merged);
+  foldAdapters(model, todo, 1);
+  for (const [, a] of todo) a.merged = true;
+}
+
+/** PEFT's unmerge_adapter: subtracts merged adapters from their base weights; the adapters work again. */
+export function unmergeAdapters(model: CausalLM): void {
+  const todo = [...model.adapters].filter(([, a]) => a.merged);
+  foldAdapters(model, todo, -1);
+  for (const [, a] of todo) a.merged = false;
+}
+
+/**
+ * PEFT's merge_and_unload: folds each adapter into its base weight and removes the adapters.
+ */
+export function mergeLora(model: CausalLM): void {
+  mergeAdapters(model);
   for (const a of model.adapters.values()) tf.dispose([a.A, a.B]);
   model.adapters.clear();
 }

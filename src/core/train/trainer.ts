@@ -3,7 +3,7 @@ import type { TrainConfig } from '../config';
 import { sampleBatch, type Batch } from '../data/batch';
 import { TrainingError } from '../errors';
 import { checkShape, readNamed, type CausalLM, type NamedWeights } from '../model/base';
-import { CheckpointError } from '../errors';
+import { CheckpointError, ConfigError } from '../errors';
 import { Rng } from '../rng';
 import { AdamW, type AdamWState } from './adamw';
 import { SGD } from './sgd';
@@ -42,6 +42,9 @@ export class Trainer {
   private readonly trainable: Map<string, tf.Variable>;
 
   constructor(readonly model: CausalLM, readonly cfg: TrainConfig) {
+    if ([...model.adapters.values()].some((a) => a.merged)) {
+      throw new ConfigError('the adapters are merged into the base weights; unmerge them before training', { field: 'lora' });
+    }
     // Only what the model says is trainable (the adapters, when it has any) gets gradients and moments.
     this.trainable = model.trainableParams();
     this.opt = cfg.optimizer === 'sgd' ? new SGD(this.trainable, cfg) : new AdamW(this.trainable, cfg);
