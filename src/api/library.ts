@@ -20,8 +20,8 @@ import {
 import type { AdapterInfo, EvalInfo, FinetuneRequest, FinetuneResult, GenerateRequest, GenerateResult, GeneratedPiece, ModelInfo, ModelProgress, StepReport } from './protocol';
 import { resolveTrainConfig, type TrainConfig } from '../core/config';
 import { checkTokens } from '../core/data/batch';
-import { prepareDataset } from '../core/data/dataset';
-import { kindOf, parseBytes } from '../core/data/parse';
+import { buildDataset, decodedPairs, splitDataset } from '../core/data/dataset';
+import { kindOf } from '../core/data/parse';
 import { adapterFolder, applyAdapterFolder, mergedFolder, promptFolder } from '../core/io/export';
 import { scaleOutRecipe, type RecipeInput } from '../core/io/recipe';
 import { zipFiles } from '../core/io/zip';
@@ -201,17 +201,15 @@ export class ModelLibrary {
       { n_positions: m.model.contextLength },
     );
     const bytes = req.bytes ?? new TextEncoder().encode(req.text ?? '');
-    const parsed = parseBytes(req.dataset, bytes, req.bytes ? kindOf(req.dataset) : 'text');
-    const { data, report, trainTexts } = prepareDataset(parsed, {
+    const built = buildDataset(req.dataset, bytes, req.bytes ? kindOf(req.dataset) : 'text', {
       format: req.format,
       mapping: req.mapping,
       template: req.template,
       renderChat: tokenizer.chatTemplate ? (msgs, g) => tokenizer.applyChatTemplate(msgs, { addGenerationPrompt: g }) : null,
       encode: (t, special) => tokenizer.encode(t, { addSpecialTokens: special }),
       blockSize: train.block_size,
-      split: { validation: req.validation ?? (req.evalEvery ? 0.1 : 0), test: req.test ?? 0, seed: train.seed },
-      completionOnly: req.completionOnly,
     });
+    const { data, report, trainTexts } = splitDataset(built, { validation: req.validation ?? (req.evalEvery ? 0.1 : 0), test: req.test ?? 0, seed: train.seed }, req.completionOnly);
     if (data.kind === 'tokens') checkTokens(data.train, train.block_size, req.dataset);
     const evalEvery = req.evalEvery ?? 0;
     if (evalEvery > 0) checkHeldOut(data, 'validation', train.block_size);
@@ -263,14 +261,14 @@ export class ModelLibrary {
       lora,
       virtualTokens: req.numVirtualTokens ?? 8,
       train,
-      data: data.kind === 'tokens' ? { text: tokenizer.decode(Array.from(data.train)) } : { pairs: trainTexts!, completionOnly: data.completionOnly },
+      data: data.kind === 'tokens' ? { text: tokenizer.decode(Array.from(data.train)) } : { pairs: trainTexts ?? decodedPairs(data.train, (ids) => tokenizer.decode(ids, { skipSpecialTokens: true })), completionOnly: data.completionOnly },
     });
     const enc = new TextEncoder();
     return {
       steps: outcome.steps,
       trainable: attached.trainable,
       total: attached.total,
-      dataset: { ...report, rejected: report.rejected.slice(0, 200), rejectedCount: report.rejected.length, truncated: report.truncated.length },
+      dataset: { ...report, rejected: report.rejected.slice(0, 200) },
       files,
       zip: files.length ? zipFiles(folder, new Date()) : null,
       recipe: zipFiles([...recipe].map(([name, body]) => [name, enc.encode(body)] as [string, Uint8Array]), new Date()),

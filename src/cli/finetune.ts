@@ -6,9 +6,9 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { resolveTrainConfig, type TrainConfig } from '../core/config';
 import { checkTokens } from '../core/data/batch';
-import { prepareDataset } from '../core/data/dataset';
+import { buildDataset, decodedPairs, splitDataset } from '../core/data/dataset';
 import { type ChatMessage, type ColumnMapping, type DatasetFormat, type Template } from '../core/data/formats';
-import { kindOf, parseBytes, type FileKind } from '../core/data/parse';
+import { kindOf, type FileKind } from '../core/data/parse';
 import { ConfigError } from '../core/errors';
 import { adapterFolder, mergedFolder, promptFolder } from '../core/io/export';
 import { scaleOutRecipe, type RecipeInput } from '../core/io/recipe';
@@ -78,19 +78,17 @@ export async function finetune(args: FinetuneArgs, write: (line: string) => void
     },
     { n_positions: summary.contextLength },
   );
-  const parsed = parseBytes(dataName, bytes, typeof args['data-kind'] === 'string' ? (args['data-kind'] as FileKind) : kindOf(dataName));
   const encode = (t: string, special = false) => tokenizer.encode(t, { addSpecialTokens: special });
-  const { data, report, trainTexts } = prepareDataset(parsed, {
-    ...recipeFormat(args, tokenizer),
+  const built = buildDataset(dataName, bytes, typeof args['data-kind'] === 'string' ? (args['data-kind'] as FileKind) : kindOf(dataName), {
+    ...dataFormat(args, tokenizer),
     encode,
     blockSize: train.block_size,
-    split: { validation: valFraction, test: testFraction, seed: train.seed },
-    completionOnly: args['train-on-prompt'] !== true,
   });
+  const { data, report, trainTexts } = splitDataset(built, { validation: valFraction, test: testFraction, seed: train.seed }, args['train-on-prompt'] !== true);
   write(
     args.json
-      ? JSON.stringify({ dataset: { ...report, rejected: report.rejected.slice(0, 100), rejectedCount: report.rejected.length, truncated: report.truncated.length } })
-      : `${dataName}: ${report.format}, ${report.accepted} rows kept, ${report.rejected.length} rejected, ${report.truncated.length} truncated; ${report.tokens.toLocaleString('en')} tokens; split ${report.split.train}/${report.split.validation}/${report.split.test}` +
+      ? JSON.stringify({ dataset: { ...report, rejected: report.rejected.slice(0, 100) } })
+      : `${dataName}: ${report.format}, ${report.accepted} rows kept, ${report.rejectedCount} rejected, ${report.truncated} truncated; ${report.tokens.toLocaleString('en')} tokens; split ${report.split.train}/${report.split.validation}/${report.split.test}` +
           report.rejected.slice(0, 10).map((r) => `\n  line ${r.line}: ${r.reason}`).join(''),
   );
   if (data.kind === 'tokens') checkTokens(data.train, train.block_size, dataName);
@@ -126,7 +124,7 @@ export async function finetune(args: FinetuneArgs, write: (line: string) => void
       virtualTokens,
       train,
       // The training split only: what this run trains on.
-      data: data.kind === 'tokens' ? { text: data.validation || data.test ? tokenizer.decode(Array.from(data.train)) : new TextDecoder().decode(bytes) } : { pairs: trainTexts!, completionOnly: data.completionOnly },
+      data: data.kind === 'tokens' ? { text: data.validation || data.test ? tokenizer.decode(Array.from(data.train)) : new TextDecoder().decode(bytes) } : { pairs: trainTexts ?? decodedPairs(data.train, (ids) => tokenizer.decode(ids, { skipSpecialTokens: true })), completionOnly: data.completionOnly },
     });
     const dir = resolve(args.recipe);
     mkdirSync(dir, { recursive: true });
@@ -212,7 +210,8 @@ function parseMapping(raw: unknown): ColumnMapping | undefined {
   return out;
 }
 
-function recipeFormat(args: FinetuneArgs, tokenizer: HFTokenizer) {
+/** The format, mapping and template flags, with the model's chat template. */
+export function dataFormat(args: FinetuneArgs, tokenizer: HFTokenizer) {
   return {
     format: typeof args.format === 'string' ? (args.format as DatasetFormat) : undefined,
     mapping: parseMapping(args.map),

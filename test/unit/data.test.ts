@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { exampleBatch, tokenizeTexts } from '../../src/core/data/batch';
-import { prepareDataset } from '../../src/core/data/dataset';
+import { exampleBatch } from '../../src/core/data/batch';
+import { buildDataset, DatasetBuilder, splitDataset } from '../../src/core/data/dataset';
 import { alpacaPrompt, chatml, detectFormat, renderRows } from '../../src/core/data/formats';
-import { LineSplitter, parseBytes, RowParser, type Parsed } from '../../src/core/data/parse';
+import { LineSplitter, parseBytes, RowParser } from '../../src/core/data/parse';
 import { splitIndices } from '../../src/core/data/split';
 import { DataError } from '../../src/core/errors';
 import { Rng } from '../../src/core/rng';
@@ -177,7 +177,7 @@ test('splits are seeded, disjoint and complete, and stratified by label', () => 
   assert.throws(() => splitIndices(10, { validation: 0.6, test: 0.5, seed: 1 }), /leave nothing to train on/);
 });
 
-test('tokenized examples: the completion is what follows the prompt in the whole text; truncations are listed', () => {
+test('built examples: the completion is what follows the prompt in the whole text; truncations, histogram and preview', () => {
   // A toy tokenizer whose merges cross the boundary: "ab" is one token.
   const encode = (s: string) => {
     const out: number[] = [];
@@ -189,32 +189,59 @@ test('tokenized examples: the completion is what follows the prompt in the whole
     }
     return out;
   };
-  const { examples, truncated } = tokenizeTexts(
-    [
-      { line: 1, prompt: 'x ', completion: 'yz' },
-      { line: 2, prompt: 'xa', completion: 'bc' },
-      { line: 3, prompt: 'long prompt', completion: 'y' },
-    ],
-    encode,
-    8,
-    false,
-  );
-  assert.deepEqual(examples[0], { line: 1, prompt: [120, 32], completion: [121, 122] });
-  assert.deepEqual(examples[1], { line: 2, prompt: [120, 97], completion: [98, 99] }, 'a merge across the boundary: parts tokenized on their own');
-  assert.deepEqual(truncated, [3]);
-  const b = exampleBatch(examples.slice(0, 1), 8, 0, true);
+  const rows = [
+    { prompt: 'x ', completion: 'yz' },
+    { prompt: 'xa', completion: 'bc' },
+    { prompt: 'long prompt', completion: 'y' },
+  ];
+  const built = buildDataset('r.jsonl', enc(rows.map((r) => JSON.stringify(r)).join('\n')), 'jsonl', { encode, blockSize: 8, previewRows: 2 });
+  const ex = built.examples!;
+  assert.deepEqual([ex[0].line, Array.from(ex[0].prompt), Array.from(ex[0].completion)], [1, [120, 32], [121, 122]]);
+  assert.deepEqual([Array.from(ex[1].prompt), Array.from(ex[1].completion)], [[120, 97], [98, 99]], 'a merge across the boundary: parts tokenized on their own');
+  assert.deepEqual([built.truncated, built.truncatedCount], [[3], 1]);
+  assert.equal(built.tokenCount, 5 + 5 + 13);
+  // Bins of width 1 up to the block of 8, and one for "longer than the block".
+  assert.deepEqual(built.histogram.edges.slice(0, 3), [0, 1, 2]);
+  assert.equal(built.histogram.counts[5], 2);
+  assert.equal(built.histogram.counts.at(-1), 1);
+  assert.deepEqual(built.preview.map((p) => [p.line, p.prompt, p.completion, p.promptTokens, p.completionTokens]), [[1, 'x ', 'yz', 2, 2], [2, 'xa', 'bc', 2, 2]]);
+  assert.deepEqual(built.texts!.map((t) => t.line), [1, 2, 3]);
+  const b = exampleBatch(ex.slice(0, 1), 8, 0, true);
   assert.deepEqual(Array.from(b.weights!).slice(0, 4), [0, 1, 1, 1]);
 });
 
-test('prepareDataset: text is a token stream with its end held out; rows are split examples with a report', () => {
+test('the builder fed in chunks of any size builds what it builds at once; a file past the text budget keeps ids only', () => {
   const encode = (s: string) => Array.from(enc(s));
-  const text = prepareDataset(parse('t.txt', 'hello world '.repeat(50)), { encode, blockSize: 16, split: { validation: 0.1, test: 0, seed: 1 } });
+  const lines = Array.from({ length: 300 }, (_, i) => (i % 37 === 5 ? '{"broken' : JSON.stringify({ instruction: `task ${i} \u00e9`, output: `answer ${i}` })));
+  const bytes = enc(lines.join('\r\n'));
+  const whole = buildDataset('a.jsonl', bytes, 'jsonl', { encode, blockSize: 64 });
+  const rng = new Rng(3);
+  const b = new DatasetBuilder('a.jsonl', 'jsonl', { encode, blockSize: 64 });
+  for (let at = 0; at < bytes.length; ) {
+    const n = 1 + rng.int(200);
+    b.push(bytes.subarray(at, at + n));
+    at += n;
+  }
+  const chunked = b.end();
+  const plain = (d: typeof whole) => ({ ...d, examples: d.examples!.map((e) => [e.line, Array.from(e.prompt), Array.from(e.completion)]) });
+  assert.deepEqual(plain(chunked), plain(whole));
+  assert.equal(whole.examples!.length, 300 - 8);
+  assert.equal(whole.rejectedCount, 8);
+  assert.equal(whole.format, 'alpaca');
+  const small = buildDataset('a.jsonl', bytes, 'jsonl', { encode, blockSize: 64, keepTextChars: 1000, maxRejected: 2 });
+  assert.equal(small.texts, null, 'past the budget the texts are let go');
+  assert.deepEqual([small.rejected.length, small.rejectedCount], [2, 8], 'every rejection counted, the first ones listed');
+  assert.throws(() => buildDataset('e.jsonl', new Uint8Array(), 'jsonl', { encode, blockSize: 64 }), /e\.jsonl is empty/);
+});
+
+test('splitDataset: text is a token stream with its end held out; rows are split examples with a report', () => {
+  const encode = (s: string) => Array.from(enc(s));
+  const text = splitDataset(buildDataset('t.txt', enc('hello world '.repeat(50)), 'text', { encode, blockSize: 16 }), { validation: 0.1, test: 0, seed: 1 });
   assert.equal(text.data.kind, 'tokens');
-  if (text.data.kind === 'tokens') assert.equal(text.data.train.length + text.data.validation!.length, 600);
+  if (text.data.kind === 'tokens') assert.deepEqual([text.data.train.length, text.data.validation!.length], [540, 60]);
   const rows = Array.from({ length: 40 }, (_, i) => JSON.stringify({ prompt: `q${i} `, completion: `a${i}` }));
   rows[5] = 'oops';
-  const p: Parsed = parse('r.jsonl', rows.join('\n'));
-  const { data, report } = prepareDataset(p, { encode, blockSize: 16, split: { validation: 0.25, test: 0, seed: 2 } });
+  const { data, report, trainTexts } = splitDataset(buildDataset('r.jsonl', enc(rows.join('\n')), 'jsonl', { encode, blockSize: 16 }), { validation: 0.25, test: 0, seed: 2 });
   assert.equal(report.format, 'prompt_completion');
   assert.equal(report.accepted, 39);
   assert.deepEqual(report.rejected.map((r) => r.line), [6]);
@@ -223,6 +250,10 @@ test('prepareDataset: text is a token stream with its end held out; rows are spl
     assert.equal(data.train.length + data.validation!.length, 39);
     assert.equal(data.validation!.length, 10);
     assert.equal(data.completionOnly, true);
+    assert.deepEqual(trainTexts!.map((t) => t.line), data.train.map((e) => e.line), 'the recipe gets the training split');
   }
-  assert.throws(() => prepareDataset(parse('bad.jsonl', 'oops\n{"prompt": "a", "completion": ""}\n'), { encode, blockSize: 16, split: { validation: 0, test: 0, seed: 1 } }), /no row can be used \(2 rejected; line 1: invalid JSON/);
+  const labels = Array.from({ length: 20 }, (_, i) => JSON.stringify({ text: `t${i}`, label: i < 4 ? 'rare' : 'common' }));
+  const cls = splitDataset(buildDataset('c.jsonl', enc(labels.join('\n')), 'jsonl', { encode, blockSize: 16 }), { validation: 0.5, test: 0, seed: 2 });
+  if (cls.data.kind === 'examples') assert.equal(cls.data.validation!.filter((e) => e.line <= 4).length, 2, 'stratified by label');
+  assert.throws(() => buildDataset('bad.jsonl', enc('oops\n{"prompt": "a", "completion": ""}\n'), 'jsonl', { encode, blockSize: 16 }), /no row can be used \(2 rejected; line 1: invalid JSON/);
 });

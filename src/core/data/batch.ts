@@ -10,9 +10,12 @@ export interface Batch {
   blockSize: number;
 }
 
+/** Token ids: an array, or a view into a larger block of them. */
+export type Ids = number[] | Int32Array;
+
 export interface Example {
-  prompt: number[];
-  completion: number[];
+  prompt: Ids;
+  completion: Ids;
 }
 
 /**
@@ -71,33 +74,6 @@ export function sampleBatch(tokens: Int32Array, batchSize: number, blockSize: nu
 /** An example with the line of the file it came from (for reports). */
 export interface LineExample extends Example {
   line: number;
-}
-
-/**
- * Token ids of prompt/completion texts. The completion's ids are what follows the prompt's ids
- * in the tokenization of the whole text, so the model learns exactly the tokens it will see;
- * where a merge crosses the boundary, the two parts are tokenized on their own instead.
- * Lines of examples longer than the block (which exampleBatch cuts) are listed. `special` adds
- * the tokenizer's special tokens (off when a chat template writes them itself).
- */
-export function tokenizeTexts(
-  texts: { line: number; prompt: string; completion: string }[],
-  encode: (text: string, special: boolean) => number[],
-  blockSize: number,
-  special: boolean,
-): { examples: LineExample[]; truncated: number[] } {
-  const examples: LineExample[] = [];
-  const truncated: number[] = [];
-  for (const t of texts) {
-    // With `special`, the tokenizer adds what it adds to any text (Llama's BOS) at the start.
-    const prompt = encode(t.prompt, special);
-    const full = encode(t.prompt + t.completion, special);
-    const clean = prompt.every((id, i) => full[i] === id);
-    const completion = clean ? full.slice(prompt.length) : encode(t.completion, false);
-    if (prompt.length + completion.length + 1 > blockSize + 1) truncated.push(t.line);
-    examples.push({ line: t.line, prompt, completion });
-  }
-  return { examples, truncated };
 }
 
 /**

@@ -1,97 +1,308 @@
 /**
- * A data file made ready for training: rows read, the format applied, the text tokenized, split
- * into train / validation / test, with a report of what was kept, rejected (line and reason)
- * and truncated. Plain text stays a token stream (windows of it are trained on, and the last
- * part is held out); every other format becomes prompt/completion examples.
+ * A data file made ready for training, read as its bytes arrive: rows parsed, the format
+ * applied, each row tokenized at once and kept as token ids (not strings), so a large file never
+ * needs its text in memory twice. Plain text stays a token stream (windows of it are trained on,
+ * and its end is held out); every other format becomes prompt/completion examples. What was kept,
+ * rejected (line and reason), cut to the context, a token-length histogram and a preview of the
+ * exact training text come with it. Splitting into train / validation / test is a second step.
  */
 import { DataError } from '../errors';
-import { tokenizeTexts, type LineExample } from './batch';
-import { renderRows, type FormatOptions, type TrainingText } from './formats';
-import type { Parsed, Rejected } from './parse';
+import type { Example, LineExample } from './batch';
+import { DUPLICATE, rowRenderer, RowProblem, type FormatOptions, type RowRenderer, type TrainingText } from './formats';
+import { RowParser, type FileKind, type Rejected, type Row } from './parse';
 import { splitIndices, type SplitSpec } from './split';
 
 export type TrainingData =
   | { kind: 'tokens'; train: Int32Array; validation: Int32Array | null; test: Int32Array | null }
   | { kind: 'examples'; train: LineExample[]; validation: LineExample[] | null; test: LineExample[] | null; completionOnly: boolean };
 
+export interface PreviewRow extends TrainingText {
+  fields: Record<string, unknown>;
+  promptTokens: number;
+  completionTokens: number;
+}
+
+/** Token lengths (prompt + completion + EOS) in bins of equal width up to the block; the last bin is "longer than the block". */
+export interface Histogram {
+  edges: number[];
+  counts: number[];
+}
+
+export interface BuildOptions extends FormatOptions {
+  /** Token ids; `special` adds the tokenizer's special tokens (Llama's BOS). */
+  encode: (text: string, special: boolean) => number[];
+  blockSize: number;
+  /** Rows shown before training, with their training text. */
+  previewRows?: number;
+  /** Training texts are kept (for the scale-out recipe) while their characters stay under this. */
+  keepTextChars?: number;
+  /** Rejections listed (all are counted). */
+  maxRejected?: number;
+}
+
+export interface BuiltDataset {
+  file: string;
+  kind: FileKind;
+  format: string;
+  template: string;
+  /** Rows: one example per usable row, in file order. */
+  examples: LineExample[] | null;
+  /** Text: the whole token stream. */
+  tokens: Int32Array | null;
+  /** Rows' training texts, while under the keepTextChars budget (else null). */
+  texts: TrainingText[] | null;
+  /** Classification: each example's label, for a stratified split. */
+  labels: string[] | null;
+  rejected: Rejected[];
+  rejectedCount: number;
+  /** Lines of examples longer than the block (their prompts are cut from the left), the first 1,000. */
+  truncated: number[];
+  truncatedCount: number;
+  tokenCount: number;
+  histogram: Histogram;
+  preview: PreviewRow[];
+  bytes: number;
+  lines: number;
+}
+
+/** Token ids kept in large shared blocks: an example is two views, not two arrays of numbers. */
+class IdPool {
+  private block = new Int32Array(1 << 16);
+  private used = 0;
+
+  add(ids: number[]): Int32Array {
+    if (this.used + ids.length > this.block.length) {
+      this.block = new Int32Array(Math.max(1 << 20, ids.length));
+      this.used = 0;
+    }
+    const view = this.block.subarray(this.used, this.used + ids.length);
+    view.set(ids);
+    this.used += ids.length;
+    return view;
+  }
+}
+
+/** A 52-bit hash of a string (two FNV-1a lanes), for finding duplicates without keeping the text. */
+function hash52(s: string): number {
+  let a = 0x811c9dc5;
+  let b = 0x01000193 ^ s.length;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    a = Math.imul(a ^ c, 0x01000193);
+    b = Math.imul(b ^ c, 0x5bd1e995);
+  }
+  return (a >>> 0) * 0x100000 + ((b >>> 0) & 0xfffff);
+}
+
+const DETECT_ROWS = 64;
+
+export class DatasetBuilder {
+  private readonly parser: RowParser;
+  private renderer: RowRenderer | null = null;
+  private pending: Row[] = [];
+  private readonly examples: LineExample[] = [];
+  private readonly texts: TrainingText[] = [];
+  private textChars = 0;
+  private keepTexts = true;
+  private readonly labels: string[] = [];
+  private readonly rejected: Rejected[] = [];
+  private rejectedCount = 0;
+  private readonly truncated: number[] = [];
+  private truncatedCount = 0;
+  private tokenCount = 0;
+  private readonly counts: number[];
+  private readonly binWidth: number;
+  private readonly preview: PreviewRow[] = [];
+  private readonly seen = new Set<number>();
+  private readonly pool = new IdPool();
+  private textRow: Row | null = null;
+  private bytes = 0;
+
+  constructor(readonly file: string, readonly kind: FileKind, private readonly opts: BuildOptions) {
+    this.parser = new RowParser(file, kind, { row: (r) => this.row(r), reject: (r) => this.reject(r) });
+    this.binWidth = Math.max(1, Math.ceil((opts.blockSize + 1) / 16));
+    this.counts = new Array(Math.ceil((opts.blockSize + 1) / this.binWidth) + 1).fill(0);
+  }
+
+  push(chunk: Uint8Array): void {
+    this.bytes += chunk.length;
+    this.parser.push(chunk);
+  }
+
+  end(): BuiltDataset {
+    const parsed = this.parser.end();
+    const text = this.kind === 'text';
+    if (!text && !this.renderer) this.startRendering(); // fewer rows than DETECT_ROWS
+    const base = { file: this.file, kind: this.kind, bytes: this.bytes, lines: parsed.lines, rejected: this.rejected, rejectedCount: this.rejectedCount };
+    if (text) {
+      const t = this.textRow ? String(this.textRow.fields.text) : '';
+      const tokens = Int32Array.from(this.opts.encode(t, false));
+      return {
+        ...base, format: 'text (token stream)', template: 'none', examples: null, tokens, texts: null, labels: null,
+        truncated: [], truncatedCount: 0, tokenCount: tokens.length, histogram: { edges: [], counts: [] },
+        preview: t ? [{ line: 1, fields: {}, prompt: '', completion: t.slice(0, 2000), promptTokens: 0, completionTokens: tokens.length }] : [],
+      };
+    }
+    if (!this.examples.length) {
+      const first = this.rejected[0];
+      throw new DataError(
+        `${this.file}: no row can be used` + (first ? ` (${this.rejectedCount} rejected; line ${first.line}: ${first.reason})` : ''),
+        { file: this.file, line: first?.line },
+      );
+    }
+    this.rejected.sort((a, b) => a.line - b.line);
+    return {
+      ...base,
+      format: this.renderer!.format,
+      template: this.renderer!.template,
+      examples: this.examples,
+      tokens: null,
+      texts: this.keepTexts ? this.texts : null,
+      labels: this.renderer!.format === 'classification' ? this.labels : null,
+      truncated: this.truncated,
+      truncatedCount: this.truncatedCount,
+      tokenCount: this.tokenCount,
+      histogram: { edges: this.counts.map((_, i) => i * this.binWidth), counts: this.counts },
+      preview: this.preview,
+    };
+  }
+
+  private reject(r: Rejected): void {
+    this.rejectedCount++;
+    if (this.rejected.length < (this.opts.maxRejected ?? 1000)) this.rejected.push(r);
+  }
+
+  private row(r: Row): void {
+    if (this.kind === 'text') {
+      this.textRow = r;
+      return;
+    }
+    if (this.renderer) return this.use(r);
+    this.pending.push(r);
+    if (this.pending.length >= DETECT_ROWS) this.startRendering();
+  }
+
+  /** The format is told from the columns of the first rows; they are then used in order. */
+  private startRendering(): void {
+    this.renderer = rowRenderer(this.file, this.parser.columnsSoFar, this.opts, this.pending.length > 0);
+    const rows = this.pending;
+    this.pending = [];
+    for (const r of rows) this.use(r);
+  }
+
+  private use(row: Row): void {
+    let t: TrainingText;
+    try {
+      t = this.renderer!.render(row);
+    } catch (e) {
+      if (!(e instanceof RowProblem)) throw e;
+      return this.reject({ line: row.line, reason: e.message });
+    }
+    const key = hash52(`${t.prompt}\u0000${t.completion}`);
+    if (this.seen.has(key)) return this.reject({ line: row.line, reason: DUPLICATE });
+    this.seen.add(key);
+    // With `special`, the tokenizer adds what it adds to any text (Llama's BOS) at the start; a
+    // chat template writes its own. The completion's ids are what follows the prompt's in the
+    // whole text, so the model learns the tokens it will see; where a merge crosses the boundary,
+    // the parts are tokenized on their own.
+    const special = this.renderer!.template !== 'model';
+    const promptIds = this.opts.encode(t.prompt, special);
+    const full = this.opts.encode(t.prompt + t.completion, special);
+    const clean = promptIds.every((id, i) => full[i] === id);
+    const completionIds = clean ? full.slice(promptIds.length) : this.opts.encode(t.completion, false);
+    const length = promptIds.length + completionIds.length + 1;
+    if (length > this.opts.blockSize + 1) {
+      this.truncatedCount++;
+      if (this.truncated.length < 1000) this.truncated.push(row.line);
+    }
+    this.counts[Math.min(this.counts.length - 1, Math.floor(length / this.binWidth))]++;
+    this.tokenCount += length;
+    this.examples.push({ line: row.line, prompt: this.pool.add(promptIds), completion: this.pool.add(completionIds) });
+    if (this.renderer!.format === 'classification') this.labels.push(t.completion);
+    if (this.preview.length < (this.opts.previewRows ?? 20)) {
+      this.preview.push({ ...t, fields: row.fields, promptTokens: promptIds.length, completionTokens: completionIds.length });
+    }
+    if (this.keepTexts) {
+      this.textChars += t.prompt.length + t.completion.length;
+      if (this.textChars > (this.opts.keepTextChars ?? 16_000_000)) {
+        this.keepTexts = false;
+        this.texts.length = 0;
+      } else this.texts.push(t);
+    }
+  }
+}
+
+/** A whole file's bytes through the builder (the streaming path pushes chunks itself). */
+export function buildDataset(file: string, bytes: Uint8Array, kind: FileKind, opts: BuildOptions): BuiltDataset {
+  const b = new DatasetBuilder(file, kind, opts);
+  const CHUNK = 1 << 20;
+  for (let at = 0; at < bytes.length; at += CHUNK) b.push(bytes.subarray(at, at + CHUNK));
+  if (!bytes.length) b.push(bytes);
+  return b.end();
+}
+
 export interface DatasetReport {
   file: string;
-  kind: Parsed['kind'];
+  kind: FileKind;
   format: string;
   template: string;
   accepted: number;
   rejected: Rejected[];
-  /** Lines of examples longer than the block (their prompt is cut from the left). */
-  truncated: number[];
+  rejectedCount: number;
+  truncated: number;
   tokens: number;
+  histogram: Histogram;
   split: { train: number; validation: number; test: number; seed: number };
-}
-
-export interface PrepareOptions extends FormatOptions {
-  /** Token ids; `special` adds the tokenizer's special tokens (Llama's BOS). */
-  encode: (text: string, special: boolean) => number[];
-  blockSize: number;
-  split: SplitSpec;
-  /** Loss on the completions only (prompts masked); default true. */
-  completionOnly?: boolean;
 }
 
 export interface Prepared {
   data: TrainingData;
   report: DatasetReport;
-  /** Rows: the training split's exact texts (prompt and completion), for the scale-out recipe. */
+  /** Rows: the training split's exact texts, for the scale-out recipe (null past the kept budget). */
   trainTexts: TrainingText[] | null;
 }
 
-export function prepareDataset(parsed: Parsed, opts: PrepareOptions): Prepared {
-  const base = { file: parsed.file, kind: parsed.kind };
-  if (parsed.kind === 'text' && !opts.format) {
-    const text = parsed.rows.map((r) => String(r.fields.text)).join('\n');
-    const all = Int32Array.from(opts.encode(text, false));
-    // The held-out parts are the end of the text: never trained on, and next to nothing trained on.
-    const nTest = Math.floor(all.length * opts.split.test);
-    const nVal = Math.floor(all.length * opts.split.validation);
+/**
+ * Train / validation / test: rows by a seeded shuffle (stratified by label for classification),
+ * text by its end (the held-out parts are never trained on, and next to nothing trained on).
+ */
+export function splitDataset(built: BuiltDataset, split: SplitSpec, completionOnly = true): Prepared {
+  const base = {
+    file: built.file, kind: built.kind, format: built.format, template: built.template, rejected: built.rejected, rejectedCount: built.rejectedCount,
+    truncated: built.truncatedCount, tokens: built.tokenCount, histogram: built.histogram,
+  };
+  if (built.tokens) {
+    const all = built.tokens;
+    const nTest = Math.floor(all.length * split.test);
+    const nVal = Math.floor(all.length * split.validation);
     const trainEnd = all.length - nVal - nTest;
-    const data: TrainingData = {
-      kind: 'tokens',
-      train: all.subarray(0, trainEnd),
-      validation: nVal ? all.subarray(trainEnd, trainEnd + nVal) : null,
-      test: nTest ? all.subarray(trainEnd + nVal) : null,
-    };
     return {
-      data,
+      data: {
+        kind: 'tokens',
+        train: all.subarray(0, trainEnd),
+        validation: nVal ? all.subarray(trainEnd, trainEnd + nVal) : null,
+        test: nTest ? all.subarray(trainEnd + nVal) : null,
+      },
       trainTexts: null,
-      report: { ...base, format: 'text (token stream)', template: 'none', accepted: parsed.rows.length, rejected: parsed.rejected, truncated: [], tokens: all.length, split: { train: trainEnd, validation: nVal, test: nTest, seed: opts.split.seed } },
+      report: { ...base, accepted: 1, split: { train: trainEnd, validation: nVal, test: nTest, seed: split.seed } },
     };
   }
-  const rendered = renderRows(parsed, opts);
-  if (!rendered.texts.length) {
-    const first = rendered.rejected[0];
-    throw new DataError(
-      `${parsed.file}: no row can be used` + (first ? ` (${rendered.rejected.length} rejected; line ${first.line}: ${first.reason})` : ''),
-      { file: parsed.file, line: first?.line },
-    );
-  }
-  const { examples, truncated } = tokenizeTexts(rendered.texts, opts.encode, opts.blockSize, rendered.template !== 'model');
-  const labels = rendered.format === 'classification' ? rendered.texts.map((t) => t.completion) : undefined;
-  const idx = splitIndices(examples.length, opts.split, labels);
+  const examples = built.examples!;
+  const idx = splitIndices(examples.length, split, built.labels ?? undefined);
   const pick = (ix: number[]) => (ix.length ? ix.map((i) => examples[i]) : null);
   const train = pick(idx.train);
-  if (!train) throw new DataError(`${parsed.file}: ${examples.length} usable rows leave none to train on after the split; lower the validation and test fractions`, { file: parsed.file, field: 'split' });
-  const data: TrainingData = { kind: 'examples', train, validation: pick(idx.validation), test: pick(idx.test), completionOnly: opts.completionOnly ?? true };
-  const tokens = examples.reduce((a, e) => a + e.prompt.length + e.completion.length + 1, 0);
+  if (!train) throw new DataError(`${built.file}: ${examples.length} usable rows leave none to train on after the split; lower the validation and test fractions`, { file: built.file, field: 'split' });
   return {
-    data,
-    trainTexts: idx.train.map((i) => rendered.texts[i]),
-    report: {
-      ...base,
-      format: rendered.format,
-      template: rendered.template,
-      accepted: examples.length,
-      rejected: rendered.rejected,
-      truncated,
-      tokens,
-      split: { train: idx.train.length, validation: idx.validation.length, test: idx.test.length, seed: opts.split.seed },
-    },
+    data: { kind: 'examples', train, validation: pick(idx.validation), test: pick(idx.test), completionOnly },
+    trainTexts: built.texts ? idx.train.map((i) => built.texts![i]) : null,
+    report: { ...base, accepted: examples.length, split: { train: idx.train.length, validation: idx.validation.length, test: idx.test.length, seed: split.seed } },
   };
+}
+
+/**
+ * Training texts back from their ids, for the recipe when the file was too large to keep its
+ * texts (exact for byte-level BPE; SentencePiece decoders may drop a leading space).
+ */
+export function decodedPairs(examples: Example[], decode: (ids: number[]) => string): { prompt: string; completion: string }[] {
+  return examples.map((e) => ({ prompt: decode(Array.from(e.prompt)), completion: decode(Array.from(e.completion)) }));
 }

@@ -86,36 +86,49 @@ export function chatml(messages: ChatMessage[], addGenerationPrompt: boolean): s
   return messages.map((m) => `<|im_start|>${m.role}\n${m.content}<|im_end|>\n`).join('') + (addGenerationPrompt ? '<|im_start|>assistant\n' : '');
 }
 
-/** Applies the format and template to every row; a row that cannot be used is rejected with its reason. */
-export function renderRows(parsed: Parsed, opts: FormatOptions = {}): Rendered {
-  const format = opts.format ?? detectFormat(parsed.columns);
+export interface RowRenderer {
+  format: DatasetFormat;
+  template: Template;
+  /** The training text of one row; throws RowProblem (its reason) when the row cannot be used. */
+  render(row: Row): TrainingText;
+}
+
+/** The format (given, or detected from the columns) and template, checked once for a file. */
+export function rowRenderer(file: string, columns: string[], opts: FormatOptions = {}, hasRows = true): RowRenderer {
+  const format = opts.format ?? detectFormat(columns);
   if (!format) {
     throw new DataError(
-      `${parsed.file}: cannot tell the format from its columns (${parsed.columns.join(', ') || 'none'}); choose a format and map its columns (` +
+      `${file}: cannot tell the format from its columns (${columns.join(', ') || 'none'}); choose a format and map its columns (` +
         FORMATS.map((f) => `${f}: ${FORMAT_FIELDS[f].join(', ')}`).join('; ') +
         ')',
-      { file: parsed.file, field: 'format' },
+      { file, field: 'format' },
     );
   }
   const col = (role: string) => opts.mapping?.[role] ?? role;
-  const missing = FORMAT_FIELDS[format].filter((r) => !OPTIONAL.has(r) && !parsed.columns.includes(col(r)));
-  if (missing.length && parsed.rows.length) {
+  const missing = FORMAT_FIELDS[format].filter((r) => !OPTIONAL.has(r) && !columns.includes(col(r)));
+  if (missing.length && hasRows) {
     throw new DataError(
-      `${parsed.file}: the ${format} format needs column${missing.length > 1 ? 's' : ''} ${missing.map((r) => `"${col(r)}"`).join(', ')}; the file has ${parsed.columns.join(', ')}. Map them to columns it has.`,
-      { file: parsed.file, field: 'mapping' },
+      `${file}: the ${format} format needs column${missing.length > 1 ? 's' : ''} ${missing.map((r) => `"${col(r)}"`).join(', ')}; the file has ${columns.join(', ')}. Map them to columns it has.`,
+      { file, field: 'mapping' },
     );
   }
   const template: Template =
     opts.template ?? (format === 'alpaca' ? 'alpaca' : format === 'chat' || format === 'sharegpt' ? (opts.renderChat ? 'model' : 'chatml') : 'none');
   if (template === 'model' && !opts.renderChat) throw new DataError('this model has no chat template; choose the ChatML or Alpaca template', { field: 'template' });
   const chat: RenderChat = template === 'model' ? opts.renderChat! : chatml;
+  return { format, template, render: (row) => renderRow(row, format, template, chat, col) };
+}
+
+/** Applies the format and template to every row; a row that cannot be used is rejected with its reason. */
+export function renderRows(parsed: Parsed, opts: FormatOptions = {}): Rendered {
+  const r = rowRenderer(parsed.file, parsed.columns, opts, parsed.rows.length > 0);
   const texts: TrainingText[] = [];
   const rejected: Rejected[] = [...parsed.rejected];
   const seen = new Set<string>();
   for (const row of parsed.rows) {
     let t: TrainingText;
     try {
-      t = renderRow(row, format, template, chat, col);
+      t = r.render(row);
     } catch (e) {
       if (!(e instanceof RowProblem)) throw e;
       rejected.push({ line: row.line, reason: e.message });
@@ -123,17 +136,21 @@ export function renderRows(parsed: Parsed, opts: FormatOptions = {}): Rendered {
     }
     const key = `${t.prompt}\u0000${t.completion}`;
     if (seen.has(key)) {
-      rejected.push({ line: row.line, reason: 'duplicate of an earlier row' });
+      rejected.push({ line: row.line, reason: DUPLICATE });
       continue;
     }
     seen.add(key);
     texts.push(t);
   }
   rejected.sort((a, b) => a.line - b.line);
-  return { format, template, texts, rejected };
+  return { format: r.format, template: r.template, texts, rejected };
 }
 
-class RowProblem extends Error {}
+export const DUPLICATE = 'duplicate of an earlier row';
+
+/** Why one row cannot be used (its message is the reason the report gives). */
+export class RowProblem extends Error {}
+
 
 function str(row: Row, column: string, optional = false): string {
   const v = row.fields[column];

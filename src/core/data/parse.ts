@@ -109,9 +109,16 @@ const INVALID_UTF8 = 'not valid UTF-8 (save the file as UTF-8)';
  * A parser fed with chunks of bytes; `end()` gives the rows. Text files become one row
  * `{ text }` (a token stream for training); the others give one row per record.
  */
+export interface RowSink {
+  row(r: Row): void;
+  reject(r: Rejected): void;
+}
+
 export class RowParser {
   readonly rows: Row[] = [];
   readonly rejected: Rejected[] = [];
+  /** Rows and rejections handed on as they are read (then `rows` and `rejected` stay empty). */
+  private readonly sink: RowSink;
   private readonly columns = new Set<string>();
   private readonly splitter: LineSplitter;
   // csv/tsv: the record being read, which may span lines
@@ -126,9 +133,12 @@ export class RowParser {
   private textParts: string[] = [];
   private badText: number[] = [];
 
-  constructor(readonly file: string, readonly kind: FileKind) {
+  constructor(readonly file: string, readonly kind: FileKind, sink?: RowSink) {
     this.splitter = new LineSplitter((text, line) => this.line(text, line));
+    this.sink = sink ?? { row: (r) => this.rows.push(r), reject: (r) => this.rejected.push(r) };
   }
+
+  private seen = 0;
 
   push(chunk: Uint8Array): void {
     this.splitter.push(chunk);
@@ -137,22 +147,33 @@ export class RowParser {
   end(): Parsed {
     const lines = this.splitter.end();
     if (this.kind === 'csv' || this.kind === 'tsv') {
-      if (this.inQuotes) this.rejected.push({ line: this.recordLine, reason: 'a quoted field is never closed (a " is missing)' });
+      if (this.inQuotes) this.reject({ line: this.recordLine, reason: 'a quoted field is never closed (a " is missing)' });
       else if (this.record.length || this.field) this.endRecord();
     }
     if (this.kind === 'json') this.parseJson();
     if (this.kind === 'text') {
-      for (const line of this.badText) this.rejected.push({ line, reason: INVALID_UTF8 });
+      for (const line of this.badText) this.reject({ line, reason: INVALID_UTF8 });
       const text = this.textParts.join('\n');
       if (text.trim()) this.addRow(1, { text });
     }
-    if (!this.rows.length && !this.rejected.length) throw new DataError(`${this.file} is empty`, { file: this.file });
+    if (!this.seen) throw new DataError(`${this.file} is empty`, { file: this.file });
     return { file: this.file, kind: this.kind, rows: this.rows, rejected: this.rejected, columns: [...this.columns], lines };
   }
 
   private addRow(line: number, fields: Record<string, unknown>): void {
     for (const k of Object.keys(fields)) this.columns.add(k);
-    this.rows.push({ line, fields });
+    this.seen++;
+    this.sink.row({ line, fields });
+  }
+
+  private reject(r: Rejected): void {
+    this.seen++;
+    this.sink.reject(r);
+  }
+
+  /** Column names seen so far, in first-seen order. */
+  get columnsSoFar(): string[] {
+    return [...this.columns];
   }
 
   private line(text: string | null, line: number): void {
@@ -164,7 +185,7 @@ export class RowParser {
         return this.csvLine(text, line);
       case 'json':
         this.jsonLines.push(text ?? '');
-        if (text === null) this.rejected.push({ line, reason: INVALID_UTF8 });
+        if (text === null) this.reject({ line, reason: INVALID_UTF8 });
         return;
       default:
         if (text === null) this.badText.push(line);
@@ -173,16 +194,16 @@ export class RowParser {
   }
 
   private jsonlLine(text: string | null, line: number): void {
-    if (text === null) return void this.rejected.push({ line, reason: INVALID_UTF8 });
+    if (text === null) return void this.reject({ line, reason: INVALID_UTF8 });
     if (!text.trim()) return; // blank lines separate nothing in JSONL
     let v: unknown;
     try {
       v = JSON.parse(text);
     } catch (e) {
-      return void this.rejected.push({ line, reason: `invalid JSON: ${(e as Error).message}` });
+      return void this.reject({ line, reason: `invalid JSON: ${(e as Error).message}` });
     }
     if (v === null || typeof v !== 'object' || Array.isArray(v)) {
-      return void this.rejected.push({ line, reason: `expected a JSON object, got ${Array.isArray(v) ? 'an array' : typeof v === 'object' ? 'null' : `a ${typeof v}`}` });
+      return void this.reject({ line, reason: `expected a JSON object, got ${Array.isArray(v) ? 'an array' : typeof v === 'object' ? 'null' : `a ${typeof v}`}` });
     }
     this.addRow(line, v as Record<string, unknown>);
   }
@@ -225,7 +246,7 @@ export class RowParser {
     this.record = [];
     this.field = '';
     const line = this.recordLine;
-    if (this.recordBad) return void this.rejected.push({ line, reason: INVALID_UTF8 });
+    if (this.recordBad) return void this.reject({ line, reason: INVALID_UTF8 });
     if (!this.header) {
       const names = values.map((v) => v.trim());
       const empty = names.findIndex((n) => !n);
@@ -235,7 +256,7 @@ export class RowParser {
       return;
     }
     if (values.length !== this.header.length) {
-      return void this.rejected.push({ line, reason: `has ${values.length} fields; the header has ${this.header.length}` });
+      return void this.reject({ line, reason: `has ${values.length} fields; the header has ${this.header.length}` });
     }
     const fields: Record<string, unknown> = {};
     this.header.forEach((n, i) => (fields[n] = values[i]));
@@ -260,7 +281,7 @@ export class RowParser {
     const starts = elementLines(text, items.length);
     items.forEach((item, i) => {
       const line = starts[i] ?? 1;
-      if (item === null || typeof item !== 'object' || Array.isArray(item)) this.rejected.push({ line, reason: `item ${i + 1} is not a JSON object` });
+      if (item === null || typeof item !== 'object' || Array.isArray(item)) this.reject({ line, reason: `item ${i + 1} is not a JSON object` });
       else this.addRow(line, item as Record<string, unknown>);
     });
   }
