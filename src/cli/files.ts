@@ -1,4 +1,6 @@
+import { closeSync, openSync, readSync } from 'node:fs';
 import { open, readFile, stat } from 'node:fs/promises';
+import { ConfigError } from '../core/errors';
 import { join, resolve } from 'node:path';
 import type { ModelFiles } from '../core/model/hf';
 
@@ -35,4 +37,24 @@ export function folderFiles(dir: string): ModelFiles {
       }
     },
   };
+}
+
+/** A file's bytes in chunks, as they are read: a large file is never one buffer. */
+export function readChunks(path: string, onChunk: (bytes: Uint8Array) => void, chunk = 1 << 20): void {
+  let fd: number;
+  try {
+    fd = openSync(resolve(path), 'r');
+  } catch (e) {
+    throw new ConfigError(`cannot read ${path}: ${(e as Error).message}`, { file: path });
+  }
+  try {
+    const buf = new Uint8Array(chunk);
+    for (;;) {
+      const n = readSync(fd, buf, 0, chunk, null);
+      if (n <= 0) break;
+      onChunk(buf.subarray(0, n));
+    }
+  } finally {
+    closeSync(fd);
+  }
 }

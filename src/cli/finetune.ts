@@ -6,7 +6,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { resolveTrainConfig, type TrainConfig } from '../core/config';
 import { checkTokens } from '../core/data/batch';
-import { buildDataset, decodedPairs, splitDataset } from '../core/data/dataset';
+import { DatasetBuilder, decodedPairs, splitDataset } from '../core/data/dataset';
 import { type ChatMessage, type ColumnMapping, type DatasetFormat, type Template } from '../core/data/formats';
 import { kindOf, type FileKind } from '../core/data/parse';
 import { ConfigError } from '../core/errors';
@@ -16,7 +16,7 @@ import { buildModel, inspectModel, loadWeights, type ModelFiles, type ModelSumma
 import { resolveLoraConfig, type LoraConfig } from '../core/peft/lora';
 import { loadTokenizer, stopTokenIds, type HFTokenizer } from '../core/tokenizer/hf';
 import { attachMethod, checkHeldOut, checkMethodFits, dataLoss, defaultLearningRate, METHODS, runFinetune, type Method } from '../core/train/finetune';
-import { folderFiles } from './files';
+import { folderFiles, readChunks } from './files';
 
 export interface FinetuneArgs {
   model: string;
@@ -49,12 +49,6 @@ export async function finetune(args: FinetuneArgs, write: (line: string) => void
   const summary = await inspectModel(files);
   const tokenizer = await loadTokenizer(files);
   const dataName = basename(args.data);
-  let bytes: Uint8Array;
-  try {
-    bytes = readFileSync(resolve(args.data));
-  } catch (e) {
-    throw new ConfigError(`cannot read --data ${args.data}: ${(e as Error).message}`, { file: args.data });
-  }
   const evalEvery = num(args, 'eval-every') ?? 0;
   const valFraction = num(args, 'val-fraction') ?? (evalEvery > 0 ? 0.1 : 0);
   const testFraction = num(args, 'test-fraction') ?? 0;
@@ -79,11 +73,13 @@ export async function finetune(args: FinetuneArgs, write: (line: string) => void
     { n_positions: summary.contextLength },
   );
   const encode = (t: string, special = false) => tokenizer.encode(t, { addSpecialTokens: special });
-  const built = buildDataset(dataName, bytes, typeof args['data-kind'] === 'string' ? (args['data-kind'] as FileKind) : kindOf(dataName), {
+  const builder = new DatasetBuilder(dataName, typeof args['data-kind'] === 'string' ? (args['data-kind'] as FileKind) : kindOf(dataName), {
     ...dataFormat(args, tokenizer),
     encode,
     blockSize: train.block_size,
   });
+  readChunks(args.data, (b) => builder.push(b));
+  const built = builder.end();
   const { data, report, trainTexts } = splitDataset(built, { validation: valFraction, test: testFraction, seed: train.seed }, args['train-on-prompt'] !== true);
   write(
     args.json
@@ -124,7 +120,7 @@ export async function finetune(args: FinetuneArgs, write: (line: string) => void
       virtualTokens,
       train,
       // The training split only: what this run trains on.
-      data: data.kind === 'tokens' ? { text: data.validation || data.test ? tokenizer.decode(Array.from(data.train)) : new TextDecoder().decode(bytes) } : { pairs: trainTexts ?? decodedPairs(data.train, (ids) => tokenizer.decode(ids, { skipSpecialTokens: true })), completionOnly: data.completionOnly },
+      data: data.kind === 'tokens' ? { text: tokenizer.decode(Array.from(data.train)) } : { pairs: trainTexts ?? decodedPairs(data.train, (ids) => tokenizer.decode(ids, { skipSpecialTokens: true })), completionOnly: data.completionOnly },
     });
     const dir = resolve(args.recipe);
     mkdirSync(dir, { recursive: true });
@@ -211,12 +207,12 @@ function parseMapping(raw: unknown): ColumnMapping | undefined {
 }
 
 /** The format, mapping and template flags, with the model's chat template. */
-export function dataFormat(args: FinetuneArgs, tokenizer: HFTokenizer) {
+export function dataFormat(args: FinetuneArgs, tokenizer: HFTokenizer | null) {
   return {
     format: typeof args.format === 'string' ? (args.format as DatasetFormat) : undefined,
     mapping: parseMapping(args.map),
     template: typeof args.template === 'string' ? (args.template as Template) : undefined,
-    renderChat: tokenizer.chatTemplate ? (m: ChatMessage[], g: boolean) => tokenizer.applyChatTemplate(m, { addGenerationPrompt: g }) : null,
+    renderChat: tokenizer?.chatTemplate ? (m: ChatMessage[], g: boolean) => tokenizer.applyChatTemplate(m, { addGenerationPrompt: g }) : null,
   };
 }
 

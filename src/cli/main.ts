@@ -17,6 +17,7 @@ import { buildModel, inspectModel, loadWeights, type ModelSummary } from '../cor
 import { loadTokenizer, stopTokenIds } from '../core/tokenizer/hf';
 import { DEMO_PRESETS } from '../core/presets';
 import { folderFiles } from './files';
+import { dataReport } from './data';
 import { finetune, type FinetuneArgs } from './finetune';
 import { fsKV } from '../store/fs';
 
@@ -37,6 +38,10 @@ Usage:
                 [--num-virtual-tokens N] [--bits 8|4] [--recipe DIR] [--test-fraction F]
                 [--format F] [--map role=column,...] [--template none|alpaca|chatml|model]
                 [--train-on-prompt]
+  tabtune data  FILE [--format F] [--map role=column,...] [--template T] [--model DIR] [--block-size N]
+                the dataset report as JSON: format, rows kept, each rejected row with its line and
+                reason; with a model, tokens, a length histogram and rows cut to the context;
+                exits 1 when no row can be used
   tabtune recipe --model DIR --data FILE --recipe DIR [--base-name REPO] [the train flags]
                 the run's data as JSONL plus the same run for TRL + PEFT (accelerate) and Axolotl
   tabtune logits   --model DIR [--adapter DIR] (--text "..." | --ids 1,2,3) [--backend B]
@@ -207,6 +212,14 @@ export async function main(argv: string[]): Promise<number> {
       const info = { tabtune: readVersion(), node: process.versions.node, tfjs: tf.version_core, backend: report };
       process.stdout.write(JSON.stringify(info, null, 2) + '\n');
       return 0;
+    }
+    if (command === 'data') {
+      const file = args.positionals[1] ?? args.values.data;
+      if (!file) return usage('data needs a FILE: tabtune data FILE [--format F] [--model DIR]');
+      const { report, usable } = await dataReport(file, args.values as FinetuneArgs);
+      process.stdout.write(JSON.stringify(report, null, args.values.json ? undefined : 2) + '\n');
+      if (!usable) process.stderr.write(`tabtune: ${String(report.error)}\n`);
+      return usable ? 0 : 1;
     }
     if (command === 'recipe') {
       if (!args.values.model || !args.values.recipe) return usage('recipe needs --model DIR --data FILE --recipe DIR');

@@ -330,3 +330,33 @@ test('tabtune train --model: Ctrl-C stops after the current step and still write
   assert.equal(lines.filter((l) => l.step !== undefined && !l.eval).length, stoppedAt);
   assert.deepEqual(readdirSync(join(dir, 'out')).sort(), ['adapter_config.json', 'adapter_model.safetensors']);
 });
+
+test('tabtune data: the report as JSON, each rejected row by line, tokens with a model; exit 1 when no row can be used', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tabtune-data-'));
+  const rows = Array.from({ length: 9500 }, (_, i) => JSON.stringify({ instruction: `say ${i}`, output: `${i}` }));
+  rows[9411] = '{"instruction": "broken", ';
+  rows[20] = JSON.stringify({ instruction: 'no output' });
+  writeFileSync(join(dir, 'big.jsonl'), '\ufeff' + rows.join('\r\n') + '\r\n');
+  const r = tabtune('data', join(dir, 'big.jsonl'), '--json');
+  assert.equal(r.status, 0, r.stderr);
+  const report = JSON.parse(r.stdout);
+  assert.deepEqual([report.format, report.rows, report.rejectedCount], ['alpaca', 9498, 2]);
+  assert.deepEqual(report.rejected, [{ line: 21, reason: 'missing field "output"' }, { line: 9412, reason: report.rejected[1].reason }]);
+  assert.match(report.rejected[1].reason, /^invalid JSON/);
+  assert.equal(report.tokens, undefined, 'no model, no token counts');
+  const fx = fileURLToPath(new URL('../fixtures/tiny-gpt2/', import.meta.url));
+  const withModel = JSON.parse(tabtune('data', join(dir, 'big.jsonl'), '--model', fx, '--json').stdout);
+  assert.ok(withModel.tokens > 9498 * 40, 'the Alpaca template and the answer, tokenized');
+  assert.equal(withModel.truncatedCount, 9498, 'every templated row passes the fixture\'s context of 32');
+  assert.equal(withModel.histogram.counts.at(-1), 9498);
+  writeFileSync(join(dir, 'qa.csv'), 'question,answer\nx,y\n');
+  const unmapped = tabtune('data', join(dir, 'qa.csv'));
+  assert.equal(unmapped.status, 1);
+  assert.match(JSON.parse(unmapped.stdout).error, /cannot tell the format from its columns \(question, answer\)/);
+  const mapped = JSON.parse(tabtune('data', join(dir, 'qa.csv'), '--format', 'prompt_completion', '--map', 'prompt=question,completion=answer').stdout);
+  assert.deepEqual([mapped.rows, mapped.preview[0]], [1, { line: 2, prompt: 'x', completion: 'y' }]);
+  writeFileSync(join(dir, 'empty.jsonl'), '');
+  const empty = tabtune('data', join(dir, 'empty.jsonl'));
+  assert.equal(empty.status, 1);
+  assert.match(empty.stderr, /empty\.jsonl is empty/);
+});
