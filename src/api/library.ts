@@ -209,7 +209,7 @@ export class ModelLibrary {
       encode: (t, special) => tokenizer.encode(t, { addSpecialTokens: special }),
       blockSize: train.block_size,
     });
-    const { data, report, trainTexts } = splitDataset(built, { validation: req.validation ?? (req.evalEvery ? 0.1 : 0), test: req.test ?? 0, seed: train.seed }, req.completionOnly);
+    const { data, report, trainTexts, trainText } = splitDataset(built, { validation: req.validation ?? (req.evalEvery ? 0.1 : 0), test: req.test ?? 0, seed: train.seed }, req.completionOnly, req.packing);
     if (data.kind === 'tokens') checkTokens(data.train, train.block_size, req.dataset);
     const evalEvery = req.evalEvery ?? 0;
     if (evalEvery > 0) checkHeldOut(data, 'validation', train.block_size);
@@ -261,7 +261,7 @@ export class ModelLibrary {
       lora,
       virtualTokens: req.numVirtualTokens ?? 8,
       train,
-      data: data.kind === 'tokens' ? { text: tokenizer.decode(Array.from(data.train)) } : { pairs: trainTexts ?? decodedPairs(data.train, (ids) => tokenizer.decode(ids, { skipSpecialTokens: true })), completionOnly: data.completionOnly },
+      data: data.kind === 'tokens' ? { text: trainText! } : { pairs: trainTexts ?? decodedPairs(data.train, (ids) => tokenizer.decode(ids, { skipSpecialTokens: true })), completionOnly: data.completionOnly, packing: data.packing },
     });
     const enc = new TextEncoder();
     return {

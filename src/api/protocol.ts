@@ -175,6 +175,8 @@ export interface FinetuneRequest {
   template?: 'none' | 'alpaca' | 'chatml' | 'model';
   /** Loss on completions only (default true); off trains on the prompts too. */
   completionOnly?: boolean;
+  /** Rows packed end to end into full blocks, instead of one padded row per sequence. */
+  packing?: boolean;
   /** Held-out fractions (rows shuffled with the run's seed; text: its end). */
   validation?: number;
   test?: number;

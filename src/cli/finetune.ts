@@ -80,7 +80,7 @@ export async function finetune(args: FinetuneArgs, write: (line: string) => void
   });
   readChunks(args.data, (b) => builder.push(b));
   const built = builder.end();
-  const { data, report, trainTexts } = splitDataset(built, { validation: valFraction, test: testFraction, seed: train.seed }, args['train-on-prompt'] !== true);
+  const { data, report, trainTexts, trainText } = splitDataset(built, { validation: valFraction, test: testFraction, seed: train.seed }, args['train-on-prompt'] !== true, args.packing === true);
   write(
     args.json
       ? JSON.stringify({ dataset: { ...report, rejected: report.rejected.slice(0, 100) } })
@@ -120,7 +120,7 @@ export async function finetune(args: FinetuneArgs, write: (line: string) => void
       virtualTokens,
       train,
       // The training split only: what this run trains on.
-      data: data.kind === 'tokens' ? { text: tokenizer.decode(Array.from(data.train)) } : { pairs: trainTexts ?? decodedPairs(data.train, (ids) => tokenizer.decode(ids, { skipSpecialTokens: true })), completionOnly: data.completionOnly },
+      data: data.kind === 'tokens' ? { text: trainText! } : { pairs: trainTexts ?? decodedPairs(data.train, (ids) => tokenizer.decode(ids, { skipSpecialTokens: true })), completionOnly: data.completionOnly, packing: data.packing },
     });
     const dir = resolve(args.recipe);
     mkdirSync(dir, { recursive: true });

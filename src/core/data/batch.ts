@@ -1,5 +1,5 @@
 import { DataError } from '../errors';
-import type { Rng } from '../rng';
+import { Rng } from '../rng';
 
 export interface Batch {
   ids: Int32Array; // [B * T]
@@ -18,15 +18,20 @@ export interface Example {
   completion: Ids;
 }
 
+/** Padded lengths are multiples of this: few distinct shapes, so compiled GPU programs are reused. */
+export const PAD_MULTIPLE = 16;
+
 /**
- * One example per row: prompt, completion and EOS, padded to the block. The EOS is part of what
- * is learned (or the model never learns to stop); padding is masked by position, so it may reuse
- * the EOS id, as GPT-2 (which has no pad token) needs. With completionOnly, the prompt's
- * predictions are masked too. Examples longer than the block are cut from the left of the prompt.
+ * One example per row: prompt, completion and EOS, padded to the longest in the batch (rounded
+ * up to a multiple of 16, at most the block). The EOS is part of what is learned (or the model
+ * never learns to stop); padding is masked by position, so it may reuse the EOS id, as GPT-2
+ * (which has no pad token) needs. With completionOnly, the prompt's predictions are masked too.
+ * Examples longer than the block are cut from the left of the prompt.
  */
 export function exampleBatch(examples: Example[], blockSize: number, eos: number, completionOnly: boolean, pad = eos): Batch {
   const B = examples.length;
-  const T = blockSize;
+  const longest = examples.reduce((m, e) => Math.max(m, e.prompt.length + e.completion.length), 1); // positions: tokens + EOS - 1
+  const T = Math.min(blockSize, Math.ceil(longest / PAD_MULTIPLE) * PAD_MULTIPLE);
   const ids = new Int32Array(B * T).fill(pad);
   const targets = new Int32Array(B * T).fill(pad);
   const weights = new Float32Array(B * T);
@@ -58,22 +63,67 @@ export function checkTokens(tokens: Int32Array, blockSize: number, source: strin
   }
 }
 
-/** Random windows of a token stream, as nanoGPT's get_batch draws them, from a seeded generator. */
-export function sampleBatch(tokens: Int32Array, batchSize: number, blockSize: number, rng: Rng): Batch {
+/**
+ * Random windows of a token stream, as nanoGPT's get_batch draws them, from a seeded generator;
+ * with `counts` (one per token, as a target), the batch carries loss weights.
+ */
+export function sampleBatch(tokens: Int32Array, batchSize: number, blockSize: number, rng: Rng, counts?: Float32Array): Batch {
   const ids = new Int32Array(batchSize * blockSize);
   const targets = new Int32Array(batchSize * blockSize);
+  const weights = counts ? new Float32Array(batchSize * blockSize) : undefined;
   const starts = tokens.length - blockSize; // window start in [0, starts)
   for (let b = 0; b < batchSize; b++) {
     const s = rng.int(starts);
     ids.set(tokens.subarray(s, s + blockSize), b * blockSize);
     targets.set(tokens.subarray(s + 1, s + 1 + blockSize), b * blockSize);
+    if (weights) weights.set(counts!.subarray(s + 1, s + 1 + blockSize), b * blockSize);
   }
-  return { ids, targets, batchSize, blockSize };
+  return { ids, targets, weights, batchSize, blockSize };
 }
 
 /** An example with the line of the file it came from (for reports). */
 export interface LineExample extends Example {
   line: number;
+}
+
+/**
+ * Sequence packing: the examples, each followed by EOS, laid end to end in a seeded order, and
+ * windows of the block drawn from that stream as from plain text, so no position is padding.
+ * With completionOnly the prompts' tokens stay masked as targets. Attention is not reset at
+ * example boundaries (as in TRL's packing without position-id resets).
+ */
+export function packedSampler(examples: Example[], batchSize: number, blockSize: number, eos: number, completionOnly: boolean, seed: number): (rng: Rng) => Batch {
+  const order = examples.map((_, i) => i);
+  const shuffle = new Rng(seed ^ 0x9e3779b9);
+  for (let i = order.length - 1; i > 0; i--) {
+    const j = shuffle.int(i + 1);
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  const total = examples.reduce((n, e) => n + e.prompt.length + e.completion.length + 1, 0);
+  if (total < blockSize + 1) {
+    throw new DataError(`packed, the examples make ${total} tokens; training needs at least block_size + 1 = ${blockSize + 1}`, { field: 'packing' });
+  }
+  const tokens = new Int32Array(total);
+  // counts[k]: whether token k, as a target, counts in the loss.
+  const counts = new Float32Array(total);
+  let at = 0;
+  for (const i of order) {
+    const e = examples[i];
+    tokens.set(e.prompt, at);
+    if (!completionOnly) counts.fill(1, at, at + e.prompt.length);
+    at += e.prompt.length;
+    tokens.set(e.completion, at);
+    counts.fill(1, at, at + e.completion.length + 1);
+    at += e.completion.length;
+    tokens[at++] = eos;
+  }
+  return (rng) => {
+    // A batch whose windows all fall on prompts teaches nothing: draw again (a few times at most).
+    for (let tries = 0; ; tries++) {
+      const b = sampleBatch(tokens, batchSize, blockSize, rng, counts);
+      if (tries >= 8 || b.weights!.some((w) => w > 0)) return b;
+    }
+  };
 }
 
 /**

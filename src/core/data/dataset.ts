@@ -14,7 +14,15 @@ import { splitIndices, type SplitSpec } from './split';
 
 export type TrainingData =
   | { kind: 'tokens'; train: Int32Array; validation: Int32Array | null; test: Int32Array | null }
-  | { kind: 'examples'; train: LineExample[]; validation: LineExample[] | null; test: LineExample[] | null; completionOnly: boolean };
+  | {
+      kind: 'examples';
+      train: LineExample[];
+      validation: LineExample[] | null;
+      test: LineExample[] | null;
+      completionOnly: boolean;
+      /** Packed into full blocks (examples end to end) rather than one padded example per row. */
+      packing: boolean;
+    };
 
 export interface PreviewRow extends TrainingText {
   fields: Record<string, unknown>;
@@ -47,8 +55,9 @@ export interface BuiltDataset {
   template: string;
   /** Rows: one example per usable row, in file order. */
   examples: LineExample[] | null;
-  /** Text: the whole token stream. */
+  /** Text: the whole token stream, and the text itself. */
   tokens: Int32Array | null;
+  text: string | null;
   /** Rows' training texts, while under the keepTextChars budget (else null). */
   texts: TrainingText[] | null;
   /** Classification: each example's label, for a stratified split. */
@@ -138,7 +147,7 @@ export class DatasetBuilder {
       const t = this.textRow ? String(this.textRow.fields.text) : '';
       const tokens = Int32Array.from(this.opts.encode(t, false));
       return {
-        ...base, format: 'text (token stream)', template: 'none', examples: null, tokens, texts: null, labels: null,
+        ...base, format: 'text (token stream)', template: 'none', examples: null, tokens, text: t, texts: null, labels: null,
         truncated: [], truncatedCount: 0, tokenCount: tokens.length, histogram: { edges: [], counts: [] },
         preview: t ? [{ line: 1, fields: {}, prompt: '', completion: t.slice(0, 2000), promptTokens: 0, completionTokens: tokens.length }] : [],
       };
@@ -157,6 +166,7 @@ export class DatasetBuilder {
       template: this.renderer!.template,
       examples: this.examples,
       tokens: null,
+      text: null,
       texts: this.keepTexts ? this.texts : null,
       labels: this.renderer!.format === 'classification' ? this.labels : null,
       truncated: this.truncated,
@@ -260,13 +270,15 @@ export interface Prepared {
   report: DatasetReport;
   /** Rows: the training split's exact texts, for the scale-out recipe (null past the kept budget). */
   trainTexts: TrainingText[] | null;
+  /** Text: the part trained on (cut at the same share of characters as of tokens), for the recipe. */
+  trainText: string | null;
 }
 
 /**
  * Train / validation / test: rows by a seeded shuffle (stratified by label for classification),
  * text by its end (the held-out parts are never trained on, and next to nothing trained on).
  */
-export function splitDataset(built: BuiltDataset, split: SplitSpec, completionOnly = true): Prepared {
+export function splitDataset(built: BuiltDataset, split: SplitSpec, completionOnly = true, packing = false): Prepared {
   const base = {
     file: built.file, kind: built.kind, format: built.format, template: built.template, rejected: built.rejected, rejectedCount: built.rejectedCount,
     truncated: built.truncatedCount, tokens: built.tokenCount, histogram: built.histogram,
@@ -284,6 +296,7 @@ export function splitDataset(built: BuiltDataset, split: SplitSpec, completionOn
         test: nTest ? all.subarray(trainEnd + nVal) : null,
       },
       trainTexts: null,
+      trainText: trainEnd === all.length ? built.text! : built.text!.slice(0, Math.round((built.text!.length * trainEnd) / Math.max(1, all.length))),
       report: { ...base, accepted: 1, split: { train: trainEnd, validation: nVal, test: nTest, seed: split.seed } },
     };
   }
@@ -293,8 +306,9 @@ export function splitDataset(built: BuiltDataset, split: SplitSpec, completionOn
   const train = pick(idx.train);
   if (!train) throw new DataError(`${built.file}: ${examples.length} usable rows leave none to train on after the split; lower the validation and test fractions`, { file: built.file, field: 'split' });
   return {
-    data: { kind: 'examples', train, validation: pick(idx.validation), test: pick(idx.test), completionOnly },
+    data: { kind: 'examples', train, validation: pick(idx.validation), test: pick(idx.test), completionOnly, packing },
     trainTexts: built.texts ? idx.train.map((i) => built.texts![i]) : null,
+    trainText: null,
     report: { ...base, accepted: examples.length, split: { train: idx.train.length, validation: idx.validation.length, test: idx.test.length, seed: split.seed } },
   };
 }

@@ -15,7 +15,7 @@ export interface RecipeInput {
   virtualTokens?: number;
   train: TrainConfig;
   /** Plain text (packed into windows), or prompt/completion pairs with the template applied. */
-  data: { text: string } | { pairs: { prompt: string; completion: string }[]; completionOnly: boolean };
+  data: { text: string } | { pairs: { prompt: string; completion: string }[]; completionOnly: boolean; packing?: boolean };
   /** QLoRA: the base loaded in 8 or 4 bits (bitsandbytes) in the scripts. */
   quantBits?: 4 | 8;
 }
@@ -88,7 +88,7 @@ for name, param in model.named_parameters():
       : '';
   const pairs = !('text' in r.data);
   const dataArgs = pairs
-    ? `    completion_only_loss=${py((r.data as { completionOnly: boolean }).completionOnly)},  # prompt/completion rows: the loss on the completion only, or on both`
+    ? `    completion_only_loss=${py((r.data as { completionOnly: boolean }).completionOnly)},  # prompt/completion rows: the loss on the completion only, or on both\n    packing=${py(!!(r.data as { packing?: boolean }).packing)},`
     : '    dataset_text_field="text",\n    packing=True,';
   const quantized = r.quantBits === 4
     ? 'quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype="float32")  # QLoRA: the base in NF4\n'
@@ -157,6 +157,7 @@ export function axolotlConfig(r: RecipeInput): string {
           '      no_input_format: "{instruction}"',
           `train_on_inputs: ${!(r.data as { completionOnly: boolean }).completionOnly}`,
           `sequence_len: ${t.block_size}`,
+          `sample_packing: ${!!(r.data as { packing?: boolean }).packing}`,
         ]),
   ];
   if (r.method === 'bitfit') lines.push('# BitFit: only the biases train.', 'unfrozen_parameters:', "  - '.*\\.bias$'");

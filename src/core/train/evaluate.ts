@@ -94,7 +94,7 @@ export async function heldOutExampleLoss(
     const count = b.weights!.reduce((a, w) => a + w, 0);
     if (!count) continue;
     const loss = tf.tidy(() =>
-      model.loss(tf.tensor2d(b.ids, [b.batchSize, blockSize], 'int32'), tf.tensor2d(b.targets, [b.batchSize, blockSize], 'int32'), tf.tensor2d(b.weights!, [b.batchSize, blockSize])),
+      model.loss(tf.tensor2d(b.ids, [b.batchSize, b.blockSize], 'int32'), tf.tensor2d(b.targets, [b.batchSize, b.blockSize], 'int32'), tf.tensor2d(b.weights!, [b.batchSize, b.blockSize])),
     );
     // Read back: one per batch of examples.
     total += (await loss.data())[0] * count;

@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { TrainConfig } from '../config';
-import { exampleSampler } from '../data/batch';
+import { exampleSampler, packedSampler } from '../data/batch';
 import type { TrainingData } from '../data/dataset';
 import { ConfigError, DataError } from '../errors';
 import type { CausalLM } from '../model/base';
@@ -129,7 +129,12 @@ export async function runFinetune(model: CausalLM, train: TrainConfig, data: Tra
   if (watch.evalEvery > 0) checkHeldOut(data, 'validation', train.block_size); // fail before training, not at the first evaluation
   const perplexity = async () => (watch.forgetting ? Math.exp(await heldOutLoss(model, watch.forgetting, train.block_size)) : null);
   const before = await perplexity();
-  const draw = data.kind === 'examples' ? exampleSampler(data.train, train.batch_size, train.block_size, eos, data.completionOnly) : null;
+  const draw =
+    data.kind === 'tokens'
+      ? null
+      : data.packing
+        ? packedSampler(data.train, train.batch_size, train.block_size, eos, data.completionOnly, train.seed)
+        : exampleSampler(data.train, train.batch_size, train.block_size, eos, data.completionOnly);
   const stopping = new EarlyStopping(watch.patience, watch.minDelta);
   const trainer = new Trainer(model, train);
   let best: Map<string, Float32Array> | null = null;
