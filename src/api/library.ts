@@ -17,11 +17,11 @@ import { UNNAMED } from './blob-files';
 import {
   deleteModel, listModels, loadModelRecord, loadTensorBytes, loadTextFile, resumableTensors, saveModel, type ModelRecord,
 } from '../store/models';
-import type { AdapterInfo, EvalInfo, FinetuneRequest, FinetuneResult, GenerateRequest, GenerateResult, GeneratedPiece, ModelInfo, ModelProgress, StepReport } from './protocol';
+import type { AdapterInfo, DataProgress, DataSource, DatasetPreview, DatasetRequest, EvalInfo, FinetuneRequest, FinetuneResult, GenerateRequest, GenerateResult, GeneratedPiece, ModelInfo, ModelProgress, StepReport } from './protocol';
 import { resolveTrainConfig, type TrainConfig } from '../core/config';
 import { checkTokens } from '../core/data/batch';
-import { buildDataset, decodedPairs, splitDataset } from '../core/data/dataset';
-import { kindOf } from '../core/data/parse';
+import { DatasetBuilder, decodedPairs, splitDataset, type BuiltDataset } from '../core/data/dataset';
+import { kindOf, sniffKind, type FileKind } from '../core/data/parse';
 import { adapterFolder, applyAdapterFolder, mergedFolder, promptFolder } from '../core/io/export';
 import { scaleOutRecipe, type RecipeInput } from '../core/io/recipe';
 import { zipFiles } from '../core/io/zip';
@@ -191,8 +191,91 @@ export class ModelLibrary {
     return { text, input, ids, promptTokens: prompt.length, stopReason, firstTokenMs, tokensPerSec: ids.length / (ms / 1000) };
   }
 
+  /**
+   * A data file read as it streams (a File is read in chunks, never whole), with the format,
+   * mapping and template applied and every row tokenized by the held model's tokenizer.
+   */
+  private async readDataset(m: Loaded, req: DataSource, blockSize: number, onProgress: (p: DataProgress) => void, previewRows = 20): Promise<BuiltDataset> {
+    const tokenizer = this.tokenizerOf(m);
+    const kind: FileKind = req.file || req.bytes ? kindOf(req.dataset) : sniffKind(req.text ?? '');
+    const builder = new DatasetBuilder(req.dataset, kind, {
+      format: req.format,
+      mapping: req.mapping,
+      template: req.template,
+      renderChat: tokenizer.chatTemplate ? (msgs, g) => tokenizer.applyChatTemplate(msgs, { addGenerationPrompt: g }) : null,
+      encode: (t, special) => tokenizer.encode(t, { addSpecialTokens: special }),
+      blockSize,
+      previewRows,
+    });
+    const source: Blob = req.file ?? new Blob([(req.bytes ?? new TextEncoder().encode(req.text ?? '')) as BlobPart]);
+    const total = source.size;
+    let done = 0;
+    const reader = source.stream().getReader();
+    let lastYield = performance.now();
+    for (;;) {
+      const { value, done: end } = await reader.read();
+      if (end) break;
+      builder.push(value);
+      done += value.length;
+      // Progress, and a moment for other messages (a stop, a second request) every 100 ms.
+      if (performance.now() - lastYield > 100) {
+        onProgress({ done, total, rows: builder.rowsSoFar });
+        await new Promise((r) => setTimeout(r, 0));
+        lastYield = performance.now();
+      }
+    }
+    const built = builder.end();
+    onProgress({ done: total, total, rows: built.examples?.length ?? 1 });
+    return built;
+  }
+
+  /** What a data file will teach, before training: the report, a preview of the exact training text, an estimate of time. */
+  async inspectDataset(req: DatasetRequest, onProgress: (p: DataProgress) => void): Promise<DatasetPreview> {
+    const m = this.require(req.modelId);
+    const blockSize = Math.min(req.blockSize ?? 128, m.model.contextLength);
+    const built = await this.readDataset(m, req, blockSize, onProgress, req.previewRows ?? 12);
+    const batch = req.batchSize ?? 4;
+    const trainShare = 1 - (req.validation ?? 0) - (req.test ?? 0);
+    const trainRows = built.examples ? Math.round(built.examples.length * trainShare) : 0;
+    const stepsPerEpoch = Math.max(1, Math.ceil(req.packing || !built.examples ? (built.tokenCount * trainShare) / (batch * blockSize) : trainRows / batch));
+    // Padded rows are as long as the longest of their batch; the block is the upper bound.
+    const msPerStep = await this.timeStep(m, batch, blockSize).catch(() => NaN);
+    return {
+      file: built.file, kind: built.kind, format: built.format, template: built.template, columns: built.columns,
+      rows: built.examples?.length ?? 1, rejected: built.rejected.slice(0, 200), rejectedCount: built.rejectedCount,
+      truncated: built.truncated.slice(0, 200), truncatedCount: built.truncatedCount, tokens: built.tokenCount,
+      histogram: built.histogram, bytes: built.bytes, lines: built.lines, blockSize,
+      preview: built.preview.map((p) => ({ line: p.line, fields: p.fields, prompt: p.prompt, completion: p.completion, promptTokens: p.promptTokens, completionTokens: p.completionTokens })),
+      estimate: Number.isFinite(msPerStep) ? { stepsPerEpoch, msPerStep, secondsPerEpoch: (stepsPerEpoch * msPerStep) / 1000 } : { stepsPerEpoch, msPerStep: null, secondsPerEpoch: null },
+    };
+  }
+
+  /**
+   * Milliseconds a training step of [batch, block] takes on this device, estimated as three
+   * forward passes (the backward pass costs about two): one warm-up, one timed.
+   */
+  private async timeStep(m: Loaded, batch: number, blockSize: number): Promise<number> {
+    const run = async () => {
+      const t0 = performance.now();
+      const out = tf.tidy(() => m.model.loss(tf.zeros([batch, blockSize], 'int32') as tf.Tensor2D, tf.zeros([batch, blockSize], 'int32') as tf.Tensor2D));
+      // Read back: the time counts only once the device is done.
+      await out.data();
+      out.dispose();
+      return performance.now() - t0;
+    };
+    await run();
+    return 3 * (await run());
+  }
+
   /** Fine-tunes the held model on a text with one method; the model keeps what it learned. */
-  async finetune(req: FinetuneRequest, onStep: (r: StepReport) => void, onEval: (e: EvalInfo) => void, shouldStop: () => boolean, gate?: () => Promise<void>): Promise<FinetuneResult> {
+  async finetune(
+    req: FinetuneRequest,
+    onStep: (r: StepReport) => void,
+    onEval: (e: EvalInfo) => void,
+    shouldStop: () => boolean,
+    gate?: () => Promise<void>,
+    onData?: (p: DataProgress) => void,
+  ): Promise<FinetuneResult> {
     let m = this.require(req.modelId);
     const tokenizer = this.tokenizerOf(m);
     const method = req.method as Method;
@@ -200,15 +283,7 @@ export class ModelLibrary {
       { steps: 50, batch_size: 4, block_size: Math.min(128, m.model.contextLength), learning_rate: defaultLearningRate(method), min_lr: 0, warmup_steps: 0, weight_decay: 0, checkpoint_every: 1_000_000, ...(req.train as Partial<TrainConfig>) },
       { n_positions: m.model.contextLength },
     );
-    const bytes = req.bytes ?? new TextEncoder().encode(req.text ?? '');
-    const built = buildDataset(req.dataset, bytes, req.bytes ? kindOf(req.dataset) : 'text', {
-      format: req.format,
-      mapping: req.mapping,
-      template: req.template,
-      renderChat: tokenizer.chatTemplate ? (msgs, g) => tokenizer.applyChatTemplate(msgs, { addGenerationPrompt: g }) : null,
-      encode: (t, special) => tokenizer.encode(t, { addSpecialTokens: special }),
-      blockSize: train.block_size,
-    });
+    const built = await this.readDataset(m, req, train.block_size, onData ?? (() => undefined));
     const { data, report, trainTexts, trainText } = splitDataset(built, { validation: req.validation ?? (req.evalEvery ? 0.1 : 0), test: req.test ?? 0, seed: train.seed }, req.completionOnly, req.packing);
     if (data.kind === 'tokens') checkTokens(data.train, train.block_size, req.dataset);
     const evalEvery = req.evalEvery ?? 0;

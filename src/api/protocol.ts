@@ -162,17 +162,60 @@ export type FinetuneMethod = 'lora' | 'qlora' | 'bitfit' | 'prompt' | 'full';
 
 export type DatasetFormatName = 'text' | 'prompt_completion' | 'alpaca' | 'chat' | 'sharegpt' | 'preference' | 'classification';
 
-export interface FinetuneRequest {
-  modelId: string;
-  /** The data file's name (named in errors and reports). */
+/** Where data comes from, and how its rows are read. */
+export interface DataSource {
+  /** The data file's name (named in errors and reports; its extension tells the kind). */
   dataset: string;
-  /** Its contents: plain text, or the file's bytes (text, JSONL, JSON, CSV, TSV by its name). */
-  text?: string;
+  /** Its contents: a File (read in the worker as it streams), the bytes, or pasted text (JSON Lines when it starts with "{"). */
+  file?: Blob;
   bytes?: Uint8Array;
+  text?: string;
   /** Row formats: detected from the columns unless given; a mapping from role to column. */
   format?: DatasetFormatName;
   mapping?: Record<string, string>;
   template?: 'none' | 'alpaca' | 'chatml' | 'model';
+}
+
+export interface DataProgress {
+  done: number;
+  total: number;
+  rows: number;
+}
+
+export interface DatasetRequest extends DataSource {
+  modelId: string;
+  blockSize?: number;
+  batchSize?: number;
+  validation?: number;
+  test?: number;
+  packing?: boolean;
+  previewRows?: number;
+}
+
+export interface DatasetPreview {
+  file: string;
+  kind: string;
+  format: string;
+  template: string;
+  columns: string[];
+  rows: number;
+  rejected: { line: number; reason: string }[];
+  rejectedCount: number;
+  truncated: number[];
+  truncatedCount: number;
+  tokens: number;
+  histogram: { edges: number[]; counts: number[] };
+  bytes: number;
+  lines: number;
+  blockSize: number;
+  /** The first rows and the exact text they train on: the prompt part is masked from the loss when learning answers only. */
+  preview: { line: number; fields: Record<string, unknown>; prompt: string; completion: string; promptTokens: number; completionTokens: number }[];
+  /** Steps per epoch at this batch and block, and the time they take here (forward passes timed, backward estimated). */
+  estimate: { stepsPerEpoch: number; msPerStep: number | null; secondsPerEpoch: number | null };
+}
+
+export interface FinetuneRequest extends DataSource {
+  modelId: string;
   /** Loss on completions only (default true); off trains on the prompts too. */
   completionOnly?: boolean;
   /** Rows packed end to end into full blocks, instead of one padded row per sequence. */
@@ -292,6 +335,8 @@ export interface StudioApi {
   finetuneModel(req: FinetuneRequest, onStep: (r: StepReport) => void, onEval?: (e: EvalInfo) => void): Promise<FinetuneResult>;
   /** The held model with its fine-tuning folded in, as a zipped Hugging Face folder. */
   exportMerged(modelId: string): Promise<{ name: string; bytes: Uint8Array }>;
+  /** Reads a data file as the run will (streamed, in the worker) and reports what it will teach. */
+  inspectDataset(req: DatasetRequest, onProgress: (p: DataProgress) => void): Promise<DatasetPreview>;
   /** A PEFT adapter (its two files, a folder, or a zip of them) applied to the held model's base. */
   applyAdapter(modelId: string, files: FileEntry[]): Promise<AdapterInfo>;
   /** Holds the fine-tuning run after its current step (weights and optimizer state kept in memory). */

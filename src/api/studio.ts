@@ -22,7 +22,7 @@ import {
   type CheckpointRecord, type RunRecord,
 } from '../store/runs';
 import type {
-  AdapterInfo, BackendFallback, BackendReport, BackendRequest, Diagnostics, EvalInfo, FileEntry, FinetuneRequest, FinetuneResult, GenerateRequest, GenerateResult, GeneratedPiece,
+  AdapterInfo, BackendFallback, BackendReport, DataProgress, DatasetPreview, DatasetRequest, BackendRequest, Diagnostics, EvalInfo, FileEntry, FinetuneRequest, FinetuneResult, GenerateRequest, GenerateResult, GeneratedPiece,
   ModelInfo, ModelProgress, PresetInfo, RunInfo, StudioApi, TrainRequest,
 } from './protocol';
 
@@ -336,6 +336,11 @@ export class Studio implements StudioApi {
   private releasePause(): void {
     this.tuningPause?.resolve();
     this.tuningPause = null;
+  }
+
+  async inspectDataset(req: DatasetRequest, onProgress: (p: DataProgress) => void): Promise<DatasetPreview> {
+    this.requireIdleModel();
+    return this.library.inspectDataset(req, quiet(onProgress));
   }
 
   async exportMerged(modelId: string): Promise<{ name: string; bytes: Uint8Array }> {

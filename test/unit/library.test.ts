@@ -295,3 +295,35 @@ test('adapters in: PEFT files, a folder or a zip (stored or deflated) apply to t
   await studio.finetuneModel(req, (r) => second.push(r.loss));
   assert.deepEqual(second, first);
 });
+
+test('a data file is read in the worker as it streams: progress, the report, a preview of the exact training text, time per epoch', async () => {
+  const studio = new Studio({ kv: memoryKV(), selectBackend: (r, onLost, exclude) => selectBackend(r, { onLost, exclude }) });
+  await studio.init('cpu');
+  const info = await studio.importModel(entries('tiny-gpt2'), () => undefined);
+  const rows = Array.from({ length: 30000 }, (_, i) => JSON.stringify({ instruction: `say ${i}`, input: i % 2 ? 'loudly' : '', output: `${i}` }));
+  rows[40] = '{"instruction": ';
+  const file = new Blob([rows.join('\n')]);
+  const progress: number[] = [];
+  const p = await studio.inspectDataset({ modelId: info.id, dataset: 'tasks.jsonl', file, blockSize: 32, batchSize: 8, validation: 0.1 }, (x) => progress.push(x.done));
+  assert.deepEqual([p.format, p.template, p.rows, p.rejectedCount], ['alpaca', 'alpaca', 29999, 1]);
+  assert.deepEqual(p.rejected.map((r) => r.line), [41]);
+  assert.deepEqual(p.columns, ['instruction', 'input', 'output']);
+  assert.equal(progress.at(-1), file.size, 'progress ends at the whole file');
+  for (let i = 1; i < progress.length; i++) assert.ok(progress[i] >= progress[i - 1]);
+  assert.equal(p.preview[1].completion, '1');
+  assert.match(p.preview[1].prompt, /### Input:\nloudly\n\n### Response:\n$/);
+  assert.equal(p.preview[0].promptTokens + p.preview[0].completionTokens + 1 > 32, true, 'the Alpaca preamble passes the block of 32');
+  assert.equal(p.truncatedCount, 29999);
+  assert.equal(p.histogram.counts.reduce((a, b) => a + b, 0), 29999);
+  assert.equal(p.estimate.stepsPerEpoch, Math.ceil(Math.round(29999 * 0.9) / 8));
+  assert.ok(p.estimate.msPerStep! > 0 && p.estimate.secondsPerEpoch! > 0);
+  // Pasted JSON Lines are rows; other pasted text is a token stream.
+  const pasted = await studio.inspectDataset({ modelId: info.id, dataset: 'pasted', text: '{"prompt": "a", "completion": "b"}\n{"prompt": "c", "completion": "d"}' }, () => undefined);
+  assert.deepEqual([pasted.kind, pasted.format, pasted.rows], ['jsonl', 'prompt_completion', 2]);
+  const prose = await studio.inspectDataset({ modelId: info.id, dataset: 'pasted', text: 'the sea. '.repeat(20) }, () => undefined);
+  assert.equal(prose.format, 'text (token stream)');
+  await assert.rejects(
+    studio.inspectDataset({ modelId: info.id, dataset: 'qa.csv', file: new Blob(['q,a\n1,2\n']) }, () => undefined),
+    (e: unknown) => e instanceof Error && e.name === 'DataError' && (e as { field?: string }).field === 'format',
+  );
+});

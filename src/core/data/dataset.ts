@@ -62,6 +62,8 @@ export interface BuiltDataset {
   texts: TrainingText[] | null;
   /** Classification: each example's label, for a stratified split. */
   labels: string[] | null;
+  /** Column names, in first-seen order (for mapping them to a format's roles). */
+  columns: string[];
   rejected: Rejected[];
   rejectedCount: number;
   /** Lines of examples longer than the block (their prompts are cut from the left), the first 1,000. */
@@ -133,6 +135,11 @@ export class DatasetBuilder {
     this.counts = new Array(Math.ceil((opts.blockSize + 1) / this.binWidth) + 1).fill(0);
   }
 
+  /** Usable rows so far (for progress). */
+  get rowsSoFar(): number {
+    return this.examples.length;
+  }
+
   push(chunk: Uint8Array): void {
     this.bytes += chunk.length;
     this.parser.push(chunk);
@@ -142,7 +149,7 @@ export class DatasetBuilder {
     const parsed = this.parser.end();
     const text = this.kind === 'text';
     if (!text && !this.renderer) this.startRendering(); // fewer rows than DETECT_ROWS
-    const base = { file: this.file, kind: this.kind, bytes: this.bytes, lines: parsed.lines, rejected: this.rejected, rejectedCount: this.rejectedCount };
+    const base = { file: this.file, kind: this.kind, bytes: this.bytes, lines: parsed.lines, columns: parsed.columns, rejected: this.rejected, rejectedCount: this.rejectedCount };
     if (text) {
       const t = this.textRow ? String(this.textRow.fields.text) : '';
       const tokens = Int32Array.from(this.opts.encode(t, false));

@@ -40,6 +40,14 @@ export function kindOf(file: string): FileKind {
   return 'text';
 }
 
+/** The kind pasted text looks like: JSON Lines or a JSON array when it starts like one, else text. */
+export function sniffKind(text: string): FileKind {
+  const start = text.trimStart();
+  if (start.startsWith('{')) return 'jsonl';
+  if (start.startsWith('[')) return 'json';
+  return 'text';
+}
+
 /** Splits bytes into lines as chunks arrive; each line is decoded on its own, so one bad byte costs one line. */
 export class LineSplitter {
   private pending: Uint8Array[] = [];
