@@ -11,7 +11,7 @@ import {
 } from '../core/model/hf';
 import type { NamedWeights } from '../core/model/base';
 import { HFTokenizer, loadTokenizer, stopTokenIds } from '../core/tokenizer/hf';
-import { ConfigError, TabtuneError } from '../core/errors';
+import { ConfigError, DataError, TabtuneError } from '../core/errors';
 import type { KV } from '../store/kv';
 import { UNNAMED } from './blob-files';
 import {
@@ -212,10 +212,20 @@ export class ModelLibrary {
     let done = 0;
     const reader = source.stream().getReader();
     let lastYield = performance.now();
+    const columnsOf = (e: unknown) => {
+      // A format or mapping that does not fit the columns: the columns go with the error, for mapping them.
+      if (e instanceof DataError && (e.field === 'format' || e.field === 'mapping')) (e as DataError & { columns?: string[] }).columns = builder.columns;
+      return e;
+    };
     for (;;) {
       const { value, done: end } = await reader.read();
       if (end) break;
-      builder.push(value);
+      try {
+        builder.push(value);
+      } catch (e) {
+        void reader.cancel();
+        throw columnsOf(e);
+      }
       done += value.length;
       // Progress, and a moment for other messages (a stop, a second request) every 100 ms.
       if (performance.now() - lastYield > 100) {
@@ -224,7 +234,12 @@ export class ModelLibrary {
         lastYield = performance.now();
       }
     }
-    const built = builder.end();
+    let built: BuiltDataset;
+    try {
+      built = builder.end();
+    } catch (e) {
+      throw columnsOf(e);
+    }
     onProgress({ done: total, total, rows: built.examples?.length ?? 1 });
     return built;
   }
@@ -233,7 +248,19 @@ export class ModelLibrary {
   async inspectDataset(req: DatasetRequest, onProgress: (p: DataProgress) => void): Promise<DatasetPreview> {
     const m = this.require(req.modelId);
     const blockSize = Math.min(req.blockSize ?? 128, m.model.contextLength);
-    const built = await this.readDataset(m, req, blockSize, onProgress, req.previewRows ?? 12);
+    let built: BuiltDataset;
+    try {
+      built = await this.readDataset(m, req, blockSize, onProgress, req.previewRows ?? 12);
+    } catch (e) {
+      const columns = (e as { columns?: string[] }).columns;
+      if (!columns) throw e;
+      // The file reads, but its columns need a format or a mapping: say so, with the columns to choose from.
+      return {
+        file: req.dataset, kind: req.file || req.bytes ? kindOf(req.dataset) : sniffKind(req.text ?? ''), format: req.format ?? '', template: req.template ?? '', columns,
+        rows: 0, rejected: [], rejectedCount: 0, truncated: [], truncatedCount: 0, tokens: 0, histogram: { edges: [], counts: [] }, bytes: 0, lines: 0, blockSize,
+        preview: [], estimate: { stepsPerEpoch: 0, msPerStep: null, secondsPerEpoch: null }, problem: (e as Error).message,
+      };
+    }
     const batch = req.batchSize ?? 4;
     const trainShare = 1 - (req.validation ?? 0) - (req.test ?? 0);
     const trainRows = built.examples ? Math.round(built.examples.length * trainShare) : 0;
@@ -246,6 +273,7 @@ export class ModelLibrary {
       truncated: built.truncated.slice(0, 200), truncatedCount: built.truncatedCount, tokens: built.tokenCount,
       histogram: built.histogram, bytes: built.bytes, lines: built.lines, blockSize,
       preview: built.preview.map((p) => ({ line: p.line, fields: p.fields, prompt: p.prompt, completion: p.completion, promptTokens: p.promptTokens, completionTokens: p.completionTokens })),
+      problem: null,
       estimate: Number.isFinite(msPerStep) ? { stepsPerEpoch, msPerStep, secondsPerEpoch: (stepsPerEpoch * msPerStep) / 1000 } : { stepsPerEpoch, msPerStep: null, secondsPerEpoch: null },
     };
   }

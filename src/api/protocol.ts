@@ -210,6 +210,8 @@ export interface DatasetPreview {
   blockSize: number;
   /** The first rows and the exact text they train on: the prompt part is masked from the loss when learning answers only. */
   preview: { line: number; fields: Record<string, unknown>; prompt: string; completion: string; promptTokens: number; completionTokens: number }[];
+  /** Why the rows cannot be read as they are (a format or column mapping to choose), with `columns` to choose from; null when they can. */
+  problem: string | null;
   /** Steps per epoch at this batch and block, and the time they take here (forward passes timed, backward estimated). */
   estimate: { stepsPerEpoch: number; msPerStep: number | null; secondsPerEpoch: number | null };
 }

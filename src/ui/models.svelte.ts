@@ -1,14 +1,22 @@
 import type { StudioClient } from '../api/client';
 import { message } from './errors';
-import type { AdapterInfo, DatasetFormatName, EvalInfo, FileEntry, FinetuneMethod, FinetuneResult, GenerateResult, ModelInfo, ModelProgress, SamplingOptions, StepReport } from '../api/protocol';
+import type { AdapterInfo, DataProgress, DatasetFormatName, DatasetPreview, EvalInfo, FileEntry, FinetuneMethod, FinetuneResult, GenerateResult, ModelInfo, ModelProgress, SamplingOptions, StepReport } from '../api/protocol';
 
 /** The methods offered, with QLoRA's two base precisions as two choices. */
 export type TuneChoice = FinetuneMethod | 'qlora4';
 
 /** Files the fine-tune panel reads: plain text, or rows in a known format. */
 export const DATA_ACCEPT = '.txt,.md,.jsonl,.ndjson,.json,.csv,.tsv';
-/** Bigger files wait for the streaming reader in the worker: they would be copied whole here. */
-export const MAX_DATA_BYTES = 64 * 2 ** 20;
+/** The roles each row format reads, for mapping a file's columns to them. */
+export const FORMAT_ROLES: Record<DatasetFormatName, string[]> = {
+  text: ['text'],
+  prompt_completion: ['prompt', 'completion'],
+  alpaca: ['instruction', 'input', 'output'],
+  chat: ['messages'],
+  sharegpt: ['conversations'],
+  preference: ['prompt', 'chosen', 'rejected'],
+  classification: ['text', 'label'],
+};
 
 /** Bring-your-own models: pick or drop a Hugging Face folder, see it, import it, generate with it. */
 export class ModelsState {
@@ -38,11 +46,24 @@ export class ModelsState {
     method: 'lora' as TuneChoice, steps: 30, learningRate: 2e-3, r: 8, virtualTokens: 8, text: '',
     /** '' detects the format from the columns. */
     format: '' as DatasetFormatName | '',
+    /** Role -> column, for files whose columns have other names. */
+    mapping: {} as Record<string, string>,
+    template: '' as '' | 'none' | 'alpaca' | 'chatml' | 'model',
     completionOnly: true,
+    packing: false,
+    test: 0,
+    batchSize: 4,
+    blockSize: 128,
     validation: 0.1, evalEvery: 10, patience: 3, forgetting: false,
   });
-  /** A data file chosen instead of pasted text. */
-  tuneFile = $state.raw<{ name: string; bytes: Uint8Array } | null>(null);
+  /** A data file chosen instead of pasted text (read in the worker as it streams). */
+  tuneFile = $state.raw<File | null>(null);
+  /** What the data will teach, read before training. */
+  dataPreview = $state.raw<DatasetPreview | null>(null);
+  dataProgress = $state.raw<DataProgress | null>(null);
+  inspecting = $state(false);
+  dataError = $state<string | null>(null);
+  private inspectSeq = 0;
   tuneLosses = $state.raw<number[]>([]);
   tunePoints = $state.raw<{ step: number; loss: number }[]>([]);
   /** The last step's report: learning rate, gradient norm, speed, device memory. */
@@ -73,23 +94,66 @@ export class ModelsState {
     this.general = general ?? null;
   }
 
-  /** Takes a data file for fine-tuning; its contents are read now, and parsed in the worker. */
+  /** Takes a data file for fine-tuning (nothing is read here: the worker streams it) and inspects it. */
   async chooseData(file: File | undefined): Promise<void> {
-    this.error = null;
     if (!file) return;
-    if (file.size > MAX_DATA_BYTES) {
-      this.error = `${file.name} is ${formatBytes(file.size)}; files up to ${formatBytes(MAX_DATA_BYTES)} can be used here for now. Take a part of it.`;
-      return;
-    }
-    try {
-      this.tuneFile = { name: file.name, bytes: new Uint8Array(await file.arrayBuffer()) };
-    } catch (e) {
-      this.error = `${file.name} could not be read: ${message(e)}`;
-    }
+    this.tuneFile = file;
+    this.tune.format = '';
+    this.tune.mapping = {};
+    this.tune.template = '';
+    await this.inspectData();
   }
 
   clearData(): void {
     this.tuneFile = null;
+    this.dataPreview = null;
+    this.dataError = null;
+  }
+
+  /** The data source of a request: the chosen file, or the pasted text. */
+  private source(): { dataset: string; file?: File; text?: string } {
+    return this.tuneFile ? { dataset: this.tuneFile.name, file: this.tuneFile } : { dataset: 'pasted text', text: this.tune.text };
+  }
+
+  /** The format, mapping and template chosen (empty: detected). */
+  private rowOptions() {
+    const t = this.tune;
+    const mapping = Object.fromEntries(Object.entries(t.mapping).filter(([, c]) => c));
+    return { format: t.format || undefined, mapping: Object.keys(mapping).length ? mapping : undefined, template: t.template || undefined };
+  }
+
+  /** Reads the data as the run will and shows what it will teach; the latest request wins. */
+  async inspectData(): Promise<void> {
+    if (!this.loadedId || (!this.tuneFile && !this.tune.text.trim())) return;
+    const seq = ++this.inspectSeq;
+    this.inspecting = true;
+    this.dataError = null;
+    const t = this.tune;
+    try {
+      const preview = await this.client.inspectDataset(
+        {
+          modelId: this.loadedId, ...this.source(), ...this.rowOptions(),
+          blockSize: t.blockSize, batchSize: t.batchSize, validation: t.validation, test: t.test, packing: t.packing,
+        },
+        (p) => {
+          if (seq === this.inspectSeq) this.dataProgress = p;
+        },
+      );
+      if (seq !== this.inspectSeq) return;
+      this.dataPreview = preview;
+      this.dataError = preview.problem;
+      if (preview.problem) return;
+      this.announcement = `${preview.file}: ${preview.format}, ${preview.rows.toLocaleString('en')} rows, ${preview.rejectedCount} rejected.`;
+    } catch (e) {
+      if (seq !== this.inspectSeq) return;
+      this.dataPreview = null;
+      this.dataError = message(e);
+    } finally {
+      if (seq === this.inspectSeq) {
+        this.inspecting = false;
+        this.dataProgress = null;
+      }
+    }
   }
 
   /** The validation loss rose at the last checks while the training loss fell. */
@@ -195,8 +259,7 @@ export class ModelsState {
   async finetune(): Promise<void> {
     if (!this.loadedId || this.tuning || this.generating) return;
     const t = this.tune;
-    const file = this.tuneFile;
-    if (!file && !t.text.trim()) {
+    if (!this.tuneFile && !t.text.trim()) {
       this.error = 'Paste some training text or choose a data file first.';
       return;
     }
@@ -228,13 +291,15 @@ export class ModelsState {
       const result = await this.client.finetuneModel(
         {
           modelId: this.loadedId,
-          ...(file ? { dataset: file.name, bytes: file.bytes } : { dataset: 'the training text', text: t.text }),
-          format: t.format || undefined,
+          ...this.source(),
+          ...this.rowOptions(),
           completionOnly: t.completionOnly,
+          packing: t.packing,
+          test: t.test,
           method: t.method === 'qlora4' ? 'qlora' : t.method,
           bits: t.method === 'qlora4' ? 4 : 8,
           lora: { r: t.r, lora_alpha: 2 * t.r },
-          train: { steps: t.steps, learning_rate: t.learningRate },
+          train: { steps: t.steps, learning_rate: t.learningRate, batch_size: t.batchSize, block_size: Math.min(t.blockSize, this.loaded?.contextLength ?? t.blockSize) },
           numVirtualTokens: t.virtualTokens,
           validation: t.validation,
           evalEvery,

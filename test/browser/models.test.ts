@@ -200,6 +200,18 @@ test('the page fine-tunes on a JSONL file: rejected rows named, validation curve
   await page.setInputFiles('[data-testid=tune-data]', { name: 'words.jsonl', mimeType: 'application/jsonl', buffer: Buffer.from(rows.join('\n')) });
   await page.waitForSelector('[data-testid=tune-file]');
   assert.match((await page.textContent('[data-testid=tune-file]')) ?? '', /words\.jsonl/);
+  // Before training: the report, the histogram and the exact training text, the prompt shaded as masked.
+  await page.waitForSelector('[data-testid=data-report]');
+  const dataReport = ((await page.textContent('[data-testid=data-report]')) ?? '').replace(/\s+/g, ' ');
+  assert.match(dataReport, /words\.jsonl: alpaca, alpaca template · 16 rows kept · 1 rejected · 16 longer than the block of 64/);
+  assert.match(dataReport, /one epoch is 4 steps, about (under a second|\d+ s) on this device/);
+  const bars = page.locator('[data-testid=data-histogram] rect');
+  assert.equal(await bars.count(), 14, 'bins of 5 tokens up to 64, and one past it');
+  assert.equal(await bars.last().getAttribute('height'), '60', 'every row is past the block: the last bar is full');
+  assert.match((await page.textContent('[data-testid=data-rejected]')) ?? '', /line 5: invalid JSON/);
+  const prompt = page.locator('[data-testid=sample-prompt]').first();
+  assert.match((await prompt.textContent()) ?? '', /### Instruction:\nname the sea\n\n### Response:\n$/);
+  assert.equal(await prompt.getAttribute('class').then((c) => c?.includes('masked')), true);
   await page.fill('[data-testid=tune-steps]', '6');
   await page.fill('[data-testid=tune-validation]', '0.25');
   await page.fill('[data-testid=tune-eval-every]', '2');
@@ -246,12 +258,18 @@ test('the page fine-tunes on a JSONL file: rejected rows named, validation curve
   await page.waitForSelector('[data-testid=adapter-applied]');
   assert.match((await page.textContent('[data-testid=adapter-applied]')) ?? '', /Applied tuned: LoRA, r 8, on q_proj, v_proj/);
 
-  // A file the page cannot use: the message names it and the columns, and the panel keeps working.
-  await page.setInputFiles('[data-testid=tune-data]', { name: 'qa.csv', mimeType: 'text/csv', buffer: Buffer.from('question,answer\nx,y\n') });
-  await page.waitForFunction(() => document.querySelector('[data-testid=tune-file]')?.textContent?.includes('qa.csv'));
-  await page.click('[data-testid=tune-start]');
-  await page.waitForSelector('.error');
-  assert.match((await page.textContent('.error')) ?? '', /qa\.csv: cannot tell the format from its columns \(question, answer\)/);
+  // A file whose columns have other names: the message names them; mapping them makes it usable.
+  await page.setInputFiles('[data-testid=tune-data]', { name: 'qa.csv', mimeType: 'text/csv', buffer: Buffer.from('question,answer\nsay sea:,the sea\nsay ship:,the ship\n') });
+  await page.waitForSelector('[data-testid=data-error]');
+  assert.match((await page.textContent('[data-testid=data-error]')) ?? '', /qa\.csv: cannot tell the format from its columns \(question, answer\)/);
+  await page.selectOption('[data-testid=tune-format]', 'prompt_completion');
+  await page.waitForSelector('[data-testid=data-error]');
+  assert.match((await page.textContent('[data-testid=data-error]')) ?? '', /needs columns "prompt", "completion"; the file has question, answer/);
+  await page.selectOption('[data-testid=map-prompt]', 'question');
+  await page.selectOption('[data-testid=map-completion]', 'answer');
+  await until('the mapped preview', () => page.textContent('[data-testid=data-report]').catch(() => ''), (t) => /qa\.csv: prompt_completion · 2 rows kept/.test((t ?? '').replace(/\s+/g, ' ')));
+  assert.equal(await page.$('[data-testid=data-error]'), null, 'the problem is gone');
+  assert.equal(await page.locator('[data-testid=sample-prompt]').first().textContent(), 'say sea:');
   assert.deepEqual(errors, []);
   await context.close();
 });

@@ -322,8 +322,11 @@ test('a data file is read in the worker as it streams: progress, the report, a p
   assert.deepEqual([pasted.kind, pasted.format, pasted.rows], ['jsonl', 'prompt_completion', 2]);
   const prose = await studio.inspectDataset({ modelId: info.id, dataset: 'pasted', text: 'the sea. '.repeat(20) }, () => undefined);
   assert.equal(prose.format, 'text (token stream)');
-  await assert.rejects(
-    studio.inspectDataset({ modelId: info.id, dataset: 'qa.csv', file: new Blob(['q,a\n1,2\n']) }, () => undefined),
-    (e: unknown) => e instanceof Error && e.name === 'DataError' && (e as { field?: string }).field === 'format',
-  );
+  // Columns with other names: not an exception but a problem to solve, with the columns to map.
+  const qa = await studio.inspectDataset({ modelId: info.id, dataset: 'qa.csv', file: new Blob(['q,a\n1,2\n']) }, () => undefined);
+  assert.match(qa.problem!, /qa\.csv: cannot tell the format from its columns \(q, a\)/);
+  assert.deepEqual([qa.columns, qa.rows], [['q', 'a'], 0]);
+  const mapped = await studio.inspectDataset({ modelId: info.id, dataset: 'qa.csv', file: new Blob(['q,a\n1,2\n']), format: 'prompt_completion', mapping: { prompt: 'q', completion: 'a' } }, () => undefined);
+  assert.deepEqual([mapped.problem, mapped.rows, mapped.preview[0].prompt, mapped.preview[0].completion], [null, 1, '1', '2']);
+  await assert.rejects(studio.inspectDataset({ modelId: info.id, dataset: 'e.jsonl', file: new Blob([]) }, () => undefined), /e\.jsonl is empty/);
 });

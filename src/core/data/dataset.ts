@@ -135,6 +135,11 @@ export class DatasetBuilder {
     this.counts = new Array(Math.ceil((opts.blockSize + 1) / this.binWidth) + 1).fill(0);
   }
 
+  /** Column names seen so far. */
+  get columns(): string[] {
+    return this.parser.columnsSoFar;
+  }
+
   /** Usable rows so far (for progress). */
   get rowsSoFar(): number {
     return this.examples.length;
