@@ -21,6 +21,7 @@ import type { AdapterInfo, DataProgress, DataSource, DatasetPreview, DatasetRequ
 import { resolveTrainConfig, type TrainConfig } from '../core/config';
 import { checkTokens } from '../core/data/batch';
 import { DatasetBuilder, decodedPairs, splitDataset, type BuiltDataset } from '../core/data/dataset';
+import { readParquet } from '../core/data/parquet';
 import { kindOf, sniffKind, type FileKind } from '../core/data/parse';
 import { adapterFolder, applyAdapterFolder, mergedFolder, promptFolder } from '../core/io/export';
 import { scaleOutRecipe, type RecipeInput } from '../core/io/recipe';
@@ -209,6 +210,22 @@ export class ModelLibrary {
     });
     const source: Blob = req.file ?? new Blob([(req.bytes ?? new TextEncoder().encode(req.text ?? '')) as BlobPart]);
     const total = source.size;
+    if (kind === 'parquet') {
+      // Parquet is read by ranges (its footer first), one row group at a time.
+      try {
+        const { columns } = await readParquet(
+          req.dataset,
+          { byteLength: total, slice: (a, b) => source.slice(a, b).arrayBuffer() },
+          (rows, columns) => builder.addRows(rows, columns),
+          (rows, all) => onProgress({ done: Math.round((total * rows) / Math.max(1, all)), total, rows: builder.rowsSoFar }),
+        );
+        builder.addRows([], columns, total);
+        return builder.end();
+      } catch (e) {
+        if (e instanceof DataError && (e.field === 'format' || e.field === 'mapping')) (e as DataError & { columns?: string[] }).columns = builder.columns;
+        throw e;
+      }
+    }
     let done = 0;
     const reader = source.stream().getReader();
     let lastYield = performance.now();

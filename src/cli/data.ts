@@ -9,7 +9,7 @@ import { kindOf, type FileKind } from '../core/data/parse';
 import { ConfigError, DataError } from '../core/errors';
 import { inspectModel } from '../core/model/hf';
 import { loadTokenizer } from '../core/tokenizer/hf';
-import { folderFiles, readChunks } from './files';
+import { feedBuilder, folderFiles } from './files';
 import { dataFormat, type FinetuneArgs } from './finetune';
 
 export async function dataReport(file: string, args: FinetuneArgs): Promise<{ report: Record<string, unknown>; usable: boolean }> {
@@ -32,7 +32,7 @@ export async function dataReport(file: string, args: FinetuneArgs): Promise<{ re
   const builder = new DatasetBuilder(name, kind, { ...format, encode, blockSize, previewRows: 3 });
   let built: BuiltDataset;
   try {
-    readChunks(file, (b) => builder.push(b));
+    await feedBuilder(file, builder);
     built = builder.end();
   } catch (e) {
     if (!(e instanceof DataError)) throw e;

@@ -1,7 +1,9 @@
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { open, readFile, stat } from 'node:fs/promises';
 import { ConfigError } from '../core/errors';
 import { join, resolve } from 'node:path';
+import type { DatasetBuilder } from '../core/data/dataset';
+import { readParquet } from '../core/data/parquet';
 import type { ModelFiles } from '../core/model/hf';
 
 /** A model folder on disk, read lazily: headers first, then one tensor's bytes at a time. */
@@ -54,6 +56,29 @@ export function readChunks(path: string, onChunk: (bytes: Uint8Array) => void, c
       if (n <= 0) break;
       onChunk(buf.subarray(0, n));
     }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** A data file into a dataset builder: text formats in chunks, Parquet by ranges, one row group at a time. */
+export async function feedBuilder(path: string, builder: DatasetBuilder): Promise<void> {
+  if (builder.kind !== 'parquet') return readChunks(path, (b) => builder.push(b));
+  let fd: number;
+  try {
+    fd = openSync(resolve(path), 'r');
+  } catch (e) {
+    throw new ConfigError(`cannot read ${path}: ${(e as Error).message}`, { file: path });
+  }
+  try {
+    const size = fstatSync(fd).size;
+    const slice = async (start: number, end = size) => {
+      const buf = new Uint8Array(end - start);
+      readSync(fd, buf, 0, buf.length, start);
+      return buf.buffer;
+    };
+    const { columns } = await readParquet(builder.file, { byteLength: size, slice }, (rows, cols) => builder.addRows(rows, cols));
+    builder.addRows([], columns, size);
   } finally {
     closeSync(fd);
   }

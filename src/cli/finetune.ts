@@ -16,7 +16,7 @@ import { buildModel, inspectModel, loadWeights, type ModelFiles, type ModelSumma
 import { resolveLoraConfig, type LoraConfig } from '../core/peft/lora';
 import { loadTokenizer, stopTokenIds, type HFTokenizer } from '../core/tokenizer/hf';
 import { attachMethod, checkHeldOut, checkMethodFits, dataLoss, defaultLearningRate, METHODS, runFinetune, type Method } from '../core/train/finetune';
-import { folderFiles, readChunks } from './files';
+import { feedBuilder, folderFiles } from './files';
 
 export interface FinetuneArgs {
   model: string;
@@ -78,7 +78,7 @@ export async function finetune(args: FinetuneArgs, write: (line: string) => void
     encode,
     blockSize: train.block_size,
   });
-  readChunks(args.data, (b) => builder.push(b));
+  await feedBuilder(args.data, builder);
   const built = builder.end();
   const { data, report, trainTexts, trainText } = splitDataset(built, { validation: valFraction, test: testFraction, seed: train.seed }, args['train-on-prompt'] !== true, args.packing === true);
   write(

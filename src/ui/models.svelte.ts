@@ -6,7 +6,7 @@ import type { AdapterInfo, DataProgress, DatasetFormatName, DatasetPreview, Eval
 export type TuneChoice = FinetuneMethod | 'qlora4';
 
 /** Files the fine-tune panel reads: plain text, or rows in a known format. */
-export const DATA_ACCEPT = '.txt,.md,.jsonl,.ndjson,.json,.csv,.tsv';
+export const DATA_ACCEPT = '.txt,.md,.jsonl,.ndjson,.json,.csv,.tsv,.parquet';
 /** The roles each row format reads, for mapping a file's columns to them. */
 export const FORMAT_ROLES: Record<DatasetFormatName, string[]> = {
   text: ['text'],

@@ -303,3 +303,35 @@ test('the page pauses, resumes and stops a fine-tuning run', { skip, timeout: 18
   assert.deepEqual(errors, []);
   await context.close();
 });
+
+test('data in the page: a Parquet file by the picker, a JSONL file dropped, rows pasted', { skip, timeout: 180_000 }, async () => {
+  const { context } = await launch();
+  const page = await context.newPage();
+  const errors = watchErrors(page);
+  await page.goto(`${server.url}?backend=wasm`);
+  await page.waitForSelector('[data-testid=backend-name]');
+  await importFixture(page, 'tiny-gpt2');
+  const report = async () => ((await page.textContent('[data-testid=data-report]').catch(() => '')) ?? '').replace(/\s+/g, ' ');
+  await page.setInputFiles('[data-testid=tune-data]', fileURLToPath(new URL('../fixtures/datasets/alpaca.parquet', import.meta.url)));
+  await until('the Parquet report', report, (t) => t.includes('alpaca.parquet'));
+  assert.match(await report(), /alpaca\.parquet: alpaca, alpaca template · 24 rows kept · 1 rejected/);
+  assert.match((await page.textContent('[data-testid=data-rejected]')) ?? '', /row 8: field "output" is empty/);
+
+  // Dropped on the data panel, as a person drags a file from their desktop.
+  await page.evaluate(() => {
+    const dt = new DataTransfer();
+    dt.items.add(new File(['{"prompt": "say sea:", "completion": " sea"}\n{"prompt": "say ship:", "completion": " ship"}\n'], 'dropped.jsonl'));
+    document.querySelector('[data-testid=data-panel]')!.dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+  });
+  await until('the dropped file', report, (t) => t.includes('dropped.jsonl'));
+  assert.match(await report(), /dropped\.jsonl: prompt_completion · 2 rows kept · 0 rejected/);
+
+  // Pasted rows: JSON Lines in the text box.
+  await page.click('text=Use pasted text instead');
+  await page.fill('[data-testid=tune-text]', '{"prompt": "a:", "completion": " b"}\n{"prompt": "c:", "completion": " d"}\n{"prompt": "e:"}');
+  await page.click('[data-testid=data-preview-pasted]');
+  await until('the pasted report', report, (t) => t.includes('pasted text'));
+  assert.match(await report(), /pasted text: prompt_completion · 2 rows kept · 1 rejected/);
+  assert.deepEqual(errors, []);
+  await context.close();
+});

@@ -360,3 +360,20 @@ test('tabtune data: the report as JSON, each rejected row by line, tokens with a
   assert.equal(empty.status, 1);
   assert.match(empty.stderr, /empty\.jsonl is empty/);
 });
+
+test('tabtune data and train read Parquet (row groups, zstd), naming rows by number', () => {
+  const pq = (n: string) => fileURLToPath(new URL(`../fixtures/datasets/${n}`, import.meta.url));
+  const r = tabtune('data', pq('alpaca-zstd.parquet'), '--json');
+  assert.equal(r.status, 0, r.stderr);
+  const report = JSON.parse(r.stdout);
+  assert.deepEqual([report.kind, report.format, report.rows, report.rejected], ['parquet', 'alpaca', 24, [{ line: 8, reason: 'field "output" is empty' }]]);
+  const out = mkdtempSync(join(tmpdir(), 'tabtune-pq-'));
+  const t = tabtune('train', '--model', fileURLToPath(new URL('../fixtures/tiny-gpt2/', import.meta.url)), '--data', pq('chat.parquet'), '--out', out, '--max-steps', '2', '--block-size', '32', '--json');
+  assert.equal(t.status, 0, t.stderr);
+  assert.equal(JSON.parse(t.stdout.split('\n')[0]).dataset.format, 'chat');
+  const bad = join(out, 'fake.parquet');
+  writeFileSync(bad, 'instruction,output\n');
+  const b = tabtune('data', bad);
+  assert.equal(b.status, 1);
+  assert.match(b.stderr, /fake\.parquet is not a Parquet file/);
+});

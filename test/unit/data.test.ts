@@ -257,3 +257,38 @@ test('splitDataset: text is a token stream with its end held out; rows are split
   if (cls.data.kind === 'examples') assert.equal(cls.data.validation!.filter((e) => e.line <= 4).length, 2, 'stratified by label');
   assert.throws(() => buildDataset('bad.jsonl', enc('oops\n{"prompt": "a", "completion": ""}\n'), 'jsonl', { encode, blockSize: 16 }), /no row can be used \(2 rejected; line 1: invalid JSON/);
 });
+
+test('Parquet as Hugging Face datasets ship it (pyarrow; snappy and zstd; row groups; nested chat messages)', async () => {
+  const { readFileSync } = await import('node:fs');
+  const { readParquet } = await import('../../src/core/data/parquet');
+  const fixture = (n: string) => new Uint8Array(readFileSync(new URL(`../fixtures/datasets/${n}`, import.meta.url)));
+  const access = (b: Uint8Array) => ({ byteLength: b.length, slice: async (s: number, e?: number) => b.slice(s, e).buffer });
+  const encode = (s: string) => Array.from(enc(s));
+  const results = [];
+  for (const name of ['alpaca.parquet', 'alpaca-zstd.parquet']) {
+    const builder = new DatasetBuilder(name, 'parquet', { encode, blockSize: 256 });
+    const groups: number[] = [];
+    const { rows, columns } = await readParquet(name, access(fixture(name)), (r, cols) => {
+      groups.push(r.length);
+      builder.addRows(r, cols);
+    });
+    assert.deepEqual([rows, columns, groups], [25, ['instruction', 'input', 'output'], [10, 10, 5]], name);
+    const built = builder.end();
+    assert.equal(built.format, 'alpaca');
+    assert.equal(built.examples!.length, 24);
+    assert.deepEqual(built.rejected, [{ line: 8, reason: 'field "output" is empty' }], 'rows named by their number');
+    assert.equal(built.preview[0].completion, '2024-03-01');
+    assert.match(built.preview[0].prompt, /### Instruction:\nrewrite date 1\n\n### Input:\n01\/03\/2024\n\n### Response:\n$/);
+    assert.doesNotMatch(built.preview[2].prompt, /### Input/, 'a null input is no input');
+    results.push(built.examples!.map((e) => Array.from(e.completion)));
+  }
+  assert.deepEqual(results[0], results[1], 'zstd reads as snappy does');
+  const chat = new DatasetBuilder('chat.parquet', 'parquet', { encode, blockSize: 256 });
+  await readParquet('chat.parquet', access(fixture('chat.parquet')), (r, cols) => chat.addRows(r, cols));
+  const c = chat.end();
+  assert.deepEqual([c.format, c.examples!.length, c.preview[1].completion], ['chat', 6, 'number 1<|im_end|>\n']);
+  await assert.rejects(readParquet('x.parquet', access(enc('{"text": "not parquet"}')), () => undefined), /x\.parquet is not a Parquet file/);
+  const cut = fixture('alpaca.parquet').slice(0, 1500);
+  cut.set([0x50, 0x41, 0x52, 0x31], cut.length - 4);
+  await assert.rejects(readParquet('cut.parquet', access(cut), () => undefined), (e: unknown) => e instanceof DataError && /cut\.parquet/.test(e.message));
+});

@@ -137,7 +137,7 @@ export class DatasetBuilder {
 
   /** Column names seen so far. */
   get columns(): string[] {
-    return this.parser.columnsSoFar;
+    return this.kind === 'parquet' ? this.parquetColumns : this.parser.columnsSoFar;
   }
 
   /** Usable rows so far (for progress). */
@@ -146,12 +146,30 @@ export class DatasetBuilder {
   }
 
   push(chunk: Uint8Array): void {
+    if (this.kind === 'parquet') throw new DataError(`${this.file}: Parquet is read by row groups (addRows), not as a byte stream`, { file: this.file });
     this.bytes += chunk.length;
     this.parser.push(chunk);
   }
 
+  /** Rows read elsewhere (a Parquet row group), with the file's columns. */
+  addRows(rows: Row[], columns: string[], bytes = 0): void {
+    this.bytes += bytes;
+    this.parquetColumns = columns;
+    this.parquetRows += rows.length;
+    for (const r of rows) this.row(r);
+  }
+
+  private parquetColumns: string[] = [];
+  private parquetRows = 0;
+
   end(): BuiltDataset {
-    const parsed = this.parser.end();
+    const parsed =
+      this.kind === 'parquet'
+        ? (() => {
+            if (!this.parquetRows) throw new DataError(`${this.file} has no rows`, { file: this.file });
+            return { columns: this.parquetColumns, lines: this.parquetRows };
+          })()
+        : this.parser.end();
     const text = this.kind === 'text';
     if (!text && !this.renderer) this.startRendering(); // fewer rows than DETECT_ROWS
     const base = { file: this.file, kind: this.kind, bytes: this.bytes, lines: parsed.lines, columns: parsed.columns, rejected: this.rejected, rejectedCount: this.rejectedCount };
@@ -206,7 +224,7 @@ export class DatasetBuilder {
 
   /** The format is told from the columns of the first rows; they are then used in order. */
   private startRendering(): void {
-    this.renderer = rowRenderer(this.file, this.parser.columnsSoFar, this.opts, this.pending.length > 0);
+    this.renderer = rowRenderer(this.file, this.columns, this.opts, this.pending.length > 0);
     const rows = this.pending;
     this.pending = [];
     for (const r of rows) this.use(r);

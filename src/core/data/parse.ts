@@ -7,7 +7,7 @@
  */
 import { DataError } from '../errors';
 
-export type FileKind = 'jsonl' | 'json' | 'csv' | 'tsv' | 'text';
+export type FileKind = 'jsonl' | 'json' | 'csv' | 'tsv' | 'text' | 'parquet';
 
 export interface Row {
   /** 1-based line the row starts on (for a JSON array, the line of the element's opening brace). */
@@ -37,6 +37,7 @@ export function kindOf(file: string): FileKind {
   if (ext === 'json') return 'json';
   if (ext === 'csv') return 'csv';
   if (ext === 'tsv' || ext === 'tab') return 'tsv';
+  if (ext === 'parquet') return 'parquet';
   return 'text';
 }
 
