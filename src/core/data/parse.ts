@@ -219,7 +219,8 @@ export class RowParser {
 
   private csvLine(text: string | null, line: number): void {
     if (!this.inQuotes) {
-      if (text !== null && !text.trim() && !this.record.length) return; // blank line between records
+      // A blank line between records (one holding a separator is a record of empty fields).
+      if (text !== null && !text.trim() && !text.includes(this.kind === 'tsv' ? '\t' : ',') && !this.record.length) return;
       this.recordLine = line;
       this.recordBad = false;
     } else {
