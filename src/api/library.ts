@@ -329,7 +329,17 @@ export class ModelLibrary {
       { n_positions: m.model.contextLength },
     );
     const built = await this.readDataset(m, req, train.block_size, onData ?? (() => undefined));
-    const { data, report, trainTexts, trainText } = splitDataset(built, { validation: req.validation ?? (req.evalEvery ? 0.1 : 0), test: req.test ?? 0, seed: train.seed }, req.completionOnly, req.packing);
+    const v = req.validationFile;
+    const valBuilt = v
+      ? await this.readDataset(m, { dataset: v.dataset, file: v.file, bytes: v.bytes, text: v.text, format: req.format, mapping: req.mapping, template: req.template }, train.block_size, () => undefined)
+      : null;
+    const { data, report, trainTexts, trainText } = splitDataset(
+      built,
+      { validation: valBuilt ? 0 : (req.validation ?? (req.evalEvery ? 0.1 : 0)), test: req.test ?? 0, seed: train.seed },
+      req.completionOnly,
+      req.packing,
+      valBuilt,
+    );
     if (data.kind === 'tokens') checkTokens(data.train, train.block_size, req.dataset);
     const evalEvery = req.evalEvery ?? 0;
     if (evalEvery > 0) checkHeldOut(data, 'validation', train.block_size);

@@ -225,6 +225,8 @@ export interface FinetuneRequest extends DataSource {
   /** Held-out fractions (rows shuffled with the run's seed; text: its end). */
   validation?: number;
   test?: number;
+  /** A separate validation file (read with the same format options) instead of the validation fraction. */
+  validationFile?: { dataset: string; file?: Blob; bytes?: Uint8Array; text?: string };
   method: FinetuneMethod;
   /** LoRA settings by PEFT's names (r, lora_alpha, lora_dropout, target_modules, use_rslora). */
   lora?: Record<string, unknown>;
@@ -253,6 +255,7 @@ export interface DatasetReportInfo {
   truncated: number;
   tokens: number;
   split: { train: number; validation: number; test: number; seed: number };
+  validationFile?: string;
 }
 
 export interface EvalInfo {

@@ -50,10 +50,10 @@ export async function finetune(args: FinetuneArgs, write: (line: string) => void
   const tokenizer = await loadTokenizer(files);
   const dataName = basename(args.data);
   const evalEvery = num(args, 'eval-every') ?? 0;
-  const valFraction = num(args, 'val-fraction') ?? (evalEvery > 0 ? 0.1 : 0);
+  const valFraction = num(args, 'val-fraction') ?? (evalEvery > 0 && typeof args['val-data'] !== 'string' ? 0.1 : 0);
   const testFraction = num(args, 'test-fraction') ?? 0;
   if (valFraction < 0 || valFraction >= 1) throw new ConfigError(`--val-fraction must be at least 0 and below 1, got ${valFraction}`, { field: 'val-fraction' });
-  if (evalEvery > 0 && valFraction === 0) throw new ConfigError('--eval-every needs held-out data: give --val-fraction above 0', { field: 'val-fraction' });
+  if (evalEvery > 0 && valFraction === 0 && typeof args['val-data'] !== 'string') throw new ConfigError('--eval-every needs held-out data: give --val-fraction above 0 or --val-data FILE', { field: 'val-fraction' });
   const train: TrainConfig = resolveTrainConfig(
     {
       steps: num(args, 'max-steps') ?? 100,
@@ -73,14 +73,19 @@ export async function finetune(args: FinetuneArgs, write: (line: string) => void
     { n_positions: summary.contextLength },
   );
   const encode = (t: string, special = false) => tokenizer.encode(t, { addSpecialTokens: special });
-  const builder = new DatasetBuilder(dataName, typeof args['data-kind'] === 'string' ? (args['data-kind'] as FileKind) : kindOf(dataName), {
-    ...dataFormat(args, tokenizer),
-    encode,
-    blockSize: train.block_size,
-  });
-  await feedBuilder(args.data, builder);
-  const built = builder.end();
-  const { data, report, trainTexts, trainText } = splitDataset(built, { validation: valFraction, test: testFraction, seed: train.seed }, args['train-on-prompt'] !== true, args.packing === true);
+  const readData = async (path: string) => {
+    const name = basename(path);
+    const builder = new DatasetBuilder(name, typeof args['data-kind'] === 'string' ? (args['data-kind'] as FileKind) : kindOf(name), {
+      ...dataFormat(args, tokenizer),
+      encode,
+      blockSize: train.block_size,
+    });
+    await feedBuilder(path, builder);
+    return builder.end();
+  };
+  const built = await readData(args.data);
+  const valFile = typeof args['val-data'] === 'string' ? await readData(args['val-data']) : null;
+  const { data, report, trainTexts, trainText } = splitDataset(built, { validation: valFraction, test: testFraction, seed: train.seed }, args['train-on-prompt'] !== true, args.packing === true, valFile);
   write(
     args.json
       ? JSON.stringify({ dataset: { ...report, rejected: report.rejected.slice(0, 100) } })

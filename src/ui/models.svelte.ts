@@ -58,6 +58,8 @@ export class ModelsState {
   });
   /** A data file chosen instead of pasted text (read in the worker as it streams). */
   tuneFile = $state.raw<File | null>(null);
+  /** A separate validation file, instead of a share of the training data. */
+  validationFile = $state.raw<File | null>(null);
   /** What the data will teach, read before training. */
   dataPreview = $state.raw<DatasetPreview | null>(null);
   dataProgress = $state.raw<DataProgress | null>(null);
@@ -287,7 +289,7 @@ export class ModelsState {
         if (!res.ok) throw new Error(`could not load ${this.general.name} for the forgetting check: HTTP ${res.status}`);
         forgetting = { name: this.general.name, text: await res.text() };
       }
-      const evalEvery = t.validation > 0 ? t.evalEvery : 0;
+      const evalEvery = t.validation > 0 || this.validationFile ? t.evalEvery : 0;
       const result = await this.client.finetuneModel(
         {
           modelId: this.loadedId,
@@ -302,6 +304,7 @@ export class ModelsState {
           train: { steps: t.steps, learning_rate: t.learningRate, batch_size: t.batchSize, block_size: Math.min(t.blockSize, this.loaded?.contextLength ?? t.blockSize) },
           numVirtualTokens: t.virtualTokens,
           validation: t.validation,
+          validationFile: this.validationFile ? { dataset: this.validationFile.name, file: this.validationFile } : undefined,
           evalEvery,
           patience: t.patience,
           forgetting,

@@ -292,6 +292,15 @@ test('tabtune train on a JSONL of prompt/completion rows: bad rows named, comple
   const yaml = readFileSync(join(recipe, 'axolotl.yaml'), 'utf8').split('\n');
   for (const needle of ['adapter: qlora', 'load_in_4bit: true', 'train_on_inputs: false', '      field_instruction: prompt']) assert.ok(yaml.includes(needle), `axolotl.yaml has ${needle}`);
 
+  // A separate validation file instead of a fraction.
+  const valPath = join(dir, 'val.jsonl');
+  writeFileSync(valPath, ['sea', 'ship', 'gull'].map((w) => JSON.stringify({ prompt: `say ${w} thrice:`, completion: ` ${w} ${w} ${w}` })).join('\n'));
+  const withVal = tabtune('train', '--model', fx('tiny-gpt2'), '--data', data, '--out', join(dir, 'v'), '--val-data', valPath, '--eval-every', '2', '--max-steps', '4', '--block-size', '16', '--json');
+  assert.equal(withVal.status, 0, withVal.stderr);
+  const vLines = withVal.stdout.trim().split('\n').map((l) => JSON.parse(l));
+  assert.deepEqual([vLines[0].dataset.split.train, vLines[0].dataset.split.validation, vLines[0].dataset.validationFile], [40, 3, 'val.jsonl']);
+  assert.equal(vLines.filter((l) => l.eval).length, 2);
+
   const csv = join(dir, 'qa.csv');
   writeFileSync(csv, 'question,answer\nsay cat:,cat\nsay dog:,dog\n');
   const unmapped = tabtune('train', '--model', fx('tiny-gpt2'), '--data', csv, '--out', join(dir, 'c'));

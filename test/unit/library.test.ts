@@ -181,6 +181,16 @@ test('fine-tuning in the Studio on a JSONL of chats: the model chat template, va
   const names = new TextDecoder('latin1').decode(zip);
   assert.ok(names.includes('adapter_config.json') && names.includes('adapter_model.safetensors'));
   assert.equal(zip.length, out.files.reduce((n, f) => n + f.bytes.length + 2 * f.name.length + 76, 22), 'stored: the files plus headers');
+  // A separate validation file instead of a share.
+  const withFile = await studio.finetuneModel(
+    {
+      modelId: info.id, dataset: 'chats.jsonl', bytes: new TextEncoder().encode(lines.join('\n')), method: 'lora', lora: { r: 4 },
+      train: { steps: 4, block_size: 16, batch_size: 4 }, evalEvery: 2, validation: 0.5,
+      validationFile: { dataset: 'val.jsonl', bytes: new TextEncoder().encode(lines.slice(0, 3).join('\n')) },
+    },
+    () => undefined,
+  );
+  assert.deepEqual([withFile.dataset.split.train, withFile.dataset.split.validation, withFile.dataset.validationFile, withFile.evals.length], [12, 3, 'val.jsonl', 2]);
   await studio.loadModel(info.id, () => undefined);
   await assert.rejects(
     studio.finetuneModel({ modelId: info.id, dataset: 'qa.csv', bytes: new TextEncoder().encode('q,a\nx,y\n'), method: 'lora' }, () => undefined),

@@ -293,6 +293,8 @@ export interface DatasetReport {
   tokens: number;
   histogram: Histogram;
   split: { train: number; validation: number; test: number; seed: number };
+  /** Validation came from this separate file. */
+  validationFile?: string;
 }
 
 export interface Prepared {
@@ -308,7 +310,19 @@ export interface Prepared {
  * Train / validation / test: rows by a seeded shuffle (stratified by label for classification),
  * text by its end (the held-out parts are never trained on, and next to nothing trained on).
  */
-export function splitDataset(built: BuiltDataset, split: SplitSpec, completionOnly = true, packing = false): Prepared {
+export function splitDataset(built: BuiltDataset, split: SplitSpec, completionOnly = true, packing = false, validationFile: BuiltDataset | null = null): Prepared {
+  if (validationFile) {
+    // A separate validation file: the main file gives train (and test), the other file all of validation.
+    if (!!validationFile.tokens !== !!built.tokens) {
+      throw new DataError(`${validationFile.file} is ${validationFile.tokens ? 'plain text' : 'rows'} and ${built.file} is ${built.tokens ? 'plain text' : 'rows'}; a validation file must be of the same kind`, { file: validationFile.file, field: 'validation' });
+    }
+    const main = splitDataset(built, { ...split, validation: 0 }, completionOnly, packing);
+    const data = main.data;
+    if (data.kind === 'tokens') data.validation = validationFile.tokens;
+    else data.validation = validationFile.examples;
+    const n = validationFile.examples?.length ?? validationFile.tokens?.length ?? 0;
+    return { ...main, report: { ...main.report, validationFile: validationFile.file, split: { ...main.report.split, validation: n } } };
+  }
   const base = {
     file: built.file, kind: built.kind, format: built.format, template: built.template, rejected: built.rejected, rejectedCount: built.rejectedCount,
     truncated: built.truncatedCount, tokens: built.tokenCount, histogram: built.histogram,
