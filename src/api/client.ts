@@ -3,7 +3,7 @@
  * the UI never imports comlink, tfjs or the core.
  */
 import { proxy, wrap, type Remote } from 'comlink';
-import type { DataProgress, DatasetRequest, EvalInfo, FileEntry, FinetuneRequest, GenerateRequest, GeneratedPiece, ModelProgress, StepReport, StudioApi, TrainRequest } from './protocol';
+import type { DataProgress, DatasetInfo, DatasetRequest, SaveDatasetRequest, EvalInfo, FileEntry, FinetuneRequest, GenerateRequest, GeneratedPiece, ModelProgress, StepReport, StudioApi, TrainRequest } from './protocol';
 
 export class StudioClient {
   private readonly remote: Remote<StudioApi>;
@@ -49,6 +49,10 @@ export class StudioClient {
   stopGenerating: StudioApi['stopGenerating'] = () => this.call(this.remote.stopGenerating());
   finetuneModel = (req: FinetuneRequest, onStep: (r: StepReport) => void, onEval: (e: EvalInfo) => void = () => undefined) =>
     this.call(this.remote.finetuneModel(req, proxy(onStep), proxy(onEval)));
+  saveDataset = (req: SaveDatasetRequest, onProgress: (p: DataProgress) => void = () => undefined) => this.call(this.remote.saveDataset(req, proxy(onProgress)));
+  listDatasets = () => this.call(this.remote.listDatasets());
+  updateDataset = (id: string, change: Partial<Pick<DatasetInfo, 'options' | 'split' | 'summary'>>) => this.call(this.remote.updateDataset(id, change));
+  deleteDataset = (id: string) => this.call(this.remote.deleteDataset(id));
   inspectDataset = (req: DatasetRequest, onProgress: (p: DataProgress) => void = () => undefined) => this.call(this.remote.inspectDataset(req, proxy(onProgress)));
   exportMerged = (modelId: string) => this.call(this.remote.exportMerged(modelId));
   applyAdapter = (modelId: string, files: FileEntry[]) => this.call(this.remote.applyAdapter(modelId, files));

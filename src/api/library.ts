@@ -12,12 +12,16 @@ import {
 import type { NamedWeights } from '../core/model/base';
 import { HFTokenizer, loadTokenizer, stopTokenIds } from '../core/tokenizer/hf';
 import { ConfigError, DataError, TabtuneError } from '../core/errors';
+import {
+  datasetChunks, deleteDataset as deleteDatasetRecord, listDatasets as listDatasetRecords, loadDatasetRecord, saveDataset as saveDatasetRecord,
+  updateDataset as updateDatasetRecord, type DatasetRecord,
+} from '../store/datasets';
 import type { KV } from '../store/kv';
 import { UNNAMED } from './blob-files';
 import {
   deleteModel, listModels, loadModelRecord, loadTensorBytes, loadTextFile, resumableTensors, saveModel, type ModelRecord,
 } from '../store/models';
-import type { AdapterInfo, DataProgress, DataSource, DatasetPreview, DatasetRequest, EvalInfo, FinetuneRequest, FinetuneResult, GenerateRequest, GenerateResult, GeneratedPiece, ModelInfo, ModelProgress, StepReport } from './protocol';
+import type { AdapterInfo, DataProgress, DataSource, DatasetInfo, SaveDatasetRequest, DatasetPreview, DatasetRequest, EvalInfo, FinetuneRequest, FinetuneResult, GenerateRequest, GenerateResult, GeneratedPiece, ModelInfo, ModelProgress, StepReport } from './protocol';
 import { resolveTrainConfig, type TrainConfig } from '../core/config';
 import { checkTokens } from '../core/data/batch';
 import { DatasetBuilder, decodedPairs, splitDataset, type BuiltDataset } from '../core/data/dataset';
@@ -196,8 +200,9 @@ export class ModelLibrary {
    * A data file read as it streams (a File is read in chunks, never whole), with the format,
    * mapping and template applied and every row tokenized by the held model's tokenizer.
    */
-  private async readDataset(m: Loaded, req: DataSource, blockSize: number, onProgress: (p: DataProgress) => void, previewRows = 20): Promise<BuiltDataset> {
+  private async readDataset(m: Loaded, given: DataSource, blockSize: number, onProgress: (p: DataProgress) => void, previewRows = 20): Promise<BuiltDataset> {
     const tokenizer = this.tokenizerOf(m);
+    const req = await this.resolveSource(given);
     const kind: FileKind = req.file || req.bytes ? kindOf(req.dataset) : sniffKind(req.text ?? '');
     const builder = new DatasetBuilder(req.dataset, kind, {
       format: req.format,
@@ -259,6 +264,65 @@ export class ModelLibrary {
     }
     onProgress({ done: total, total, rows: built.examples?.length ?? 1 });
     return built;
+  }
+
+  /**
+   * A stored dataset as a source: its file (reassembled from its chunks) and, unless the request
+   * says otherwise, the format, mapping and template it was saved with.
+   */
+  private async resolveSource(req: DataSource): Promise<DataSource> {
+    if (!req.datasetId) return req;
+    const r = await loadDatasetRecord(this.kv, req.datasetId);
+    if (!r) throw new TabtuneError(`no stored dataset "${req.datasetId}"; it may have been deleted`, { field: 'dataset' });
+    const parts: Uint8Array[] = [];
+    for await (const c of datasetChunks(this.kv, r)) parts.push(c);
+    return {
+      ...req,
+      dataset: r.name,
+      file: new Blob(parts as BlobPart[]),
+      format: req.format ?? (r.options.format as DataSource['format']),
+      mapping: req.mapping ?? r.options.mapping,
+      template: req.template ?? (r.options.template as DataSource['template']),
+    };
+  }
+
+  /** Keeps a data file in storage with how it is read and split; listed once it is whole. */
+  async saveDataset(req: SaveDatasetRequest, onProgress: (p: DataProgress) => void): Promise<DatasetInfo> {
+    const source: Blob = req.file ?? new Blob([(req.bytes ?? new TextEncoder().encode(req.text ?? '')) as BlobPart]);
+    const total = source.size;
+    const name = req.file || req.bytes ? req.dataset : sniffKind(req.text ?? '') === 'text' ? `${req.dataset}.txt` : `${req.dataset}.jsonl`;
+    let done = 0;
+    async function* chunks() {
+      const reader = source.stream().getReader();
+      for (;;) {
+        const { value, done: end } = await reader.read();
+        if (end) return;
+        done += value.length;
+        onProgress({ done, total, rows: 0 });
+        yield value;
+      }
+    }
+    const id = `${slug(name)}-${Date.now().toString(36)}`;
+    const record = await saveDatasetRecord(
+      this.kv,
+      { id, name, options: { format: req.format, mapping: req.mapping, template: req.template }, split: req.split, summary: req.summary },
+      chunks(),
+    );
+    return datasetInfo(record);
+  }
+
+  async listDatasets(): Promise<DatasetInfo[]> {
+    return (await listDatasetRecords(this.kv)).map(datasetInfo);
+  }
+
+  async updateDataset(id: string, change: Partial<Pick<DatasetInfo, 'options' | 'split' | 'summary'>>): Promise<DatasetInfo> {
+    const r = await updateDatasetRecord(this.kv, id, change);
+    if (!r) throw new TabtuneError(`no stored dataset "${id}"`, { field: 'dataset' });
+    return datasetInfo(r);
+  }
+
+  async deleteDataset(id: string): Promise<void> {
+    await deleteDatasetRecord(this.kv, id);
   }
 
   /** What a data file will teach, before training: the report, a preview of the exact training text, an estimate of time. */
@@ -495,6 +559,10 @@ export class ModelLibrary {
       },
     };
   }
+}
+
+function datasetInfo(r: DatasetRecord): DatasetInfo {
+  return { id: r.id, name: r.name, bytes: r.bytes, options: r.options as DatasetInfo['options'], split: r.split, summary: r.summary, createdAt: r.createdAt };
 }
 
 function slug(name: string): string {

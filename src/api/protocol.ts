@@ -166,7 +166,8 @@ export type DatasetFormatName = 'text' | 'prompt_completion' | 'alpaca' | 'chat'
 export interface DataSource {
   /** The data file's name (named in errors and reports; its extension tells the kind). */
   dataset: string;
-  /** Its contents: a File (read in the worker as it streams), the bytes, or pasted text (JSON Lines when it starts with "{"). */
+  /** Its contents: a dataset kept in this browser, a File (read in the worker as it streams), the bytes, or pasted text (JSON Lines when it starts with "{"). */
+  datasetId?: string;
   file?: Blob;
   bytes?: Uint8Array;
   text?: string;
@@ -174,6 +175,22 @@ export interface DataSource {
   format?: DatasetFormatName;
   mapping?: Record<string, string>;
   template?: 'none' | 'alpaca' | 'chatml' | 'model';
+}
+
+/** A dataset kept in this browser: the file, how its rows are read, its split. */
+export interface DatasetInfo {
+  id: string;
+  name: string;
+  bytes: number;
+  options: { format?: DatasetFormatName; mapping?: Record<string, string>; template?: 'none' | 'alpaca' | 'chatml' | 'model' };
+  split: { validation: number; test: number; seed: number };
+  summary: { format: string; rows: number; rejected: number };
+  createdAt: number;
+}
+
+export interface SaveDatasetRequest extends DataSource {
+  split: { validation: number; test: number; seed: number };
+  summary: { format: string; rows: number; rejected: number };
 }
 
 export interface DataProgress {
@@ -340,6 +357,11 @@ export interface StudioApi {
   finetuneModel(req: FinetuneRequest, onStep: (r: StepReport) => void, onEval?: (e: EvalInfo) => void): Promise<FinetuneResult>;
   /** The held model with its fine-tuning folded in, as a zipped Hugging Face folder. */
   exportMerged(modelId: string): Promise<{ name: string; bytes: Uint8Array }>;
+  /** Keeps a data file in this browser with how it is read and split (a run can then name it by id). */
+  saveDataset(req: SaveDatasetRequest, onProgress: (p: DataProgress) => void): Promise<DatasetInfo>;
+  listDatasets(): Promise<DatasetInfo[]>;
+  updateDataset(id: string, change: Partial<Pick<DatasetInfo, 'options' | 'split' | 'summary'>>): Promise<DatasetInfo>;
+  deleteDataset(id: string): Promise<void>;
   /** Reads a data file as the run will (streamed, in the worker) and reports what it will teach. */
   inspectDataset(req: DatasetRequest, onProgress: (p: DataProgress) => void): Promise<DatasetPreview>;
   /** A PEFT adapter (its two files, a folder, or a zip of them) applied to the held model's base. */

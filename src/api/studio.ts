@@ -22,7 +22,7 @@ import {
   type CheckpointRecord, type RunRecord,
 } from '../store/runs';
 import type {
-  AdapterInfo, BackendFallback, BackendReport, DataProgress, DatasetPreview, DatasetRequest, BackendRequest, Diagnostics, EvalInfo, FileEntry, FinetuneRequest, FinetuneResult, GenerateRequest, GenerateResult, GeneratedPiece,
+  AdapterInfo, BackendFallback, BackendReport, DataProgress, DatasetInfo, DatasetPreview, DatasetRequest, SaveDatasetRequest, BackendRequest, Diagnostics, EvalInfo, FileEntry, FinetuneRequest, FinetuneResult, GenerateRequest, GenerateResult, GeneratedPiece,
   ModelInfo, ModelProgress, PresetInfo, RunInfo, StudioApi, TrainRequest,
 } from './protocol';
 
@@ -336,6 +336,22 @@ export class Studio implements StudioApi {
   private releasePause(): void {
     this.tuningPause?.resolve();
     this.tuningPause = null;
+  }
+
+  async saveDataset(req: SaveDatasetRequest, onProgress: (p: DataProgress) => void): Promise<DatasetInfo> {
+    return this.library.saveDataset(req, quiet(onProgress));
+  }
+
+  async listDatasets(): Promise<DatasetInfo[]> {
+    return this.library.listDatasets();
+  }
+
+  async updateDataset(id: string, change: Partial<Pick<DatasetInfo, 'options' | 'split' | 'summary'>>): Promise<DatasetInfo> {
+    return this.library.updateDataset(id, change);
+  }
+
+  async deleteDataset(id: string): Promise<void> {
+    return this.library.deleteDataset(id);
   }
 
   async inspectDataset(req: DatasetRequest, onProgress: (p: DataProgress) => void): Promise<DatasetPreview> {

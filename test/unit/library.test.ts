@@ -340,3 +340,38 @@ test('a data file is read in the worker as it streams: progress, the report, a p
   assert.deepEqual([mapped.problem, mapped.rows, mapped.preview[0].prompt, mapped.preview[0].completion], [null, 1, '1', '2']);
   await assert.rejects(studio.inspectDataset({ modelId: info.id, dataset: 'e.jsonl', file: new Blob([]) }, () => undefined), /e\.jsonl is empty/);
 });
+
+test('datasets kept in storage: the file in chunks with its options and split; a run by id repeats a run from the file', async () => {
+  const { saveDataset, listDatasets, DATASET_CHUNK_BYTES } = await import('../../src/store/datasets');
+  const kv = memoryKV();
+  const studio = new Studio({ kv, selectBackend: (r, onLost, exclude) => selectBackend(r, { onLost, exclude }) });
+  await studio.init('cpu');
+  const info = await studio.importModel(entries('tiny-gpt2'), () => undefined);
+  const rows = ['sea', 'ship', 'whale', 'sail', 'rope', 'deck', 'mast', 'wind'].map((w) => JSON.stringify({ prompt: `say ${w}:`, completion: ` ${w}` })).join('\n');
+  const saved = await studio.saveDataset(
+    { dataset: 'words.jsonl', file: new Blob([rows]), split: { validation: 0.25, test: 0, seed: 7 }, summary: { format: 'prompt_completion', rows: 8, rejected: 0 } },
+    () => undefined,
+  );
+  assert.deepEqual((await studio.listDatasets()).map((d) => [d.id, d.name, d.bytes, d.split.validation]), [[saved.id, 'words.jsonl', rows.length, 0.25]]);
+  const req = { modelId: info.id, method: 'lora' as const, lora: { r: 4 }, train: { steps: 4, block_size: 16, seed: 7 }, validation: 0.25, evalEvery: 2 };
+  const fromFile: number[] = [];
+  const fromStore: number[] = [];
+  const a = await studio.finetuneModel({ ...req, dataset: 'words.jsonl', bytes: new TextEncoder().encode(rows) }, (r) => fromFile.push(r.loss));
+  const b = await studio.finetuneModel({ ...req, dataset: 'ignored', datasetId: saved.id }, (r) => fromStore.push(r.loss));
+  assert.deepEqual(fromStore, fromFile, 'the stored dataset trains exactly as the file');
+  assert.deepEqual(b.evals.map((e) => e.valLoss), a.evals.map((e) => e.valLoss));
+  assert.equal(b.dataset.file, 'words.jsonl');
+  const changed = await studio.updateDataset(saved.id, { split: { validation: 0.5, test: 0, seed: 7 } });
+  assert.equal(changed.split.validation, 0.5);
+  // A save that fails half-way leaves nothing listed.
+  async function* broken() {
+    yield new Uint8Array(DATASET_CHUNK_BYTES + 10);
+    throw new Error('disk went away');
+  }
+  await assert.rejects(saveDataset(kv, { id: 'half', name: 'half.jsonl', options: {}, split: { validation: 0, test: 0, seed: 1 }, summary: { format: 'text', rows: 0, rejected: 0 } }, broken()), /disk went away/);
+  assert.deepEqual((await listDatasets(kv)).map((d) => d.id), [saved.id]);
+  await studio.deleteDataset(saved.id);
+  assert.deepEqual(await studio.listDatasets(), []);
+  assert.equal((await kv.keys()).filter((k) => k.startsWith(`datasetchunk/${saved.id}/`)).length, 0, 'its chunks are gone too');
+  await assert.rejects(studio.finetuneModel({ ...req, dataset: 'x', datasetId: saved.id }, () => undefined), /no stored dataset/);
+});
