@@ -33,4 +33,4 @@ const models = new ModelsState(client, params.get('hub') ?? undefined, { url: `$
 (globalThis as { tabtune?: unknown }).tabtune = { client, studio, models };
 
 mount(App, { target: document.getElementById('app')!, props: { studio, models } });
-void studio.start().then(() => models.refresh());
+void studio.start().then(() => Promise.all([models.refresh(), models.refreshDatasets()]));

@@ -1,6 +1,6 @@
 import type { StudioClient } from '../api/client';
 import { message } from './errors';
-import type { AdapterInfo, DataProgress, DatasetFormatName, DatasetPreview, EvalInfo, FileEntry, FinetuneMethod, FinetuneResult, GenerateResult, ModelInfo, ModelProgress, SamplingOptions, StepReport } from '../api/protocol';
+import type { AdapterInfo, DataProgress, DatasetFormatName, DatasetInfo, DatasetPreview, EvalInfo, FileEntry, FinetuneMethod, FinetuneResult, GenerateResult, ModelInfo, ModelProgress, SamplingOptions, StepReport } from '../api/protocol';
 
 /** The methods offered, with QLoRA's two base precisions as two choices. */
 export type TuneChoice = FinetuneMethod | 'qlora4';
@@ -58,6 +58,9 @@ export class ModelsState {
   });
   /** A data file chosen instead of pasted text (read in the worker as it streams). */
   tuneFile = $state.raw<File | null>(null);
+  /** Datasets kept in this browser, and the one in use (null: a new file or pasted text). */
+  datasets = $state<DatasetInfo[]>([]);
+  datasetId = $state<string | null>(null);
   /** A separate validation file, instead of a share of the training data. */
   validationFile = $state.raw<File | null>(null);
   /** What the data will teach, read before training. */
@@ -100,6 +103,7 @@ export class ModelsState {
   async chooseData(file: File | undefined): Promise<void> {
     if (!file) return;
     this.tuneFile = file;
+    this.datasetId = null;
     this.tune.format = '';
     this.tune.mapping = {};
     this.tune.template = '';
@@ -108,13 +112,71 @@ export class ModelsState {
 
   clearData(): void {
     this.tuneFile = null;
+    this.datasetId = null;
     this.dataPreview = null;
     this.dataError = null;
   }
 
   /** The data source of a request: the chosen file, or the pasted text. */
-  private source(): { dataset: string; file?: File; text?: string } {
-    return this.tuneFile ? { dataset: this.tuneFile.name, file: this.tuneFile } : { dataset: 'pasted text', text: this.tune.text };
+  private source(): { dataset: string; file?: File; datasetId?: string; text?: string } {
+    if (this.tuneFile) return { dataset: this.tuneFile.name, file: this.tuneFile };
+    if (this.datasetId) return { dataset: this.datasets.find((d) => d.id === this.datasetId)?.name ?? 'dataset', datasetId: this.datasetId };
+    return { dataset: 'pasted text', text: this.tune.text };
+  }
+
+  /** A data source is chosen: a file, a kept dataset, or pasted text. */
+  hasData = $derived(!!this.tuneFile || !!this.datasetId || !!this.tune.text.trim());
+
+  async refreshDatasets(): Promise<void> {
+    try {
+      this.datasets = await this.client.listDatasets();
+    } catch (e) {
+      this.error = message(e);
+    }
+  }
+
+  /** A dataset kept in this browser, with the format, mapping, template and split it was kept with. */
+  async useDataset(d: DatasetInfo): Promise<void> {
+    this.tuneFile = null;
+    this.datasetId = d.id;
+    this.tune.format = d.options.format ?? '';
+    this.tune.mapping = { ...(d.options.mapping ?? {}) };
+    this.tune.template = d.options.template ?? '';
+    this.tune.validation = d.split.validation;
+    this.tune.test = d.split.test;
+    await this.inspectData();
+  }
+
+  async removeDataset(id: string): Promise<void> {
+    try {
+      await this.client.deleteDataset(id);
+      if (this.datasetId === id) {
+        this.datasetId = null;
+        this.dataPreview = null;
+      }
+      await this.refreshDatasets();
+    } catch (e) {
+      this.error = message(e);
+    }
+  }
+
+  /**
+   * After a good read: a new file is kept in this browser (so a reload keeps it, with its split);
+   * a kept dataset remembers the options it was last read with.
+   */
+  private async keep(preview: DatasetPreview): Promise<void> {
+    const t = this.tune;
+    const split = { validation: t.validation, test: t.test, seed: 1337 };
+    const summary = { format: preview.format, rows: preview.rows, rejected: preview.rejectedCount };
+    const rows = this.rowOptions();
+    if (this.tuneFile && !this.datasetId) {
+      const file = this.tuneFile;
+      const saved = await this.client.saveDataset({ dataset: file.name, file, ...rows, split, summary });
+      if (this.tuneFile === file) this.datasetId = saved.id;
+    } else if (this.datasetId) {
+      await this.client.updateDataset(this.datasetId, { options: { ...rows }, split, summary });
+    } else return;
+    await this.refreshDatasets();
   }
 
   /** The format, mapping and template chosen (empty: detected). */
@@ -126,7 +188,7 @@ export class ModelsState {
 
   /** Reads the data as the run will and shows what it will teach; the latest request wins. */
   async inspectData(): Promise<void> {
-    if (!this.loadedId || (!this.tuneFile && !this.tune.text.trim())) return;
+    if (!this.loadedId || !this.hasData) return;
     const seq = ++this.inspectSeq;
     this.inspecting = true;
     this.dataError = null;
@@ -145,6 +207,7 @@ export class ModelsState {
       this.dataPreview = preview;
       this.dataError = preview.problem;
       if (preview.problem) return;
+      await this.keep(preview).catch((e) => (this.dataError = `${preview.file} could not be kept in this browser: ${message(e)}`));
       this.announcement = `${preview.file}: ${preview.format}, ${preview.rows.toLocaleString('en')} rows, ${preview.rejectedCount} rejected.`;
     } catch (e) {
       if (seq !== this.inspectSeq) return;
@@ -261,7 +324,7 @@ export class ModelsState {
   async finetune(): Promise<void> {
     if (!this.loadedId || this.tuning || this.generating) return;
     const t = this.tune;
-    if (!this.tuneFile && !t.text.trim()) {
+    if (!this.hasData) {
       this.error = 'Paste some training text or choose a data file first.';
       return;
     }

@@ -332,6 +332,20 @@ test('data in the page: a Parquet file by the picker, a JSONL file dropped, rows
   await page.click('[data-testid=data-preview-pasted]');
   await until('the pasted report', report, (t) => t.includes('pasted text'));
   assert.match(await report(), /pasted text: prompt_completion · 2 rows kept · 1 rejected/);
+
+  // The files are kept in this browser with how they are read: after a reload they are listed and usable.
+  const kept = () => page.$$eval('[data-testid=dataset-use]', (bs) => bs.map((b) => b.textContent));
+  assert.deepEqual(await kept(), ['alpaca.parquet', 'dropped.jsonl']);
+  await page.reload();
+  await page.waitForSelector('[data-testid=model-load]');
+  await page.click('[data-testid=model-load]');
+  await page.waitForSelector('[data-testid=model-loaded]');
+  await until('the kept datasets', kept, (k) => k.length === 2);
+  await page.click('[data-testid=dataset-use] >> text=alpaca.parquet');
+  await until('the kept Parquet report', report, (t) => t.includes('alpaca.parquet: alpaca, alpaca template · 24 rows kept · 1 rejected'));
+  await page.click('[data-testid=dataset-delete] >> nth=1');
+  await page.click('[data-testid=dataset-delete] >> nth=1');
+  await until('the deletion', kept, (k) => k.length === 1);
   assert.deepEqual(errors, []);
   await context.close();
 });
