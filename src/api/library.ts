@@ -393,16 +393,17 @@ export class ModelLibrary {
       { n_positions: m.model.contextLength },
     );
     const built = await this.readDataset(m, req, train.block_size, onData ?? (() => undefined));
-    const v = req.validationFile;
-    const valBuilt = v
-      ? await this.readDataset(m, { dataset: v.dataset, file: v.file, bytes: v.bytes, text: v.text, format: req.format, mapping: req.mapping, template: req.template }, train.block_size, () => undefined)
-      : null;
+    const other = (v: FinetuneRequest['validationFile']) =>
+      v ? this.readDataset(m, { dataset: v.dataset, file: v.file, bytes: v.bytes, text: v.text, format: req.format, mapping: req.mapping, template: req.template }, train.block_size, () => undefined) : null;
+    const valBuilt = await other(req.validationFile);
+    const testBuilt = await other(req.testFile);
     const { data, report, trainTexts, trainText } = splitDataset(
       built,
-      { validation: valBuilt ? 0 : (req.validation ?? (req.evalEvery ? 0.1 : 0)), test: req.test ?? 0, seed: train.seed },
+      { validation: valBuilt ? 0 : (req.validation ?? (req.evalEvery ? 0.1 : 0)), test: testBuilt ? 0 : (req.test ?? 0), seed: train.seed },
       req.completionOnly,
       req.packing,
       valBuilt,
+      testBuilt,
     );
     if (data.kind === 'tokens') checkTokens(data.train, train.block_size, req.dataset);
     const evalEvery = req.evalEvery ?? 0;
@@ -440,7 +441,7 @@ export class ModelLibrary {
       shouldStop,
       gate,
     });
-    const testLoss = req.test ? await dataLoss(m.model, data, 'test', train.block_size, eos ?? 0) : null;
+    const testLoss = req.test || testBuilt ? await dataLoss(m.model, data, 'test', train.block_size, eos ?? 0) : null;
     const folder = lora
       ? await adapterFolder(m.model, lora, m.info.name)
       : method === 'prompt'

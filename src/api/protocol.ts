@@ -244,6 +244,8 @@ export interface FinetuneRequest extends DataSource {
   test?: number;
   /** A separate validation file (read with the same format options) instead of the validation fraction. */
   validationFile?: { dataset: string; file?: Blob; bytes?: Uint8Array; text?: string };
+  /** A separate test file, scored once at the end, instead of the test fraction. */
+  testFile?: { dataset: string; file?: Blob; bytes?: Uint8Array; text?: string };
   method: FinetuneMethod;
   /** LoRA settings by PEFT's names (r, lora_alpha, lora_dropout, target_modules, use_rslora). */
   lora?: Record<string, unknown>;
@@ -273,6 +275,7 @@ export interface DatasetReportInfo {
   tokens: number;
   split: { train: number; validation: number; test: number; seed: number };
   validationFile?: string;
+  testFile?: string;
 }
 
 export interface EvalInfo {

@@ -85,7 +85,8 @@ export async function finetune(args: FinetuneArgs, write: (line: string) => void
   };
   const built = await readData(args.data);
   const valFile = typeof args['val-data'] === 'string' ? await readData(args['val-data']) : null;
-  const { data, report, trainTexts, trainText } = splitDataset(built, { validation: valFraction, test: testFraction, seed: train.seed }, args['train-on-prompt'] !== true, args.packing === true, valFile);
+  const testFile = typeof args['test-data'] === 'string' ? await readData(args['test-data']) : null;
+  const { data, report, trainTexts, trainText } = splitDataset(built, { validation: valFraction, test: testFraction, seed: train.seed }, args['train-on-prompt'] !== true, args.packing === true, valFile, testFile);
   write(
     args.json
       ? JSON.stringify({ dataset: { ...report, rejected: report.rejected.slice(0, 100) } })
@@ -180,7 +181,7 @@ export async function finetune(args: FinetuneArgs, write: (line: string) => void
           : `forgetting check on ${basename(String(args.forgetting))}: perplexity ${before.toFixed(2)} before, ${after.toFixed(2)} after (${change >= 0 ? '+' : ''}${change.toFixed(1)}%)`,
       );
     }
-    if (testFraction > 0) {
+    if (testFraction > 0 || testFile) {
       const testLoss = await dataLoss(model, data, 'test', train.block_size, eos);
       write(args.json ? JSON.stringify({ test: { loss: testLoss, perplexity: Math.exp(testLoss) } }) : `test split: loss ${testLoss.toFixed(4)}, perplexity ${Math.exp(testLoss).toFixed(2)}`);
     }

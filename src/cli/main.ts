@@ -37,7 +37,7 @@ Usage:
                 [--eval-every N] [--val-fraction F] [--patience P] [--min-delta D] [--forgetting FILE]
                 [--num-virtual-tokens N] [--bits 8|4] [--recipe DIR] [--test-fraction F]
                 [--format F] [--map role=column,...] [--template none|alpaca|chatml|model]
-                [--train-on-prompt] [--packing] [--val-data FILE]
+                [--train-on-prompt] [--packing] [--val-data FILE] [--test-data FILE]
   tabtune data  FILE [--format F] [--map role=column,...] [--template T] [--model DIR] [--block-size N]
                 the dataset report as JSON: format, rows kept, each rejected row with its line and
                 reason; with a model, tokens, a length histogram and rows cut to the context;
@@ -67,7 +67,8 @@ Options:
                 prompt/completion examples, split with a seeded shuffle; the loss is on the
                 completions (and EOS) only unless --train-on-prompt. Rows are padded to the
                 longest of their batch, or with --packing laid end to end into full blocks.
-  --val-data F  a separate validation file (same format options) instead of --val-fraction
+  --val-data F  a separate validation file (same format options) instead of --val-fraction;
+                --test-data F likewise for the test split, scored once at the end
   --bits N      qlora: the frozen base in 8 bits (linear absmax) or 4 bits (NF4); default 8
   --ids LIST    token ids, comma-separated; logits prints {"ids": [...], "logits": [[...], ...]}
                 with one row of vocabulary-sized logits per position
@@ -115,6 +116,7 @@ export async function main(argv: string[]): Promise<number> {
         'val-fraction': { type: 'string' },
         'test-fraction': { type: 'string' },
         'val-data': { type: 'string' },
+        'test-data': { type: 'string' },
         format: { type: 'string' },
         template: { type: 'string' },
         map: { type: 'string' },

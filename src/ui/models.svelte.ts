@@ -63,6 +63,8 @@ export class ModelsState {
   datasetId = $state<string | null>(null);
   /** A separate validation file, instead of a share of the training data. */
   validationFile = $state.raw<File | null>(null);
+  /** A separate test file, scored once at the end, instead of a test share. */
+  testFile = $state.raw<File | null>(null);
   /** What the data will teach, read before training. */
   dataPreview = $state.raw<DatasetPreview | null>(null);
   dataProgress = $state.raw<DataProgress | null>(null);
@@ -368,6 +370,7 @@ export class ModelsState {
           numVirtualTokens: t.virtualTokens,
           validation: t.validation,
           validationFile: this.validationFile ? { dataset: this.validationFile.name, file: this.validationFile } : undefined,
+          testFile: this.testFile ? { dataset: this.testFile.name, file: this.testFile } : undefined,
           evalEvery,
           patience: t.patience,
           forgetting,

@@ -295,11 +295,15 @@ test('tabtune train on a JSONL of prompt/completion rows: bad rows named, comple
   // A separate validation file instead of a fraction.
   const valPath = join(dir, 'val.jsonl');
   writeFileSync(valPath, ['sea', 'ship', 'gull'].map((w) => JSON.stringify({ prompt: `say ${w} thrice:`, completion: ` ${w} ${w} ${w}` })).join('\n'));
-  const withVal = tabtune('train', '--model', fx('tiny-gpt2'), '--data', data, '--out', join(dir, 'v'), '--val-data', valPath, '--eval-every', '2', '--max-steps', '4', '--block-size', '16', '--json');
+  const testPath = join(dir, 'test.jsonl');
+  writeFileSync(testPath, ['tide', 'sand'].map((w) => JSON.stringify({ prompt: `say ${w}:`, completion: ` ${w}` })).join('\n'));
+  const withVal = tabtune('train', '--model', fx('tiny-gpt2'), '--data', data, '--out', join(dir, 'v'), '--val-data', valPath, '--test-data', testPath, '--eval-every', '2', '--max-steps', '4', '--block-size', '16', '--json');
   assert.equal(withVal.status, 0, withVal.stderr);
   const vLines = withVal.stdout.trim().split('\n').map((l) => JSON.parse(l));
-  assert.deepEqual([vLines[0].dataset.split.train, vLines[0].dataset.split.validation, vLines[0].dataset.validationFile], [40, 3, 'val.jsonl']);
+  const split = vLines[0].dataset;
+  assert.deepEqual([split.split.train, split.split.validation, split.split.test, split.validationFile, split.testFile], [40, 3, 2, 'val.jsonl', 'test.jsonl']);
   assert.equal(vLines.filter((l) => l.eval).length, 2);
+  assert.ok(vLines.find((l) => l.test).test.loss > 0, 'the test file is scored at the end');
 
   const csv = join(dir, 'qa.csv');
   writeFileSync(csv, 'question,answer\nsay cat:,cat\nsay dog:,dog\n');

@@ -293,8 +293,9 @@ export interface DatasetReport {
   tokens: number;
   histogram: Histogram;
   split: { train: number; validation: number; test: number; seed: number };
-  /** Validation came from this separate file. */
+  /** Validation (or test) came from this separate file. */
   validationFile?: string;
+  testFile?: string;
 }
 
 export interface Prepared {
@@ -310,7 +311,25 @@ export interface Prepared {
  * Train / validation / test: rows by a seeded shuffle (stratified by label for classification),
  * text by its end (the held-out parts are never trained on, and next to nothing trained on).
  */
-export function splitDataset(built: BuiltDataset, split: SplitSpec, completionOnly = true, packing = false, validationFile: BuiltDataset | null = null): Prepared {
+export function splitDataset(
+  built: BuiltDataset,
+  split: SplitSpec,
+  completionOnly = true,
+  packing = false,
+  validationFile: BuiltDataset | null = null,
+  testFile: BuiltDataset | null = null,
+): Prepared {
+  if (testFile) {
+    // A separate test file: held out from everything, read at the end.
+    if (!!testFile.tokens !== !!built.tokens) {
+      throw new DataError(`${testFile.file} is ${testFile.tokens ? 'plain text' : 'rows'} and ${built.file} is ${built.tokens ? 'plain text' : 'rows'}; a test file must be of the same kind`, { file: testFile.file, field: 'test' });
+    }
+    const main = splitDataset(built, { ...split, test: 0 }, completionOnly, packing, validationFile);
+    if (main.data.kind === 'tokens') main.data.test = testFile.tokens;
+    else main.data.test = testFile.examples;
+    const n = testFile.examples?.length ?? testFile.tokens?.length ?? 0;
+    return { ...main, report: { ...main.report, testFile: testFile.file, split: { ...main.report.split, test: n } } };
+  }
   if (validationFile) {
     // A separate validation file: the main file gives train (and test), the other file all of validation.
     if (!!validationFile.tokens !== !!built.tokens) {
