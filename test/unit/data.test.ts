@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { exampleBatch } from '../../src/core/data/batch';
+import { exampleBatch, toArray } from '../../src/core/data/batch';
 import { buildDataset, DatasetBuilder, splitDataset } from '../../src/core/data/dataset';
 import { alpacaPrompt, chatml, detectFormat, renderRows } from '../../src/core/data/formats';
 import { LineSplitter, parseBytes, RowParser } from '../../src/core/data/parse';
@@ -195,7 +195,7 @@ test('built examples: the completion is what follows the prompt in the whole tex
     { prompt: 'long prompt', completion: 'y' },
   ];
   const built = buildDataset('r.jsonl', enc(rows.map((r) => JSON.stringify(r)).join('\n')), 'jsonl', { encode, blockSize: 8, previewRows: 2 });
-  const ex = built.examples!;
+  const ex = toArray(built.examples!);
   assert.deepEqual([ex[0].line, Array.from(ex[0].prompt), Array.from(ex[0].completion)], [1, [120, 32], [121, 122]]);
   assert.deepEqual([Array.from(ex[1].prompt), Array.from(ex[1].completion)], [[120, 97], [98, 99]], 'a merge across the boundary: parts tokenized on their own');
   assert.deepEqual([built.truncated, built.truncatedCount], [[3], 1]);
@@ -223,7 +223,7 @@ test('the builder fed in chunks of any size builds what it builds at once; a fil
     at += n;
   }
   const chunked = b.end();
-  const plain = (d: typeof whole) => ({ ...d, examples: d.examples!.map((e) => [e.line, Array.from(e.prompt), Array.from(e.completion)]) });
+  const plain = (d: typeof whole) => ({ ...d, examples: toArray(d.examples!).map((e) => [e.line, Array.from(e.prompt), Array.from(e.completion)]) });
   assert.deepEqual(plain(chunked), plain(whole));
   assert.equal(whole.examples!.length, 300 - 8);
   assert.equal(whole.rejectedCount, 8);
@@ -250,11 +250,11 @@ test('splitDataset: text is a token stream with its end held out; rows are split
     assert.equal(data.train.length + data.validation!.length, 39);
     assert.equal(data.validation!.length, 10);
     assert.equal(data.completionOnly, true);
-    assert.deepEqual(trainTexts!.map((t) => t.line), data.train.map((e) => e.line), 'the recipe gets the training split');
+    assert.deepEqual(trainTexts!.map((t) => t.line), toArray(data.train).map((e) => e.line), 'the recipe gets the training split');
   }
   const labels = Array.from({ length: 20 }, (_, i) => JSON.stringify({ text: `t${i}`, label: i < 4 ? 'rare' : 'common' }));
   const cls = splitDataset(buildDataset('c.jsonl', enc(labels.join('\n')), 'jsonl', { encode, blockSize: 16 }), { validation: 0.5, test: 0, seed: 2 });
-  if (cls.data.kind === 'examples') assert.equal(cls.data.validation!.filter((e) => e.line <= 4).length, 2, 'stratified by label');
+  if (cls.data.kind === 'examples') assert.equal(toArray(cls.data.validation!).filter((e) => e.line <= 4).length, 2, 'stratified by label');
   assert.throws(() => buildDataset('bad.jsonl', enc('oops\n{"prompt": "a", "completion": ""}\n'), 'jsonl', { encode, blockSize: 16 }), /no row can be used \(2 rejected; line 1: invalid JSON/);
 });
 
@@ -280,7 +280,7 @@ test('Parquet as Hugging Face datasets ship it (pyarrow; snappy and zstd; row gr
     assert.equal(built.preview[0].completion, '2024-03-01');
     assert.match(built.preview[0].prompt, /### Instruction:\nrewrite date 1\n\n### Input:\n01\/03\/2024\n\n### Response:\n$/);
     assert.doesNotMatch(built.preview[2].prompt, /### Input/, 'a null input is no input');
-    results.push(built.examples!.map((e) => Array.from(e.completion)));
+    results.push(toArray(built.examples!).map((e) => Array.from(e.completion)));
   }
   assert.deepEqual(results[0], results[1], 'zstd reads as snappy does');
   const chat = new DatasetBuilder('chat.parquet', 'parquet', { encode, blockSize: 256 });

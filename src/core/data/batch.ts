@@ -18,6 +18,65 @@ export interface Example {
   completion: Ids;
 }
 
+/** Examples by position: an array, or a compact store that makes each one on demand. */
+export interface ExampleList {
+  readonly length: number;
+  get(i: number): LineExample;
+}
+
+/** An array of examples as an ExampleList. */
+export function listOf(examples: LineExample[]): ExampleList {
+  return { length: examples.length, get: (i) => examples[i] };
+}
+
+/** Every example of a list, as an array (for small lists: tests, reports). */
+export function toArray(list: ExampleList): LineExample[] {
+  return Array.from({ length: list.length }, (_, i) => list.get(i));
+}
+
+/** The examples at some positions of a list (a split's part). */
+export function subset(list: ExampleList, indices: ArrayLike<number>): ExampleList {
+  return { length: indices.length, get: (i) => list.get(indices[i]) };
+}
+
+/**
+ * Tokenized examples kept compactly: all ids in large shared blocks, and per example four
+ * numbers in typed arrays (block, offset, prompt and completion lengths, line), so a million
+ * rows cost some tens of megabytes, not a million objects. Views are made when an example is read.
+ */
+export class ExampleStore implements ExampleList {
+  private static readonly BLOCK = 1 << 22; // ids per block (16 MiB)
+  private blocks: Int32Array[] = [];
+  private used = ExampleStore.BLOCK;
+  private meta = new Int32Array(5 * 1024); // [block, offset, promptLen, completionLen, line] per example
+  length = 0;
+
+  add(line: number, prompt: number[], completion: number[]): void {
+    const n = prompt.length + completion.length;
+    if (this.used + n > (this.blocks.at(-1)?.length ?? 0)) {
+      this.blocks.push(new Int32Array(Math.max(ExampleStore.BLOCK, n)));
+      this.used = 0;
+    }
+    const block = this.blocks.at(-1)!;
+    block.set(prompt, this.used);
+    block.set(completion, this.used + prompt.length);
+    if ((this.length + 1) * 5 > this.meta.length) {
+      const grown = new Int32Array(this.meta.length * 2);
+      grown.set(this.meta);
+      this.meta = grown;
+    }
+    this.meta.set([this.blocks.length - 1, this.used, prompt.length, completion.length, line], this.length * 5);
+    this.used += n;
+    this.length++;
+  }
+
+  get(i: number): LineExample {
+    const m = this.meta.subarray(i * 5, i * 5 + 5);
+    const block = this.blocks[m[0]];
+    return { line: m[4], prompt: block.subarray(m[1], m[1] + m[2]), completion: block.subarray(m[1] + m[2], m[1] + m[2] + m[3]) };
+  }
+}
+
 /** Padded lengths are multiples of this: few distinct shapes, so compiled GPU programs are reused. */
 export const PAD_MULTIPLE = 16;
 
@@ -92,14 +151,19 @@ export interface LineExample extends Example {
  * With completionOnly the prompts' tokens stay masked as targets. Attention is not reset at
  * example boundaries (as in TRL's packing without position-id resets).
  */
-export function packedSampler(examples: Example[], batchSize: number, blockSize: number, eos: number, completionOnly: boolean, seed: number): (rng: Rng) => Batch {
-  const order = examples.map((_, i) => i);
+export function packedSampler(list: ExampleList | Example[], batchSize: number, blockSize: number, eos: number, completionOnly: boolean, seed: number): (rng: Rng) => Batch {
+  const examples = asList(list);
+  const order = Array.from({ length: examples.length }, (_, i) => i);
   const shuffle = new Rng(seed ^ 0x9e3779b9);
   for (let i = order.length - 1; i > 0; i--) {
     const j = shuffle.int(i + 1);
     [order[i], order[j]] = [order[j], order[i]];
   }
-  const total = examples.reduce((n, e) => n + e.prompt.length + e.completion.length + 1, 0);
+  let total = 0;
+  for (let i = 0; i < examples.length; i++) {
+    const e = examples.get(i);
+    total += e.prompt.length + e.completion.length + 1;
+  }
   if (total < blockSize + 1) {
     throw new DataError(`packed, the examples make ${total} tokens; training needs at least block_size + 1 = ${blockSize + 1}`, { field: 'packing' });
   }
@@ -108,7 +172,7 @@ export function packedSampler(examples: Example[], batchSize: number, blockSize:
   const counts = new Float32Array(total);
   let at = 0;
   for (const i of order) {
-    const e = examples[i];
+    const e = examples.get(i);
     tokens.set(e.prompt, at);
     if (!completionOnly) counts.fill(1, at, at + e.prompt.length);
     at += e.prompt.length;
@@ -130,7 +194,12 @@ export function packedSampler(examples: Example[], batchSize: number, blockSize:
  * Batches of examples drawn at random (with replacement) by the trainer's seeded generator, so
  * a checkpoint's generator state is all a resumed run needs to draw the same batches.
  */
-export function exampleSampler(examples: Example[], batchSize: number, blockSize: number, eos: number, completionOnly: boolean): (rng: Rng) => Batch {
+export function exampleSampler(list: ExampleList | Example[], batchSize: number, blockSize: number, eos: number, completionOnly: boolean): (rng: Rng) => Batch {
+  const examples = asList(list);
   if (!examples.length) throw new DataError('there are no examples to train on', { field: 'dataset' });
-  return (rng) => exampleBatch(Array.from({ length: batchSize }, () => examples[rng.int(examples.length)]), blockSize, eos, completionOnly);
+  return (rng) => exampleBatch(Array.from({ length: batchSize }, () => examples.get(rng.int(examples.length))), blockSize, eos, completionOnly);
+}
+
+function asList(list: ExampleList | Example[]): ExampleList {
+  return Array.isArray(list) ? listOf(list.map((e, i) => ({ line: i + 1, ...e }))) : list;
 }

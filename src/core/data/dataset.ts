@@ -7,7 +7,7 @@
  * exact training text come with it. Splitting into train / validation / test is a second step.
  */
 import { DataError } from '../errors';
-import type { Example, LineExample } from './batch';
+import { ExampleStore, subset, type ExampleList } from './batch';
 import { DUPLICATE, rowRenderer, RowProblem, type FormatOptions, type RowRenderer, type TrainingText } from './formats';
 import { RowParser, type FileKind, type Rejected, type Row } from './parse';
 import { splitIndices, type SplitSpec } from './split';
@@ -16,9 +16,9 @@ export type TrainingData =
   | { kind: 'tokens'; train: Int32Array; validation: Int32Array | null; test: Int32Array | null }
   | {
       kind: 'examples';
-      train: LineExample[];
-      validation: LineExample[] | null;
-      test: LineExample[] | null;
+      train: ExampleList;
+      validation: ExampleList | null;
+      test: ExampleList | null;
       completionOnly: boolean;
       /** Packed into full blocks (examples end to end) rather than one padded example per row. */
       packing: boolean;
@@ -54,7 +54,7 @@ export interface BuiltDataset {
   format: string;
   template: string;
   /** Rows: one example per usable row, in file order. */
-  examples: LineExample[] | null;
+  examples: ExampleList | null;
   /** Text: the whole token stream, and the text itself. */
   tokens: Int32Array | null;
   text: string | null;
@@ -76,23 +76,6 @@ export interface BuiltDataset {
   lines: number;
 }
 
-/** Token ids kept in large shared blocks: an example is two views, not two arrays of numbers. */
-class IdPool {
-  private block = new Int32Array(1 << 16);
-  private used = 0;
-
-  add(ids: number[]): Int32Array {
-    if (this.used + ids.length > this.block.length) {
-      this.block = new Int32Array(Math.max(1 << 20, ids.length));
-      this.used = 0;
-    }
-    const view = this.block.subarray(this.used, this.used + ids.length);
-    view.set(ids);
-    this.used += ids.length;
-    return view;
-  }
-}
-
 /** A 52-bit hash of a string (two FNV-1a lanes), for finding duplicates without keeping the text. */
 function hash52(s: string): number {
   let a = 0x811c9dc5;
@@ -111,7 +94,7 @@ export class DatasetBuilder {
   private readonly parser: RowParser;
   private renderer: RowRenderer | null = null;
   private pending: Row[] = [];
-  private readonly examples: LineExample[] = [];
+  private readonly examples = new ExampleStore();
   private readonly texts: TrainingText[] = [];
   private textChars = 0;
   private keepTexts = true;
@@ -125,7 +108,6 @@ export class DatasetBuilder {
   private readonly binWidth: number;
   private readonly preview: PreviewRow[] = [];
   private readonly seen = new Set<number>();
-  private readonly pool = new IdPool();
   private textRow: Row | null = null;
   private bytes = 0;
 
@@ -257,7 +239,7 @@ export class DatasetBuilder {
     }
     this.counts[Math.min(this.counts.length - 1, Math.floor(length / this.binWidth))]++;
     this.tokenCount += length;
-    this.examples.push({ line: row.line, prompt: this.pool.add(promptIds), completion: this.pool.add(completionIds) });
+    this.examples.add(row.line, promptIds, completionIds);
     if (this.renderer!.format === 'classification') this.labels.push(t.completion);
     if (this.preview.length < (this.opts.previewRows ?? 20)) {
       this.preview.push({ ...t, fields: row.fields, promptTokens: promptIds.length, completionTokens: completionIds.length });
@@ -365,7 +347,7 @@ export function splitDataset(
   }
   const examples = built.examples!;
   const idx = splitIndices(examples.length, split, built.labels ?? undefined);
-  const pick = (ix: number[]) => (ix.length ? ix.map((i) => examples[i]) : null);
+  const pick = (ix: number[]) => (ix.length ? subset(examples, ix) : null);
   const train = pick(idx.train);
   if (!train) throw new DataError(`${built.file}: ${examples.length} usable rows leave none to train on after the split; lower the validation and test fractions`, { file: built.file, field: 'split' });
   return {
@@ -380,6 +362,9 @@ export function splitDataset(
  * Training texts back from their ids, for the recipe when the file was too large to keep its
  * texts (exact for byte-level BPE; SentencePiece decoders may drop a leading space).
  */
-export function decodedPairs(examples: Example[], decode: (ids: number[]) => string): { prompt: string; completion: string }[] {
-  return examples.map((e) => ({ prompt: decode(Array.from(e.prompt)), completion: decode(Array.from(e.completion)) }));
+export function decodedPairs(examples: ExampleList, decode: (ids: number[]) => string): { prompt: string; completion: string }[] {
+  return Array.from({ length: examples.length }, (_, i) => {
+    const e = examples.get(i);
+    return { prompt: decode(Array.from(e.prompt)), completion: decode(Array.from(e.completion)) };
+  });
 }

@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { CausalLM } from '../model/base';
-import { exampleBatch, type Example } from '../data/batch';
+import { exampleBatch, type ExampleList } from '../data/batch';
 
 /**
  * Mean next-token loss over consecutive, non-overlapping windows of a token stream (every token
@@ -78,7 +78,7 @@ export class EarlyStopping {
  */
 export async function heldOutExampleLoss(
   model: CausalLM,
-  examples: Example[],
+  examples: ExampleList,
   blockSize: number,
   eos: number,
   completionOnly: boolean,
@@ -90,7 +90,8 @@ export async function heldOutExampleLoss(
   let total = 0;
   let counted = 0;
   for (let e0 = 0; e0 < n; e0 += batch) {
-    const b = exampleBatch(examples.slice(e0, Math.min(n, e0 + batch)), blockSize, eos, completionOnly);
+    const part = Array.from({ length: Math.min(n, e0 + batch) - e0 }, (_, k) => examples.get(e0 + k));
+    const b = exampleBatch(part, blockSize, eos, completionOnly);
     const count = b.weights!.reduce((a, w) => a + w, 0);
     if (!count) continue;
     const loss = tf.tidy(() =>
