@@ -70,7 +70,8 @@ export function fingerprintTokens(tokens: Int32Array): string {
 
 export class Studio implements StudioApi {
   private readonly library: ModelLibrary;
-  private generating: { stop: boolean } | null = null;
+  /** What holds the model now (a generation or a fine-tuning run), and its stop flag. */
+  private generating: { stop: boolean; what: 'a generation' | 'a fine-tuning run' } | null = null;
   /** A pause of the fine-tuning run: its gate, until resumed. */
   private tuningPause: { promise: Promise<void>; resolve: () => void } | null = null;
   private current: BackendReport | null = null;
@@ -302,8 +303,8 @@ export class Studio implements StudioApi {
   }
 
   async generate(req: GenerateRequest, onPiece: (p: GeneratedPiece) => void): Promise<GenerateResult> {
-    if (this.generating) throw new TabtuneError('a generation is already running; stop it first');
-    const state = { stop: false };
+    if (this.generating) throw new TabtuneError(`${this.generating.what} is running; stop it first`);
+    const state = { stop: false, what: 'a generation' as const };
     this.generating = state;
     try {
       return await this.library.generate(req, quiet(onPiece), () => state.stop);
@@ -322,7 +323,7 @@ export class Studio implements StudioApi {
     this.requireIdleModel();
     if (this.active) throw new TabtuneError(`run ${this.active.id} is training; pause it first`);
     // The same flag as generation: while the model trains, nothing else may swap or use it.
-    const state = { stop: false };
+    const state = { stop: false, what: 'a fine-tuning run' as const };
     this.generating = state;
     this.tuningPause = null;
     try {
@@ -384,7 +385,7 @@ export class Studio implements StudioApi {
   /** Loading, importing or deleting replaces the held model: never under a running generation. */
   private requireIdleModel(): void {
     if (!this.current) throw new BackendError('init() must choose a backend first');
-    if (this.generating) throw new TabtuneError('a generation is running; stop it before changing models');
+    if (this.generating) throw new TabtuneError(`${this.generating.what} is running; stop it before changing or deleting models`);
   }
 
   async diagnostics(): Promise<Diagnostics> {

@@ -78,6 +78,8 @@ export class ModelsState {
   tuneEvals = $state.raw<EvalInfo[]>([]);
   tuning = $state(false);
   paused = $state(false);
+  /** Why the last fine-tune could not start or failed: shown by its button. */
+  tuneError = $state<string | null>(null);
   tuneResult = $state.raw<FinetuneResult | null>(null);
   downloads = $state.raw<{ name: string; url: string }[]>([]);
   /** The last run's scale-out recipe (a zip), as a download. */
@@ -106,6 +108,8 @@ export class ModelsState {
     if (!file) return;
     this.tuneFile = file;
     this.datasetId = null;
+    this.dataPreview = null;
+    this.dataError = null;
     this.tune.format = '';
     this.tune.mapping = {};
     this.tune.template = '';
@@ -276,7 +280,7 @@ export class ModelsState {
       try {
         const info = p.kind === 'files' ? await this.client.importModel(p.files, onProgress) : await this.client.importHubModel(p.repo, this.hubEndpoint, onProgress);
         this.pending = null;
-        this.loadedId = info.id;
+        this.adopt(info);
         await this.refresh();
         this.announcement = `${info.name} is imported, kept in this browser, and loaded.`;
       } catch (e) {
@@ -289,7 +293,7 @@ export class ModelsState {
   async load(id: string): Promise<void> {
     await this.run(async () => {
       const info = await this.client.loadModel(id, (p) => (this.progress = p));
-      this.loadedId = info.id;
+      this.adopt(info);
       this.announcement = `${info.name} is loaded.`;
     });
   }
@@ -326,12 +330,12 @@ export class ModelsState {
   async finetune(): Promise<void> {
     if (!this.loadedId || this.tuning || this.generating) return;
     const t = this.tune;
-    if (!this.hasData) {
-      this.error = 'Paste some training text or choose a data file first.';
+    if (this.tuneBlocker) {
+      this.tuneError = this.tuneBlocker;
       return;
     }
     this.tuning = true;
-    this.error = null;
+    this.tuneError = null;
     // The last run's results stay until this run's first step: a refused start loses nothing.
     let fresh = false;
     const clearLast = () => {
@@ -366,7 +370,8 @@ export class ModelsState {
           method: t.method === 'qlora4' ? 'qlora' : t.method,
           bits: t.method === 'qlora4' ? 4 : 8,
           lora: { r: t.r, lora_alpha: 2 * t.r },
-          train: { steps: t.steps, learning_rate: t.learningRate, batch_size: t.batchSize, block_size: Math.min(t.blockSize, this.loaded?.contextLength ?? t.blockSize) },
+          // Prompt tuning's virtual tokens come before the block: leave them room in the context.
+          train: { steps: t.steps, learning_rate: t.learningRate, batch_size: t.batchSize, block_size: Math.min(t.blockSize, (this.loaded?.contextLength ?? t.blockSize) - (t.method === 'prompt' ? t.virtualTokens : 0)) },
           numVirtualTokens: t.virtualTokens,
           validation: t.validation,
           validationFile: this.validationFile ? { dataset: this.validationFile.name, file: this.validationFile } : undefined,
@@ -396,11 +401,51 @@ export class ModelsState {
         (r.stoppedEarly ? `Early stopping after ${r.steps} steps` : r.cancelled ? `Stopped after ${r.steps} steps` : `Fine-tuning finished after ${r.steps} steps`) +
         (r.restoredBest && r.best ? `; the weights of step ${r.best.step} (the best validation loss) are kept.` : '.');
     } catch (e) {
-      this.error = message(e);
+      this.tuneError = message(e);
     } finally {
       this.tuning = false;
       this.paused = false;
     }
+  }
+
+  /** Why Fine-tune cannot start now, in the words of the fields (null: it can). */
+  tuneBlocker = $derived.by((): string | null => {
+    const t = this.tune;
+    const ctx = this.loaded?.contextLength ?? 1e9;
+    if (!this.loaded) return 'Load a model first.';
+    if (!this.hasData) return 'Choose a data file or paste some text first.';
+    if (this.inspecting) return 'The data is still being read.';
+    if (this.dataError) return 'Fix the data first (see the message in the data panel).';
+    const whole = (v: unknown, min: number, max: number, label: string) =>
+      typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max ? `${label} must be a whole number from ${min} to ${max}.` : null;
+    const share = (v: unknown, label: string) => (typeof v !== 'number' || !(v >= 0 && v <= 0.5) ? `${label} must be from 0 to 0.5.` : null);
+    return (
+      whole(t.steps, 1, 100000, 'Steps') ??
+      (typeof t.learningRate !== 'number' || !(t.learningRate > 0 && t.learningRate <= 1) ? 'Learning rate must be above 0 and at most 1.' : null) ??
+      whole(t.r, 1, 256, 'r') ??
+      whole(t.batchSize, 1, 512, 'Batch') ??
+      whole(t.blockSize, 8, ctx, 'Block') ??
+      (t.method === 'prompt' ? whole(t.virtualTokens, 1, Math.max(1, ctx - 8), 'Virtual tokens') : null) ??
+      (this.validationFile ? null : share(t.validation, 'Validation share')) ??
+      (this.testFile ? null : share(t.test, 'Test share')) ??
+      whole(t.evalEvery, 1, 100000, 'Check every') ??
+      whole(t.patience, 0, 1000, 'Patience')
+    );
+  });
+
+  /** The pasted text changed: what was shown for the old text no longer holds. */
+  textEdited(): void {
+    if (!this.tuneFile && !this.datasetId) {
+      this.dataPreview = null;
+      this.dataError = null;
+    }
+  }
+
+  /** The model is in use: the form's defaults follow its context. */
+  private adopt(info: ModelInfo): void {
+    this.loadedId = info.id;
+    this.tune.blockSize = Math.min(128, info.contextLength);
+    if (this.tuneFile || this.datasetId || this.tune.text.trim()) void this.inspectData();
   }
 
   async stop(): Promise<void> {

@@ -91,7 +91,7 @@ test('a broken weight file is named in the page and nothing is stored', { skip, 
     { name: 'model.safetensors', mimeType: 'application/octet-stream', buffer: Buffer.from(cut) },
   ]);
   const message = (await (await page.waitForSelector('[data-testid=model-error]')).textContent()) ?? '';
-  assert.match(message, /SafetensorsError: model\.safetensors/);
+  assert.match(message, /model\.safetensors/);
   assert.deepEqual(await page.evaluate(() => (globalThis as any).tabtune.client.listModels()), []);
   assert.deepEqual(errors, []);
   await context.close();
@@ -118,7 +118,7 @@ test('a Hugging Face repository name: looked up, downloaded from the hub (a loca
     assert.ok(err < 1e-4, `max abs logit error ${err}`);
     await page.fill('[data-testid=hub-repo]', 'not a repo');
     await page.click('[data-testid=hub-lookup]');
-    assert.match((await (await page.waitForSelector('[data-testid=model-error]')).textContent()) ?? '', /HubError: "not a repo" is not a Hugging Face repository/);
+    assert.match((await (await page.waitForSelector('[data-testid=model-error]')).textContent()) ?? '', /"not a repo" is not a Hugging Face repository/);
     assert.deepEqual(errors, []);
     await context.close();
   } finally {
@@ -219,7 +219,7 @@ test('the page fine-tunes on a JSONL file: rejected rows named, validation curve
   await page.click('[data-testid=tune-start]');
   await until('fine-tuning to finish', () => page.getAttribute('[data-testid=tune-status]', 'data-state').catch(() => null), (s) => s === 'done');
   const status = (await page.textContent('[data-testid=tune-status]')) ?? '';
-  assert.match(status, /Step 6 \/ 6/);
+  assert.match(status, /Done: step 6 \/ 6/);
   assert.match(status, /validation \d+\.\d+, best \d+\.\d+ at step [246]/);
   assert.match(status, /parameters trained/);
   assert.ok((await page.getAttribute('[data-testid=val-path]', 'd'))!.split('L').length === 3, 'three validation points on the chart');
@@ -326,8 +326,27 @@ test('data in the page: a Parquet file by the picker, a JSONL file dropped, rows
   await until('the dropped file', report, (t) => t.includes('dropped.jsonl'));
   assert.match(await report(), /dropped\.jsonl: prompt_completion · 2 rows kept · 0 rejected/);
 
+  // A JSON array on one line: every row is on line 1, and the page still shows them.
+  const oneLine = JSON.stringify(['sea', 'ship', 'gull', 'tide'].map((w) => ({ instruction: `name the ${w}`, output: w })));
+  await page.setInputFiles('[data-testid=tune-data]', { name: 'one-line.json', mimeType: 'application/json', buffer: Buffer.from(oneLine) });
+  await until('the one-line JSON report', report, (t) => t.includes('one-line.json'));
+  assert.match(await report(), /one-line\.json: alpaca, alpaca template · 4 rows kept · 0 rejected/);
+  assert.equal(await page.locator('[data-testid=sample-prompt]').count(), 3, 'three rows shown, the rest behind a button');
+  await page.click('[data-testid=data-more]');
+  assert.equal(await page.locator('[data-testid=sample-prompt]').count(), 4);
+
+  // Why Fine-tune cannot start is said next to it, in the words of the fields.
+  await page.fill('[data-testid=tune-steps]', '');
+  assert.match((await page.textContent('[data-testid=tune-why]')) ?? '', /Steps must be a whole number from 1 to 100000/);
+  assert.equal(await page.getAttribute('[data-testid=tune-start]', 'aria-disabled'), 'true');
+  await page.fill('[data-testid=tune-steps]', '5');
+  await page.setInputFiles('[data-testid=tune-data]', { name: 'nothing.jsonl', mimeType: 'application/jsonl', buffer: Buffer.from('{broken\n{also\n') });
+  await page.waitForSelector('[data-testid=data-error]');
+  assert.match((await page.textContent('[data-testid=data-error]')) ?? '', /nothing\.jsonl: no row can be read \(2 rejected; line 1: invalid JSON/);
+  assert.match((await page.textContent('[data-testid=tune-why]')) ?? '', /Fix the data first/);
+
   // Pasted rows: JSON Lines in the text box.
-  await page.click('text=Use pasted text instead');
+  await page.click('text=Paste text instead');
   await page.fill('[data-testid=tune-text]', '{"prompt": "a:", "completion": " b"}\n{"prompt": "c:", "completion": " d"}\n{"prompt": "e:"}');
   await page.click('[data-testid=data-preview-pasted]');
   await until('the pasted report', report, (t) => t.includes('pasted text'));
@@ -335,17 +354,17 @@ test('data in the page: a Parquet file by the picker, a JSONL file dropped, rows
 
   // The files are kept in this browser with how they are read: after a reload they are listed and usable.
   const kept = () => page.$$eval('[data-testid=dataset-use]', (bs) => bs.map((b) => b.textContent));
-  assert.deepEqual(await kept(), ['alpaca.parquet', 'dropped.jsonl']);
+  assert.deepEqual(await kept(), ['alpaca.parquet', 'dropped.jsonl', 'one-line.json']);
   await page.reload();
   await page.waitForSelector('[data-testid=model-load]');
   await page.click('[data-testid=model-load]');
   await page.waitForSelector('[data-testid=model-loaded]');
-  await until('the kept datasets', kept, (k) => k.length === 2);
+  await until('the kept datasets', kept, (k) => k.length === 3);
   await page.click('[data-testid=dataset-use] >> text=alpaca.parquet');
   await until('the kept Parquet report', report, (t) => t.includes('alpaca.parquet: alpaca, alpaca template · 24 rows kept · 1 rejected'));
   await page.click('[data-testid=dataset-delete] >> nth=1');
   await page.click('[data-testid=dataset-delete] >> nth=1');
-  await until('the deletion', kept, (k) => k.length === 1);
+  await until('the deletion', kept, (k) => k.length === 2);
   assert.deepEqual(errors, []);
   await context.close();
 });

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { exampleBatch, toArray } from '../../src/core/data/batch';
 import { buildDataset, DatasetBuilder, splitDataset } from '../../src/core/data/dataset';
-import { alpacaPrompt, chatml, detectFormat, renderRows } from '../../src/core/data/formats';
+import { alpacaPrompt, chatml, detectFormat, type FormatOptions } from '../../src/core/data/formats';
 import { LineSplitter, parseBytes, RowParser } from '../../src/core/data/parse';
 import { splitIndices } from '../../src/core/data/split';
 import { DataError } from '../../src/core/errors';
@@ -106,6 +106,14 @@ test('a 50 MB single line is one row, not a hang', () => {
   assert.deepEqual(lines, [1]);
 });
 
+const src = (file: string, text: string) => ({ file, kind: file.split('.').pop() as string, text });
+
+/** Rows through the builder: the training texts kept, and the rejections. */
+function renderRows(p: { file: string; kind: string; text: string }, opts: FormatOptions = {}) {
+  const built = buildDataset(p.file, enc(p.text), p.kind as 'jsonl', { ...opts, encode: (s: string) => Array.from(enc(s)), blockSize: 4096 });
+  return { format: built.format, template: built.template, texts: built.texts!, rejected: built.rejected };
+}
+
 test('formats are detected from columns and mapped; each row becomes the exact training text', () => {
   assert.equal(detectFormat(['prompt', 'completion']), 'prompt_completion');
   assert.equal(detectFormat(['instruction', 'input', 'output']), 'alpaca');
@@ -116,28 +124,28 @@ test('formats are detected from columns and mapped; each row becomes the exact t
   assert.equal(detectFormat(['text']), 'text');
   assert.equal(detectFormat(['q', 'a']), null);
 
-  const alpaca = renderRows(parse('a.jsonl', '{"instruction":"Add","input":"2+2","output":"4"}\n{"instruction":"Hi","output":"Hello"}\n'));
+  const alpaca = renderRows(src('a.jsonl', '{"instruction":"Add","input":"2+2","output":"4"}\n{"instruction":"Hi","output":"Hello"}\n'));
   assert.equal(alpaca.template, 'alpaca');
   assert.deepEqual(alpaca.texts[0], { line: 1, prompt: alpacaPrompt('Add', '2+2'), completion: '4' });
   assert.match(alpaca.texts[1].prompt, /### Instruction:\nHi\n\n### Response:\n$/);
 
-  const chat = renderRows(parse('c.jsonl', JSON.stringify({ messages: [{ role: 'user', content: 'Q' }, { role: 'assistant', content: 'A' }] }) + '\n'));
+  const chat = renderRows(src('c.jsonl', JSON.stringify({ messages: [{ role: 'user', content: 'Q' }, { role: 'assistant', content: 'A' }] }) + '\n'));
   assert.equal(chat.template, 'chatml');
   assert.equal(chat.texts[0].prompt, '<|im_start|>user\nQ<|im_end|>\n<|im_start|>assistant\n');
   assert.equal(chat.texts[0].completion, 'A<|im_end|>\n');
-  const share = renderRows(parse('s.jsonl', JSON.stringify({ conversations: [{ from: 'human', value: 'Q' }, { from: 'gpt', value: 'A' }] }) + '\n'));
+  const share = renderRows(src('s.jsonl', JSON.stringify({ conversations: [{ from: 'human', value: 'Q' }, { from: 'gpt', value: 'A' }] }) + '\n'));
   assert.deepEqual(share.texts[0], chat.texts[0], 'ShareGPT roles are mapped to user/assistant');
-  const own = renderRows(parse('c.jsonl', JSON.stringify({ messages: [{ role: 'user', content: 'Q' }, { role: 'assistant', content: 'A' }] })), {
+  const own = renderRows(src('c.jsonl', JSON.stringify({ messages: [{ role: 'user', content: 'Q' }, { role: 'assistant', content: 'A' }] })), {
     renderChat: (m, g) => m.map((x) => `[${x.role}] ${x.content}\n`).join('') + (g ? '[assistant] ' : ''),
   });
   assert.equal(own.template, 'model');
   assert.deepEqual([own.texts[0].prompt, own.texts[0].completion], ['[user] Q\n[assistant] ', 'A\n']);
 
-  const mapped = renderRows(parse('m.csv', 'question,answer\nWhy?,Because\n'), { format: 'prompt_completion', mapping: { prompt: 'question', completion: 'answer' } });
+  const mapped = renderRows(src('m.csv', 'question,answer\nWhy?,Because\n'), { format: 'prompt_completion', mapping: { prompt: 'question', completion: 'answer' } });
   assert.deepEqual(mapped.texts[0], { line: 2, prompt: 'Why?', completion: 'Because' });
-  assert.throws(() => renderRows(parse('m.csv', 'question,answer\nWhy?,Because\n')), (e: unknown) => e instanceof DataError && e.field === 'format' && /question, answer/.test(e.message));
-  assert.throws(() => renderRows(parse('m.csv', 'question,answer\nx,y\n'), { format: 'prompt_completion' }), /needs columns "prompt", "completion"; the file has question, answer/);
-  const cls = renderRows(parse('c.csv', 'text,label\ngreat film,pos\n'));
+  assert.throws(() => renderRows(src('m.csv', 'question,answer\nWhy?,Because\n')), (e: unknown) => e instanceof DataError && e.field === 'format' && /question, answer/.test(e.message));
+  assert.throws(() => renderRows(src('m.csv', 'question,answer\nx,y\n'), { format: 'prompt_completion' }), /needs columns "prompt", "completion"; the file has question, answer/);
+  const cls = renderRows(src('c.csv', 'text,label\ngreat film,pos\n'));
   assert.deepEqual([cls.texts[0].prompt, cls.texts[0].completion], ['great film\nLabel: ', 'pos']);
   assert.equal(chatml([{ role: 'user', content: 'x' }], true), '<|im_start|>user\nx<|im_end|>\n<|im_start|>assistant\n');
 });
@@ -152,16 +160,19 @@ test('rows that cannot be used are rejected with line and reason; every good row
     { prompt: 'n', completion: 5 },
     { prompt: 'y', completion: 'z' },
   ];
-  const r = renderRows(parse('r.jsonl', rows.map((x) => JSON.stringify(x)).join('\n')));
+  const r = renderRows(src('r.jsonl', rows.map((x) => JSON.stringify(x)).join('\n')));
   assert.deepEqual(r.texts.map((t) => t.line), [1, 6, 7]);
   assert.deepEqual(r.rejected, [
-    { line: 2, reason: 'duplicate of an earlier row' },
+    { line: 2, reason: 'duplicate of line 1' },
     { line: 3, reason: 'missing field "completion"' },
     { line: 4, reason: 'field "completion" is empty' },
     { line: 5, reason: 'field "completion" should be text, got an array' },
   ]);
-  const chat = renderRows(parse('c.jsonl', JSON.stringify({ messages: [{ role: 'assistant', content: 'A' }, { role: 'user', content: 'Q' }] })));
-  assert.match(chat.rejected[0].reason, /last message is from "user"/);
+  assert.throws(
+    () => renderRows(src('c.jsonl', JSON.stringify({ messages: [{ role: 'assistant', content: 'A' }, { role: 'user', content: 'Q' }] }))),
+    /c\.jsonl: no row can be used \(1 rejected; line 1: the last message is from "user"/,
+  );
+  assert.throws(() => renderRows(src('bad.jsonl', '{broken\n{also\n')), /bad\.jsonl: no row can be read \(2 rejected; line 1: invalid JSON/, 'not "cannot tell the format"');
 });
 
 test('splits are seeded, disjoint and complete, and stratified by label', () => {

@@ -8,7 +8,7 @@
  */
 import { DataError } from '../errors';
 import { ExampleStore, subset, type ExampleList } from './batch';
-import { DUPLICATE, rowRenderer, RowProblem, type FormatOptions, type RowRenderer, type TrainingText } from './formats';
+import { rowRenderer, RowProblem, type FormatOptions, type RowRenderer, type TrainingText } from './formats';
 import { RowParser, type FileKind, type Rejected, type Row } from './parse';
 import { splitIndices, type SplitSpec } from './split';
 
@@ -107,7 +107,8 @@ export class DatasetBuilder {
   private readonly counts: number[];
   private readonly binWidth: number;
   private readonly preview: PreviewRow[] = [];
-  private readonly seen = new Set<number>();
+  /** Hash of each kept row's training text, to the line it came from. */
+  private readonly seen = new Map<number, number>();
   private textRow: Row | null = null;
   private bytes = 0;
 
@@ -206,6 +207,11 @@ export class DatasetBuilder {
 
   /** The format is told from the columns of the first rows; they are then used in order. */
   private startRendering(): void {
+    if (!this.pending.length && this.rejectedCount) {
+      // Nothing readable: say what went wrong with the first lines, not that the columns are unknown.
+      const first = this.rejected[0];
+      throw new DataError(`${this.file}: no row can be read (${this.rejectedCount} rejected; ${this.kind === 'parquet' ? 'row' : 'line'} ${first.line}: ${first.reason})`, { file: this.file, line: first.line });
+    }
     this.renderer = rowRenderer(this.file, this.columns, this.opts, this.pending.length > 0);
     const rows = this.pending;
     this.pending = [];
@@ -221,8 +227,9 @@ export class DatasetBuilder {
       return this.reject({ line: row.line, reason: e.message });
     }
     const key = hash52(`${t.prompt}\u0000${t.completion}`);
-    if (this.seen.has(key)) return this.reject({ line: row.line, reason: DUPLICATE });
-    this.seen.add(key);
+    const first = this.seen.get(key);
+    if (first !== undefined) return this.reject({ line: row.line, reason: `duplicate of ${this.kind === 'parquet' ? 'row' : 'line'} ${first}` });
+    this.seen.set(key, row.line);
     // With `special`, the tokenizer adds what it adds to any text (Llama's BOS) at the start; a
     // chat template writes its own. The completion's ids are what follows the prompt's in the
     // whole text, so the model learns the tokens it will see; where a merge crosses the boundary,

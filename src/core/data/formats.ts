@@ -5,7 +5,7 @@
  * and a completion (learned, with the EOS the batcher appends).
  */
 import { DataError } from '../errors';
-import type { Parsed, Rejected, Row } from './parse';
+import type { Row } from './parse';
 
 export type DatasetFormat = 'text' | 'prompt_completion' | 'alpaca' | 'chat' | 'sharegpt' | 'preference' | 'classification';
 
@@ -65,12 +65,6 @@ export interface FormatOptions {
   renderChat?: RenderChat | null;
 }
 
-export interface Rendered {
-  format: DatasetFormat;
-  template: Template;
-  texts: TrainingText[];
-  rejected: Rejected[];
-}
 
 const ALPACA_HEAD = 'Below is an instruction that describes a task';
 
@@ -118,35 +112,6 @@ export function rowRenderer(file: string, columns: string[], opts: FormatOptions
   const chat: RenderChat = template === 'model' ? opts.renderChat! : chatml;
   return { format, template, render: (row) => renderRow(row, format, template, chat, col) };
 }
-
-/** Applies the format and template to every row; a row that cannot be used is rejected with its reason. */
-export function renderRows(parsed: Parsed, opts: FormatOptions = {}): Rendered {
-  const r = rowRenderer(parsed.file, parsed.columns, opts, parsed.rows.length > 0);
-  const texts: TrainingText[] = [];
-  const rejected: Rejected[] = [...parsed.rejected];
-  const seen = new Set<string>();
-  for (const row of parsed.rows) {
-    let t: TrainingText;
-    try {
-      t = r.render(row);
-    } catch (e) {
-      if (!(e instanceof RowProblem)) throw e;
-      rejected.push({ line: row.line, reason: e.message });
-      continue;
-    }
-    const key = `${t.prompt}\u0000${t.completion}`;
-    if (seen.has(key)) {
-      rejected.push({ line: row.line, reason: DUPLICATE });
-      continue;
-    }
-    seen.add(key);
-    texts.push(t);
-  }
-  rejected.sort((a, b) => a.line - b.line);
-  return { format: r.format, template: r.template, texts, rejected };
-}
-
-export const DUPLICATE = 'duplicate of an earlier row';
 
 /** Why one row cannot be used (its message is the reason the report gives). */
 export class RowProblem extends Error {}
