@@ -56,6 +56,12 @@ export class StudioClient {
   inspectDataset = (req: DatasetRequest, onProgress: (p: DataProgress) => void = () => undefined) => this.call(this.remote.inspectDataset(req, proxy(onProgress)));
   exportMerged = (modelId: string) => this.call(this.remote.exportMerged(modelId));
   applyAdapter = (modelId: string, files: FileEntry[]) => this.call(this.remote.applyAdapter(modelId, files));
+  resumeTuneRun = (runId: string, onStep: (r: StepReport) => void, onEval: (e: EvalInfo) => void = () => undefined) =>
+    this.call(this.remote.resumeTuneRun(runId, proxy(onStep), proxy(onEval)));
+  listTuneRuns = () => this.call(this.remote.listTuneRuns());
+  deleteTuneRun = (runId: string) => this.call(this.remote.deleteTuneRun(runId));
+  tuneRunFiles = (runId: string) => this.call(this.remote.tuneRunFiles(runId));
+  checkpointNow = () => this.call(this.remote.checkpointNow());
   pauseFinetune = () => this.call(this.remote.pauseFinetune());
   resumeFinetune = () => this.call(this.remote.resumeFinetune());
 }

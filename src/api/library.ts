@@ -11,12 +11,16 @@ import {
 } from '../core/model/hf';
 import type { NamedWeights } from '../core/model/base';
 import { HFTokenizer, loadTokenizer, stopTokenIds } from '../core/tokenizer/hf';
-import { ConfigError, DataError, TabtuneError } from '../core/errors';
+import { CheckpointError, ConfigError, DataError, TabtuneError } from '../core/errors';
 import {
   datasetChunks, deleteDataset as deleteDatasetRecord, listDatasets as listDatasetRecords, loadDatasetRecord, saveDataset as saveDatasetRecord,
   updateDataset as updateDatasetRecord, type DatasetRecord,
 } from '../store/datasets';
 import type { KV } from '../store/kv';
+import { SCHEMA_VERSION } from '../store/runs';
+import {
+  isTuneResumable, loadTuneBest, loadTuneCheckpoint, loadTuneRun, saveTuneBest, saveTuneCheckpoint, saveTuneFiles, saveTuneRun, type TuneRunRecord,
+} from '../store/tunes';
 import { UNNAMED } from './blob-files';
 import {
   deleteModel, listModels, loadModelRecord, loadTensorBytes, loadTextFile, resumableTensors, saveModel, type ModelRecord,
@@ -31,9 +35,20 @@ import { adapterFolder, applyAdapterFolder, mergedFolder, promptFolder } from '.
 import { scaleOutRecipe, type RecipeInput } from '../core/io/recipe';
 import { zipFiles } from '../core/io/zip';
 import { resolveLoraConfig, trainableParameters, type LoraConfig } from '../core/peft/lora';
-import { attachMethod, checkHeldOut, dataLoss, defaultLearningRate, runFinetune, type EvalReport, type Method } from '../core/train/finetune';
+import { attachMethod, checkHeldOut, dataLoss, defaultLearningRate, runFinetune, type EvalReport, type FinetuneResume, type Method } from '../core/train/finetune';
 
 const TEXT_FILES = ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json', 'chat_template.jinja'];
+
+/** What a running fine-tune tells its watcher, and asks of it. */
+export interface TuneHooks {
+  onStep(r: StepReport): void;
+  onEval(e: EvalInfo): void;
+  shouldStop(): boolean;
+  gate?(): Promise<void>;
+  wantsCheckpoint?(): boolean;
+  onCheckpoint?(step: number): void;
+  onData?(p: DataProgress): void;
+}
 
 interface Loaded {
   id: string;
@@ -377,24 +392,65 @@ export class ModelLibrary {
   }
 
   /** Fine-tunes the held model on a text with one method; the model keeps what it learned. */
-  async finetune(
-    req: FinetuneRequest,
-    onStep: (r: StepReport) => void,
-    onEval: (e: EvalInfo) => void,
-    shouldStop: () => boolean,
-    gate?: () => Promise<void>,
-    onData?: (p: DataProgress) => void,
-  ): Promise<FinetuneResult> {
-    let m = this.require(req.modelId);
+  /**
+   * Fine-tunes the held model with one method; the model keeps what it learned. The run is kept in
+   * storage from its first step: its data as stored datasets, its settings, metrics and checkpoints,
+   * so it can be resumed after a reload or a crash.
+   */
+  async finetune(req: FinetuneRequest, hooks: TuneHooks, runId?: string): Promise<FinetuneResult> {
+    const m = this.require(req.modelId);
+    this.tokenizerOf(m);
+    // The data is kept first: a run names it by id, so a resumed run reads exactly the same rows.
+    const stored = await this.keepSources(req);
+    const now = Date.now();
+    const run: TuneRunRecord = {
+      schema: SCHEMA_VERSION, id: runId ?? newTuneRunId(m.info.name, req.method), modelId: m.id, modelName: m.info.name,
+      request: stored as unknown as Record<string, unknown>, datasetName: req.dataset, totalSteps: 0, status: 'running', step: 0,
+      latestCheckpoint: null, best: null, history: [], evals: [], report: null, outcome: null, error: null, createdAt: now, updatedAt: now,
+    };
+    return this.execute(run, hooks, false);
+  }
+
+  /** Continues a kept run from its latest checkpoint, exactly as if it had never stopped. */
+  async resumeTuneRun(runId: string, hooks: TuneHooks): Promise<FinetuneResult> {
+    const run = await loadTuneRun(this.kv, runId);
+    if (!run) throw new TabtuneError(`no kept run "${runId}"`, { field: 'run' });
+    if (!isTuneResumable(run)) throw new TabtuneError(`run ${run.id} ${run.status === 'done' ? 'is finished' : 'has no checkpoint to resume from'}`, { field: 'run' });
+    if (this.loaded?.id !== run.modelId) await this.load(run.modelId, () => undefined);
+    return this.execute(run, hooks, true);
+  }
+
+  /** Data given as a file, bytes or text, kept as a stored dataset; the request then names it by id. */
+  private async keepSources(req: FinetuneRequest): Promise<FinetuneRequest> {
+    const split = { validation: req.validation ?? 0, test: req.test ?? 0, seed: Number((req.train as { seed?: number } | undefined)?.seed ?? 1337) };
+    const summary = { format: req.format ?? 'detected', rows: 0, rejected: 0 };
+    const keep = async <T extends { dataset: string; datasetId?: string; file?: Blob; bytes?: Uint8Array; text?: string }>(src: T): Promise<T> => {
+      if (src.datasetId) return src;
+      const info = await this.saveDataset({ dataset: src.dataset, file: src.file, bytes: src.bytes, text: src.text, format: req.format, mapping: req.mapping, template: req.template, split, summary }, () => undefined);
+      return { ...src, datasetId: info.id, file: undefined, bytes: undefined, text: undefined };
+    };
+    return {
+      ...(await keep(req)),
+      validationFile: req.validationFile ? await keep(req.validationFile) : undefined,
+      testFile: req.testFile ? await keep(req.testFile) : undefined,
+    };
+  }
+
+  private async execute(run: TuneRunRecord, hooks: TuneHooks, resuming: boolean): Promise<FinetuneResult> {
+    const req = run.request as unknown as FinetuneRequest;
+    let m = this.require(run.modelId);
     const tokenizer = this.tokenizerOf(m);
     const method = req.method as Method;
     const train = resolveTrainConfig(
-      { steps: 50, batch_size: 4, block_size: Math.min(128, m.model.contextLength), learning_rate: defaultLearningRate(method), min_lr: 0, warmup_steps: 0, weight_decay: 0, checkpoint_every: 1_000_000, ...(req.train as Partial<TrainConfig>) },
+      {
+        steps: 50, batch_size: 4, block_size: Math.min(128, m.model.contextLength), learning_rate: defaultLearningRate(method), min_lr: 0, warmup_steps: 0, weight_decay: 0,
+        checkpoint_every: 25, ...(req.train as Partial<TrainConfig>),
+      },
       { n_positions: m.model.contextLength },
     );
-    const built = await this.readDataset(m, req, train.block_size, onData ?? (() => undefined));
+    const built = await this.readDataset(m, req, train.block_size, hooks.onData ?? (() => undefined));
     const other = (v: FinetuneRequest['validationFile']) =>
-      v ? this.readDataset(m, { dataset: v.dataset, file: v.file, bytes: v.bytes, text: v.text, format: req.format, mapping: req.mapping, template: req.template }, train.block_size, () => undefined) : null;
+      v ? this.readDataset(m, { dataset: v.dataset, datasetId: v.datasetId, file: v.file, bytes: v.bytes, text: v.text, format: req.format, mapping: req.mapping, template: req.template }, train.block_size, () => undefined) : null;
     const valBuilt = await other(req.validationFile);
     const testBuilt = await other(req.testFile);
     const { data, report, trainTexts, trainText } = splitDataset(
@@ -418,29 +474,66 @@ export class ModelLibrary {
     if (eos === undefined && data.kind === 'examples') throw new ConfigError(`${m.info.name} names no EOS token, so it cannot learn where an answer ends`, { field: 'eos_token' });
     // Every run starts from the base: a model tuned by an earlier run is read again from the store.
     if (m.changed) {
-      await this.load(req.modelId, () => undefined);
-      m = this.require(req.modelId);
+      await this.load(run.modelId, () => undefined);
+      m = this.require(run.modelId);
+    }
+    const datasetInfo = { ...report, rejected: report.rejected.slice(0, 200) };
+    // A resume reads its checkpoint before anything is written: a refusal leaves the run as it was.
+    let resume: FinetuneResume | null = null;
+    if (resuming) {
+      const ckpt = run.latestCheckpoint ? await loadTuneCheckpoint(this.kv, run.latestCheckpoint) : undefined;
+      if (!ckpt) throw new CheckpointError(`run ${run.id}'s checkpoint at step ${run.step} cannot be read; delete the run to start over`, { field: 'run' });
+      resume = { from: { trainer: ckpt.trainer, watch: ckpt.watch }, bestWeights: run.best ? await loadTuneBest(this.kv, run.id) : null };
     }
     m.changed = true;
     const attached = await attachMethod(m.model, { method, lora, virtualTokens: req.numVirtualTokens ?? 8, bits: req.bits ?? 8 }, train.block_size, train.seed);
-    const evals: EvalInfo[] = [];
+    const history: StepReport[] = run.history.slice();
+    const evals: EvalInfo[] = (run.evals as unknown as EvalInfo[]).slice();
+    run = await saveTuneRun(this.kv, { ...run, totalSteps: train.steps, status: 'running', error: null, report: datasetInfo as unknown as Record<string, unknown> });
+    // Writes to storage go one after another: a checkpoint and a best never race on the record.
+    let writes: Promise<unknown> = Promise.resolve();
+    const write = (f: () => Promise<TuneRunRecord>) => (writes = writes.then(async () => (run = await f())));
     const toInfo = (e: EvalReport): EvalInfo => ({
       step: e.step, trainLoss: e.trainLoss, valLoss: e.valLoss, improved: e.improved, stop: e.stop, overfitting: e.overfitting,
       best: { step: e.best.step, valLoss: e.best.valLoss },
     });
-    const outcome = await runFinetune(m.model, train, data, eos ?? 0, { evalEvery, patience: req.patience ?? 0, minDelta: req.minDelta ?? 0, forgetting }, {
-      onStep: async (r) => {
-        onStep(r);
-        // Let a stop request in: on CPU-like backends a read back resolves without a macrotask.
-        await new Promise((res) => setTimeout(res, 0));
-      },
-      onEval: (e) => {
-        evals.push(toInfo(e));
-        onEval(evals.at(-1)!);
-      },
-      shouldStop,
-      gate,
-    });
+    let outcome;
+    try {
+      outcome = await runFinetune(
+        m.model, train, data, eos ?? 0, { evalEvery, patience: req.patience ?? 0, minDelta: req.minDelta ?? 0, forgetting },
+        {
+          onStep: async (r) => {
+            history.push(r);
+            hooks.onStep(r);
+            // Let a stop request in: on CPU-like backends a read back resolves without a macrotask.
+            await new Promise((res) => setTimeout(res, 0));
+          },
+          onEval: (e) => {
+            evals.push(toInfo(e));
+            hooks.onEval(evals.at(-1)!);
+          },
+          shouldStop: hooks.shouldStop,
+          gate: hooks.gate,
+          wantsCheckpoint: hooks.wantsCheckpoint,
+          checkpoint: {
+            every: train.checkpoint_every,
+            save: async (c) => {
+              await write(() => saveTuneCheckpoint(this.kv, run, c, history, evals as unknown as Record<string, unknown>[]));
+              hooks.onCheckpoint?.(c.trainer.step);
+            },
+          },
+          onBest: async (weights, point) => {
+            await write(() => saveTuneBest(this.kv, run, weights, { step: point.step, valLoss: point.valLoss }));
+          },
+        },
+        resume,
+      );
+    } catch (e) {
+      await writes.catch(() => undefined);
+      await saveTuneRun(this.kv, { ...run, status: 'failed', error: e instanceof Error ? e.message : String(e) }).catch(() => undefined);
+      throw e;
+    }
+    await writes;
     const testLoss = req.test || testBuilt ? await dataLoss(m.model, data, 'test', train.block_size, eos ?? 0) : null;
     const folder = lora
       ? await adapterFolder(m.model, lora, m.info.name)
@@ -459,11 +552,12 @@ export class ModelLibrary {
       data: data.kind === 'tokens' ? { text: trainText! } : { pairs: trainTexts ?? decodedPairs(data.train, (ids) => tokenizer.decode(ids, { skipSpecialTokens: true })), completionOnly: data.completionOnly, packing: data.packing },
     });
     const enc = new TextEncoder();
-    return {
+    const result: FinetuneResult = {
+      runId: run.id,
       steps: outcome.steps,
       trainable: attached.trainable,
       total: attached.total,
-      dataset: { ...report, rejected: report.rejected.slice(0, 200) },
+      dataset: datasetInfo,
       files,
       zip: files.length ? zipFiles(folder, new Date()) : null,
       recipe: zipFiles([...recipe].map(([name, body]) => [name, enc.encode(body)] as [string, Uint8Array]), new Date()),
@@ -476,6 +570,11 @@ export class ModelLibrary {
       forgetting: outcome.forgetting && req.forgetting ? { file: req.forgetting.name, ...outcome.forgetting } : null,
       testLoss,
     };
+    // The finished adapter is kept with the run, to download again later.
+    if (files.length) await saveTuneFiles(this.kv, run.id, files);
+    const { files: _f, zip: _z, recipe: _r, evals: _e, dataset: _d, ...summary } = result;
+    await saveTuneRun(this.kv, { ...run, status: outcome.cancelled ? 'stopped' : 'done', outcome: summary as unknown as Record<string, unknown> });
+    return result;
   }
 
   /**
@@ -564,6 +663,11 @@ export class ModelLibrary {
 
 function datasetInfo(r: DatasetRecord): DatasetInfo {
   return { id: r.id, name: r.name, bytes: r.bytes, options: r.options as DatasetInfo['options'], split: r.split, summary: r.summary, createdAt: r.createdAt };
+}
+
+/** A run id that sorts by time and names its model and method. */
+export function newTuneRunId(modelName: string, method: string): string {
+  return `${slug(modelName)}-${method}-${Date.now().toString(36)}${Math.floor(Math.random() * 1296).toString(36).padStart(2, '0')}`;
 }
 
 function slug(name: string): string {

@@ -243,9 +243,9 @@ export interface FinetuneRequest extends DataSource {
   validation?: number;
   test?: number;
   /** A separate validation file (read with the same format options) instead of the validation fraction. */
-  validationFile?: { dataset: string; file?: Blob; bytes?: Uint8Array; text?: string };
+  validationFile?: { dataset: string; datasetId?: string; file?: Blob; bytes?: Uint8Array; text?: string };
   /** A separate test file, scored once at the end, instead of the test fraction. */
-  testFile?: { dataset: string; file?: Blob; bytes?: Uint8Array; text?: string };
+  testFile?: { dataset: string; datasetId?: string; file?: Blob; bytes?: Uint8Array; text?: string };
   method: FinetuneMethod;
   /** LoRA settings by PEFT's names (r, lora_alpha, lora_dropout, target_modules, use_rslora). */
   lora?: Record<string, unknown>;
@@ -289,6 +289,8 @@ export interface EvalInfo {
 }
 
 export interface FinetuneResult {
+  /** The run as kept in this browser (its metrics, checkpoints and files). */
+  runId: string;
   steps: number;
   trainable: number;
   total: number;
@@ -309,6 +311,27 @@ export interface FinetuneResult {
   testLoss: number | null;
   /** The scale-out recipe as a zip: the training split as JSONL, a TRL + PEFT script, an Axolotl YAML. */
   recipe: Uint8Array;
+}
+
+/** A fine-tuning run kept in this browser. */
+export interface TuneRunInfo {
+  id: string;
+  modelId: string;
+  modelName: string;
+  dataset: string;
+  method: string;
+  /** interrupted: it was running when the page went away; elsewhere: another tab trains it now. */
+  status: 'running' | 'paused' | 'stopped' | 'done' | 'failed' | 'interrupted' | 'elsewhere';
+  /** The step of its latest checkpoint. */
+  step: number;
+  totalSteps: number;
+  best: { step: number; valLoss: number } | null;
+  history: StepReport[];
+  evals: EvalInfo[];
+  resumable: boolean;
+  hasFiles: boolean;
+  error: string | null;
+  updatedAt: number;
 }
 
 export interface AdapterInfo {
@@ -369,6 +392,15 @@ export interface StudioApi {
   inspectDataset(req: DatasetRequest, onProgress: (p: DataProgress) => void): Promise<DatasetPreview>;
   /** A PEFT adapter (its two files, a folder, or a zip of them) applied to the held model's base. */
   applyAdapter(modelId: string, files: FileEntry[]): Promise<AdapterInfo>;
+  /** Continues a kept fine-tuning run from its latest checkpoint. */
+  resumeTuneRun(runId: string, onStep: (r: StepReport) => void, onEval?: (e: EvalInfo) => void): Promise<FinetuneResult>;
+  /** The fine-tuning runs kept in this browser, newest first. */
+  listTuneRuns(): Promise<TuneRunInfo[]>;
+  deleteTuneRun(runId: string): Promise<void>;
+  /** The files a finished run gave (its PEFT adapter). */
+  tuneRunFiles(runId: string): Promise<{ name: string; bytes: Uint8Array }[]>;
+  /** Writes a checkpoint of the fine-tuning run after its current step (the tab is being hidden or closed). */
+  checkpointNow(): Promise<void>;
   /** Holds the fine-tuning run after its current step (weights and optimizer state kept in memory). */
   pauseFinetune(): Promise<void>;
   resumeFinetune(): Promise<void>;

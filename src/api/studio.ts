@@ -15,14 +15,15 @@ import { Trainer, type StepReport } from '../core/train/trainer';
 import type { KV } from '../store/kv';
 import { adapterFiles, blobFiles } from './blob-files';
 import { hubFiles, parseRepo } from './hub';
-import { ModelLibrary } from './library';
+import { ModelLibrary, newTuneRunId, type TuneHooks } from './library';
+import { deleteTuneRun, isTuneResumable, listTuneRuns, loadTuneFiles } from '../store/tunes';
 import type { RunLocks } from './locks';
 import {
   SCHEMA_VERSION, deleteRun, isResumable, listCheckpoints, loadCheckpoint, loadRun, saveCheckpoint, saveRun,
   type CheckpointRecord, type RunRecord,
 } from '../store/runs';
 import type {
-  AdapterInfo, BackendFallback, BackendReport, DataProgress, DatasetInfo, DatasetPreview, DatasetRequest, SaveDatasetRequest, BackendRequest, Diagnostics, EvalInfo, FileEntry, FinetuneRequest, FinetuneResult, GenerateRequest, GenerateResult, GeneratedPiece,
+  AdapterInfo, TuneRunInfo, BackendFallback, BackendReport, DataProgress, DatasetInfo, DatasetPreview, DatasetRequest, SaveDatasetRequest, BackendRequest, Diagnostics, EvalInfo, FileEntry, FinetuneRequest, FinetuneResult, GenerateRequest, GenerateResult, GeneratedPiece,
   ModelInfo, ModelProgress, PresetInfo, RunInfo, StudioApi, TrainRequest,
 } from './protocol';
 
@@ -74,6 +75,8 @@ export class Studio implements StudioApi {
   private generating: { stop: boolean; what: 'a generation' | 'a fine-tuning run' } | null = null;
   /** A pause of the fine-tuning run: its gate, until resumed. */
   private tuningPause: { promise: Promise<void>; resolve: () => void } | null = null;
+  /** A checkpoint of the fine-tuning run was asked for (the tab is being hidden). */
+  private checkpointAsked = false;
   private current: BackendReport | null = null;
   private request: BackendRequest = 'auto';
   /** Backends lost during this Studio's life; never chosen again by it. */
@@ -320,18 +323,79 @@ export class Studio implements StudioApi {
   }
 
   async finetuneModel(req: FinetuneRequest, onStep: (r: StepReport) => void, onEval?: (e: EvalInfo) => void): Promise<FinetuneResult> {
+    const id = newTuneRunId(req.modelId, req.method);
+    if (!this.deps.locks) return this.tune((hooks) => this.library.finetune(req, hooks, id), onStep, onEval);
+    // The run belongs to this tab while it trains: another tab sees it, and cannot resume it.
+    const r = await this.deps.locks.tryWith(id, () => this.tune((hooks) => this.library.finetune(req, hooks, id), onStep, onEval));
+    if (r.held) throw new TabtuneError(`run ${id} is already training`);
+    return r.value;
+  }
+
+  /** Continues a kept fine-tuning run from its latest checkpoint (after a reload, a crash, a stop). */
+  async resumeTuneRun(runId: string, onStep: (r: StepReport) => void, onEval?: (e: EvalInfo) => void): Promise<FinetuneResult> {
+    if (!this.deps.locks) return this.tune((hooks) => this.library.resumeTuneRun(runId, hooks), onStep, onEval);
+    const r = await this.deps.locks.tryWith(runId, () => this.tune((hooks) => this.library.resumeTuneRun(runId, hooks), onStep, onEval));
+    if (r.held) throw new TabtuneError(`run ${runId} is training in another tab; pause it there, or wait for it to finish`);
+    return r.value;
+  }
+
+  private async tune(work: (hooks: TuneHooks) => Promise<FinetuneResult>, onStep: (r: StepReport) => void, onEval?: (e: EvalInfo) => void): Promise<FinetuneResult> {
     this.requireIdleModel();
     if (this.active) throw new TabtuneError(`run ${this.active.id} is training; pause it first`);
     // The same flag as generation: while the model trains, nothing else may swap or use it.
     const state = { stop: false, what: 'a fine-tuning run' as const };
     this.generating = state;
     this.tuningPause = null;
+    this.checkpointAsked = false;
     try {
-      return await this.library.finetune(req, quiet(onStep), quiet(onEval ?? (() => undefined)), () => state.stop, () => this.tuningPause?.promise ?? Promise.resolve());
+      return await work({
+        onStep: quiet(onStep),
+        onEval: quiet(onEval ?? (() => undefined)),
+        shouldStop: () => state.stop,
+        gate: () => this.tuningPause?.promise ?? Promise.resolve(),
+        // A pause and a hidden tab both write a checkpoint before waiting.
+        wantsCheckpoint: () => {
+          const asked = this.checkpointAsked || this.tuningPause !== null;
+          this.checkpointAsked = false;
+          return asked;
+        },
+      });
     } finally {
       this.generating = null;
       this.releasePause();
     }
+  }
+
+  /** Writes a checkpoint of the fine-tuning run after its current step (the tab is being hidden or closed). */
+  async checkpointNow(): Promise<void> {
+    if (this.generating?.what === 'a fine-tuning run') this.checkpointAsked = true;
+  }
+
+  async listTuneRuns(): Promise<TuneRunInfo[]> {
+    const held = async (id: string) => (await this.deps.locks?.isHeld(id)) === true;
+    const tuning = this.generating?.what === 'a fine-tuning run';
+    const out: TuneRunInfo[] = [];
+    for (const r of await listTuneRuns(this.deps.kv)) {
+      const elsewhere = r.status === 'running' && !tuning && (await held(r.id));
+      // A run still marked running that no tab holds was interrupted (a reload, a crash).
+      const status = r.status === 'running' && !tuning && !elsewhere ? 'interrupted' : elsewhere ? 'elsewhere' : r.status;
+      out.push({
+        id: r.id, modelId: r.modelId, modelName: r.modelName, dataset: r.datasetName, method: String(r.request.method), status,
+        step: r.step, totalSteps: r.totalSteps, best: r.best, history: r.history, evals: r.evals as unknown as EvalInfo[],
+        resumable: isTuneResumable(r) && status !== 'elsewhere', hasFiles: r.status === 'done' || r.status === 'stopped', error: r.error, updatedAt: r.updatedAt,
+      });
+    }
+    return out;
+  }
+
+  async deleteTuneRun(runId: string): Promise<void> {
+    if (await this.deps.locks?.isHeld(runId)) throw new TabtuneError(`run ${runId} is training; stop it before deleting`);
+    await deleteTuneRun(this.deps.kv, runId);
+  }
+
+  /** The files a finished run gave, kept with it. */
+  async tuneRunFiles(runId: string): Promise<{ name: string; bytes: Uint8Array }[]> {
+    return (await loadTuneFiles(this.deps.kv, runId)) ?? [];
   }
 
   private releasePause(): void {

@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { selectBackend } from '../../src/api/backend';
 import type { FileEntry, ModelProgress } from '../../src/api/protocol';
 import { Studio } from '../../src/api/studio';
-import { memoryKV } from '../../src/store/kv';
+import { memoryKV, type KV } from '../../src/store/kv';
 import { tf, useBackend } from '../support/tf-node';
 
 before(() => useBackend('cpu'));
@@ -374,4 +374,72 @@ test('datasets kept in storage: the file in chunks with its options and split; a
   assert.deepEqual(await studio.listDatasets(), []);
   assert.equal((await kv.keys()).filter((k) => k.startsWith(`datasetchunk/${saved.id}/`)).length, 0, 'its chunks are gone too');
   await assert.rejects(studio.finetuneModel({ ...req, dataset: 'x', datasetId: saved.id }, () => undefined), /no stored dataset/);
+});
+
+test('a fine-tuning run is kept: stopped at 10 or crashed at 12, a new Studio (a reload) resumes it to the losses of an uninterrupted run', async () => {
+  const rows = ['sea', 'ship', 'whale', 'sail', 'rope', 'deck', 'mast', 'wind', 'rain', 'salt', 'fish', 'tide'].map((w) => JSON.stringify({ prompt: `say ${w}:`, completion: ` ${w} ${w}` })).join('\n');
+  const make = async (kv: KV) => {
+    const studio = new Studio({ kv, selectBackend: (r, onLost, exclude) => selectBackend(r, { onLost, exclude }) });
+    await studio.init('cpu');
+    return studio;
+  };
+  const req = (modelId: string) => ({
+    modelId, dataset: 'words.jsonl', bytes: new TextEncoder().encode(rows), method: 'lora' as const, lora: { r: 4, lora_dropout: 0.1 },
+    train: { steps: 20, block_size: 16, batch_size: 4, learning_rate: 1e-2, checkpoint_every: 5 }, validation: 0.25, evalEvery: 4, patience: 10,
+  });
+  // Uninterrupted.
+  const kv0 = memoryKV();
+  const s0 = await make(kv0);
+  const m0 = await s0.importModel(entries('tiny-gpt2'), () => undefined);
+  const straight: number[] = [];
+  const straightEvals: number[] = [];
+  const full = await s0.finetuneModel(req(m0.id), (r) => straight.push(r.loss), (e) => straightEvals.push(e.valLoss));
+  assert.equal(straight.length, 20);
+  const kept = await s0.listTuneRuns();
+  assert.deepEqual(kept.map((r) => [r.id, r.status, r.step, r.resumable, r.hasFiles]), [[full.runId, 'done', 20, false, true]]);
+  assert.equal(kept[0].history.length, 20);
+  assert.deepEqual((await s0.tuneRunFiles(full.runId)).map((f) => f.name), ['adapter_config.json', 'adapter_model.safetensors']);
+
+  for (const how of ['stop', 'crash'] as const) {
+    // Storage we can copy at any instant: a crash leaves exactly what was written by then.
+    const map = new Map<string, unknown>();
+    const kvOf = (m: Map<string, unknown>) => ({
+      get: async <T,>(k: string) => (m.has(k) ? (structuredClone(m.get(k)) as T) : undefined),
+      set: async (k: string, v: unknown) => void m.set(k, structuredClone(v)),
+      del: async (k: string) => void m.delete(k),
+      keys: async () => [...m.keys()],
+    });
+    let kv = kvOf(map);
+    const s1 = await make(kv);
+    const m1 = await s1.importModel(entries('tiny-gpt2'), () => undefined);
+    const first: number[] = [];
+    let crashed: Map<string, unknown> | null = null;
+    await s1.finetuneModel(req(m1.id), (r) => {
+      first.push(r.loss);
+      if (how === 'stop' && r.step === 10) void s1.stopGenerating();
+      if (how === 'crash' && r.step === 12) crashed = new Map([...map].map(([k, v]) => [k, structuredClone(v)]));
+    });
+    if (crashed) kv = kvOf(crashed);
+    // A new Studio on the same storage: the page after a reload.
+    const s2 = await make(kv);
+    const [r] = await s2.listTuneRuns();
+    assert.equal(r.status, how === 'stop' ? 'stopped' : 'interrupted', 'a run no tab holds, still marked running, was interrupted');
+    assert.equal(r.step, 10, 'the latest checkpoint');
+    assert.ok(r.resumable);
+    assert.equal(r.history.length, 10, 'the history up to the checkpoint');
+    const resumed: number[] = [];
+    const resumedEvals: number[] = [];
+    const out = await s2.resumeTuneRun(r.id, (x) => resumed.push(x.loss), (e) => resumedEvals.push(e.valLoss));
+    assert.equal(out.runId, r.id);
+    const all = [...first.slice(0, 10), ...resumed];
+    all.forEach((l, i) => assert.ok(Math.abs(l - straight[i]) < 1e-5, `${how}: step ${i + 1}: ${l} vs ${straight[i]}`));
+    assert.deepEqual(out.evals.map((e) => e.step), [4, 8, 12, 16, 20]);
+    out.evals.forEach((e, i) => assert.ok(Math.abs(e.valLoss - straightEvals[i]) < 1e-5, `${how}: eval ${e.step}`));
+    const done = (await s2.listTuneRuns())[0];
+    assert.deepEqual([done.status, done.step, done.resumable, done.history.length], ['done', 20, false, 20]);
+    await assert.rejects(s2.resumeTuneRun(r.id, () => undefined), /is finished/);
+    await s2.deleteTuneRun(r.id);
+    assert.deepEqual(await s2.listTuneRuns(), []);
+    assert.deepEqual((await kv.keys()).filter((k) => k.startsWith('tune')), [], 'nothing of the run is left');
+  }
 });

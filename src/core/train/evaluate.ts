@@ -55,6 +55,17 @@ export class EarlyStopping {
   /** patience 0 never stops (the best is still tracked). */
   constructor(readonly patience: number, readonly minDelta: number) {}
 
+  /** What a resumed run needs to stop exactly when the uninterrupted one would. */
+  state(): { history: EvalPoint[]; best: EvalPoint | null; sinceBest: number } {
+    return { history: this.history.slice(), best: this.best, sinceBest: this.sinceBest };
+  }
+
+  restore(s: { history: EvalPoint[]; best: EvalPoint | null; sinceBest: number }): void {
+    this.history.splice(0, this.history.length, ...s.history);
+    this.best = s.best;
+    this.sinceBest = s.sinceBest;
+  }
+
   update(p: EvalPoint): EvalVerdict {
     this.history.push(p);
     const improved = this.best === null || p.valLoss < this.best.valLoss - this.minDelta;

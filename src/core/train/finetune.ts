@@ -8,13 +8,13 @@ import type { TrainConfig } from '../config';
 import { exampleSampler, packedSampler } from '../data/batch';
 import type { TrainingData } from '../data/dataset';
 import { ConfigError, DataError } from '../errors';
-import type { CausalLM } from '../model/base';
+import type { CausalLM, NamedWeights } from '../model/base';
 import { useBitFit } from '../peft/bitfit';
 import { attachLora, trainableParameters, type LoraConfig } from '../peft/lora';
 import { attachPromptTuning } from '../peft/prompt';
 import { quantizeBase, type QuantBits } from '../peft/quant';
 import { EarlyStopping, heldOutExampleLoss, heldOutLoss, type EvalPoint, type EvalVerdict } from './evaluate';
-import { Trainer, type StepReport } from './trainer';
+import { Trainer, type StepReport, type TrainerCheckpoint } from './trainer';
 
 export type Method = 'lora' | 'qlora' | 'bitfit' | 'prompt' | 'full';
 export const METHODS: Method[] = ['lora', 'qlora', 'bitfit', 'prompt', 'full'];
@@ -89,6 +89,34 @@ export interface FinetuneHooks {
   shouldStop?(): boolean;
   /** Awaited before each step: a pause holds the run here (weights and optimizer state kept) until it resolves. */
   gate?(): Promise<void>;
+  /** Checked before each step (and its gate): true saves a checkpoint now (a pause, a hidden tab). */
+  wantsCheckpoint?(): boolean;
+  /** Checkpoints: every `every` steps, when asked, and when the run ends or stops; written by the caller. */
+  checkpoint?: { every: number; save(c: FinetuneCheckpoint): Promise<void> };
+  /** The weights of a new best validation loss, for keeping the best checkpoint. */
+  onBest?(weights: NamedWeights, point: EvalPoint): Promise<void>;
+}
+
+/** What watching the run has learned so far: restored with the trainer for an exact resume. */
+export interface WatchState {
+  history: EvalPoint[];
+  best: EvalPoint | null;
+  sinceBest: number;
+  /** Training losses since the last evaluation (averaged into its point). */
+  recent: number[];
+  /** The forgetting check's perplexity before any training. */
+  perplexityBefore: number | null;
+}
+
+export interface FinetuneCheckpoint {
+  trainer: TrainerCheckpoint;
+  watch: WatchState;
+}
+
+/** Where a resumed run starts: its checkpoint, and the weights of its best evaluation (if any). */
+export interface FinetuneResume {
+  from: FinetuneCheckpoint;
+  bestWeights: NamedWeights | null;
 }
 
 export interface FinetuneOutcome {
@@ -122,13 +150,22 @@ export async function dataLoss(model: CausalLM, data: TrainingData, part: 'valid
 }
 
 /** Trains an attached model; the trainer's state is released before it returns. */
-export async function runFinetune(model: CausalLM, train: TrainConfig, data: TrainingData, eos: number, watch: WatchSpec, hooks: FinetuneHooks): Promise<FinetuneOutcome> {
+export async function runFinetune(
+  model: CausalLM,
+  train: TrainConfig,
+  data: TrainingData,
+  eos: number,
+  watch: WatchSpec,
+  hooks: FinetuneHooks,
+  resume: FinetuneResume | null = null,
+): Promise<FinetuneOutcome> {
   if (data.kind === 'tokens' && data.train.length < train.block_size + 1) {
     throw new DataError(`the training text has ${data.train.length} tokens; training needs at least block_size + 1 = ${train.block_size + 1}`, { field: 'dataset' });
   }
   if (watch.evalEvery > 0) checkHeldOut(data, 'validation', train.block_size); // fail before training, not at the first evaluation
   const perplexity = async () => (watch.forgetting ? Math.exp(await heldOutLoss(model, watch.forgetting, train.block_size)) : null);
-  const before = await perplexity();
+  // Measured on the base: a resumed run brings the number measured before its first step.
+  const before = resume ? resume.from.watch.perplexityBefore : await perplexity();
   const draw =
     data.kind === 'tokens'
       ? null
@@ -138,11 +175,25 @@ export async function runFinetune(model: CausalLM, train: TrainConfig, data: Tra
   const stopping = new EarlyStopping(watch.patience, watch.minDelta);
   const trainer = new Trainer(model, train);
   let best: Map<string, Float32Array> | null = null;
+  let recent: number[] = [];
+  if (resume) {
+    trainer.restore(resume.from.trainer);
+    stopping.restore(resume.from.watch);
+    recent = resume.from.watch.recent.slice();
+    if (resume.bestWeights) best = new Map(Object.entries(resume.bestWeights).map(([k, w]) => [k, w.data]));
+  }
+  let savedStep = trainer.step;
+  const save = async () => {
+    if (!hooks.checkpoint || trainer.step === savedStep) return;
+    const watchState: WatchState = { ...stopping.state(), recent: recent.slice(), perplexityBefore: before };
+    await hooks.checkpoint.save({ trainer: await trainer.checkpoint(), watch: watchState });
+    savedStep = trainer.step;
+  };
   let stoppedEarly = false;
   let cancelled = false;
   try {
-    let recent: number[] = [];
     while (trainer.step < train.steps) {
+      if (hooks.wantsCheckpoint?.()) await save();
       await hooks.gate?.();
       if (hooks.shouldStop?.()) {
         cancelled = true;
@@ -155,14 +206,20 @@ export async function runFinetune(model: CausalLM, train: TrainConfig, data: Tra
         const point: EvalPoint = { step: r.step, trainLoss: recent.reduce((a, b) => a + b, 0) / recent.length, valLoss: await dataLoss(model, data, 'validation', train.block_size, eos) };
         recent = [];
         const verdict = stopping.update(point);
-        if (verdict.improved) best = await snapshot(model);
+        if (verdict.improved) {
+          best = await snapshot(model);
+          await hooks.onBest?.(named(model, best), point);
+        }
         await hooks.onEval?.({ ...point, ...verdict, best: stopping.best! });
         if (verdict.stop) {
           stoppedEarly = true;
           break;
         }
       }
+      if (hooks.checkpoint && r.step % hooks.checkpoint.every === 0) await save();
     }
+    // The end, a stop or early stopping: what was trained is kept, before the best is put back.
+    await save();
   } finally {
     trainer.dispose();
   }
@@ -185,6 +242,12 @@ export async function runFinetune(model: CausalLM, train: TrainConfig, data: Tra
 async function snapshot(model: CausalLM): Promise<Map<string, Float32Array>> {
   const out = new Map<string, Float32Array>();
   for (const [name, v] of model.trainableParams()) out.set(name, new Float32Array(await v.data()));
+  return out;
+}
+
+function named(model: CausalLM, weights: Map<string, Float32Array>): NamedWeights {
+  const out: NamedWeights = {};
+  for (const [name, v] of model.trainableParams()) out[name] = { shape: v.shape.slice(), data: weights.get(name)! };
   return out;
 }
 
