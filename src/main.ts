@@ -33,4 +33,10 @@ const models = new ModelsState(client, params.get('hub') ?? undefined, { url: `$
 (globalThis as { tabtune?: unknown }).tabtune = { client, studio, models };
 
 mount(App, { target: document.getElementById('app')!, props: { studio, models } });
-void studio.start().then(() => Promise.all([models.refresh(), models.refreshDatasets()]));
+void studio.start().then(() => Promise.all([models.refresh(), models.refreshDatasets(), models.refreshRuns()]));
+
+// A fine-tuning run writes a checkpoint when the tab is hidden or closed (the worker may not live on).
+document.addEventListener('visibilitychange', () => {
+  if (document.visibilityState === 'hidden') models.checkpointSoon();
+});
+addEventListener('pagehide', () => models.checkpointSoon());

@@ -483,7 +483,9 @@ export class ModelLibrary {
     if (resuming) {
       const ckpt = run.latestCheckpoint ? await loadTuneCheckpoint(this.kv, run.latestCheckpoint) : undefined;
       if (!ckpt) throw new CheckpointError(`run ${run.id}'s checkpoint at step ${run.step} cannot be read; delete the run to start over`, { field: 'run' });
-      resume = { from: { trainer: ckpt.trainer, watch: ckpt.watch }, bestWeights: run.best ? await loadTuneBest(this.kv, run.id) : null };
+      // The best weights belong to the checkpoint only if they are of the best it knows (not of a step after it).
+      const best = await loadTuneBest(this.kv, run.id);
+      resume = { from: { trainer: ckpt.trainer, watch: ckpt.watch }, bestWeights: best && best.step === ckpt.watch.best?.step ? best.weights : null };
     }
     m.changed = true;
     const attached = await attachMethod(m.model, { method, lora, virtualTokens: req.numVirtualTokens ?? 8, bits: req.bits ?? 8 }, train.block_size, train.seed);

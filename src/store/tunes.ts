@@ -120,9 +120,9 @@ export async function saveTuneBest(kv: KV, run: TuneRunRecord, weights: NamedWei
   return saveTuneRun(kv, { ...run, best });
 }
 
-export async function loadTuneBest(kv: KV, id: string): Promise<NamedWeights | null> {
-  const b = await kv.get<{ weights: NamedWeights }>(bestKey(id));
-  return b?.weights ?? null;
+export async function loadTuneBest(kv: KV, id: string): Promise<{ weights: NamedWeights; step: number } | null> {
+  const b = await kv.get<{ weights: NamedWeights; step: number }>(bestKey(id));
+  return b ? { weights: b.weights, step: b.step } : null;
 }
 
 /** The files a finished run gave (a PEFT adapter folder), kept to download again. */

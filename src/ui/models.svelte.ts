@@ -1,6 +1,6 @@
 import type { StudioClient } from '../api/client';
 import { message } from './errors';
-import type { AdapterInfo, DataProgress, DatasetFormatName, DatasetInfo, DatasetPreview, EvalInfo, FileEntry, FinetuneMethod, FinetuneResult, GenerateResult, ModelInfo, ModelProgress, SamplingOptions, StepReport } from '../api/protocol';
+import type { AdapterInfo, DataProgress, DatasetFormatName, DatasetInfo, DatasetPreview, TuneRunInfo, EvalInfo, FileEntry, FinetuneMethod, FinetuneResult, GenerateResult, ModelInfo, ModelProgress, SamplingOptions, StepReport } from '../api/protocol';
 
 /** The methods offered, with QLoRA's two base precisions as two choices. */
 export type TuneChoice = FinetuneMethod | 'qlora4';
@@ -125,7 +125,8 @@ export class ModelsState {
 
   /** The data source of a request: the chosen file, or the pasted text. */
   private source(): { dataset: string; file?: File; datasetId?: string; text?: string } {
-    if (this.tuneFile) return { dataset: this.tuneFile.name, file: this.tuneFile };
+    // A file that was kept is named by its id: the run then reads what is stored, not a second copy.
+    if (this.tuneFile && !this.datasetId) return { dataset: this.tuneFile.name, file: this.tuneFile };
     if (this.datasetId) return { dataset: this.datasets.find((d) => d.id === this.datasetId)?.name ?? 'dataset', datasetId: this.datasetId };
     return { dataset: 'pasted text', text: this.tune.text };
   }
@@ -193,7 +194,29 @@ export class ModelsState {
   }
 
   /** Reads the data as the run will and shows what it will teach; the latest request wins. */
-  async inspectData(): Promise<void> {
+  private inspectTimer: ReturnType<typeof setTimeout> | null = null;
+
+  /**
+   * Reads the data again a moment after typing stops: while typing, not when the field is left,
+   * so the page does not move under a click on Fine-tune.
+   */
+  inspectSoon(): void {
+    if (this.inspectTimer) clearTimeout(this.inspectTimer);
+    this.inspectTimer = setTimeout(() => {
+      this.inspectTimer = null;
+      void this.inspectData();
+    }, 400);
+  }
+
+  /** The read of the data in progress (resolved when none is). */
+  private inspection: Promise<void> = Promise.resolve();
+
+  inspectData(): Promise<void> {
+    this.inspection = this.readData();
+    return this.inspection;
+  }
+
+  private async readData(): Promise<void> {
     if (!this.loadedId || !this.hasData) return;
     const seq = ++this.inspectSeq;
     this.inspecting = true;
@@ -330,28 +353,19 @@ export class ModelsState {
   async finetune(): Promise<void> {
     if (!this.loadedId || this.tuning || this.generating) return;
     const t = this.tune;
+    // A read of the data asked for by the last keystrokes goes first, then Fine-tune decides.
+    if (this.inspectTimer) {
+      clearTimeout(this.inspectTimer);
+      this.inspectTimer = null;
+      void this.inspectData();
+    }
+    if (this.inspecting) await this.inspection;
     if (this.tuneBlocker) {
       this.tuneError = this.tuneBlocker;
       return;
     }
-    this.tuning = true;
-    this.tuneError = null;
-    // The last run's results stay until this run's first step: a refused start loses nothing.
-    let fresh = false;
-    const clearLast = () => {
-      fresh = true;
-      this.tuneLosses = [];
-      this.tunePoints = [];
-      this.tuneEvals = [];
-      this.tuneStep = null;
-      this.tuneResult = null;
-      for (const d of this.downloads) URL.revokeObjectURL(d.url);
-      this.downloads = [];
-      if (this.recipeDownload) URL.revokeObjectURL(this.recipeDownload.url);
-      this.recipeDownload = null;
-      this.adapter = null;
-    };
-    try {
+    const modelId = this.loadedId;
+    await this.runTune(async (onStep, onEval) => {
       let forgetting: { name: string; text: string } | undefined;
       if (t.forgetting && this.general) {
         const res = await fetch(this.general.url);
@@ -359,9 +373,9 @@ export class ModelsState {
         forgetting = { name: this.general.name, text: await res.text() };
       }
       const evalEvery = t.validation > 0 || this.validationFile ? t.evalEvery : 0;
-      const result = await this.client.finetuneModel(
+      return this.client.finetuneModel(
         {
-          modelId: this.loadedId,
+          modelId,
           ...this.source(),
           ...this.rowOptions(),
           completionOnly: t.completionOnly,
@@ -371,7 +385,8 @@ export class ModelsState {
           bits: t.method === 'qlora4' ? 4 : 8,
           lora: { r: t.r, lora_alpha: 2 * t.r },
           // Prompt tuning's virtual tokens come before the block: leave them room in the context.
-          train: { steps: t.steps, learning_rate: t.learningRate, batch_size: t.batchSize, block_size: Math.min(t.blockSize, (this.loaded?.contextLength ?? t.blockSize) - (t.method === 'prompt' ? t.virtualTokens : 0)) },
+          // A checkpoint every 10 steps: a lost page costs at most 10 steps (LoRA's are small to write).
+          train: { steps: t.steps, checkpoint_every: 10, learning_rate: t.learningRate, batch_size: t.batchSize, block_size: Math.min(t.blockSize, (this.loaded?.contextLength ?? t.blockSize) - (t.method === 'prompt' ? t.virtualTokens : 0)) },
           numVirtualTokens: t.virtualTokens,
           validation: t.validation,
           validationFile: this.validationFile ? { dataset: this.validationFile.name, file: this.validationFile } : undefined,
@@ -380,6 +395,49 @@ export class ModelsState {
           patience: t.patience,
           forgetting,
         },
+        onStep,
+        onEval,
+      );
+    });
+  }
+
+  /** Continues a kept run from its latest checkpoint: its curve so far comes back first. */
+  async resumeRun(run: TuneRunInfo): Promise<void> {
+    if (this.tuning || this.generating || this.busy) return;
+    this.tune.steps = run.totalSteps;
+    // The run's model is loaded by the resume; the panel shows it from now.
+    this.loadedId = run.modelId;
+    await this.runTune((onStep, onEval) => this.client.resumeTuneRun(run.id, onStep, onEval), run);
+  }
+
+  /**
+   * One run from start to its files: live steps and checks, the results and downloads. The last
+   * run's results stay until this one's first step, so a refused start loses nothing.
+   */
+  private async runTune(
+    start: (onStep: (r: StepReport) => void, onEval: (e: EvalInfo) => void) => Promise<FinetuneResult>,
+    prior?: TuneRunInfo,
+  ): Promise<void> {
+    this.tuning = true;
+    this.tuneError = null;
+    const t = this.tune;
+    let fresh = false;
+    const clearLast = () => {
+      fresh = true;
+      // A resumed run's curve starts with what it trained before.
+      this.tuneLosses = prior ? prior.history.map((h) => h.loss) : [];
+      this.tunePoints = prior ? prior.history.map((h) => ({ step: h.step, loss: h.loss })) : [];
+      this.tuneEvals = prior ? prior.evals.slice() : [];
+      this.tuneStep = null;
+      this.tuneResult = null;
+      for (const d of this.downloads) URL.revokeObjectURL(d.url);
+      this.downloads = [];
+      if (this.recipeDownload) URL.revokeObjectURL(this.recipeDownload.url);
+      this.recipeDownload = null;
+      this.adapter = null;
+    };
+    try {
+      const result = await start(
         (r) => {
           if (!fresh) clearLast();
           this.tuneLosses = [...this.tuneLosses, r.loss];
@@ -405,7 +463,49 @@ export class ModelsState {
     } finally {
       this.tuning = false;
       this.paused = false;
+      await this.refreshRuns();
     }
+  }
+
+  /** Fine-tuning runs kept in this browser, newest first. */
+  tuneRuns = $state.raw<TuneRunInfo[]>([]);
+
+  async refreshRuns(): Promise<void> {
+    try {
+      this.tuneRuns = await this.client.listTuneRuns();
+    } catch (e) {
+      this.error = message(e);
+    }
+  }
+
+  async deleteRun(id: string): Promise<void> {
+    try {
+      await this.client.deleteTuneRun(id);
+      await this.refreshRuns();
+    } catch (e) {
+      this.tuneError = message(e);
+    }
+  }
+
+  /** The adapter files a kept run finished with, downloaded one by one. */
+  async downloadRunFiles(run: TuneRunInfo): Promise<void> {
+    try {
+      for (const f of await this.client.tuneRunFiles(run.id)) {
+        const url = URL.createObjectURL(new Blob([f.bytes as BlobPart]));
+        const a = document.createElement('a');
+        a.href = url;
+        a.download = f.name;
+        a.click();
+        setTimeout(() => URL.revokeObjectURL(url), 60_000);
+      }
+    } catch (e) {
+      this.tuneError = message(e);
+    }
+  }
+
+  /** The tab is being hidden or closed: the run writes a checkpoint after its current step. */
+  checkpointSoon(): void {
+    if (this.tuning) void this.client.checkpointNow().catch(() => undefined);
   }
 
   /** Why Fine-tune cannot start now, in the words of the fields (null: it can). */
