@@ -61,6 +61,7 @@ export class StudioClient {
   listTuneRuns = () => this.call(this.remote.listTuneRuns());
   deleteTuneRun = (runId: string) => this.call(this.remote.deleteTuneRun(runId));
   tuneRunFiles = (runId: string) => this.call(this.remote.tuneRunFiles(runId));
+  storageInfo = () => this.call(this.remote.storageInfo());
   checkpointNow = () => this.call(this.remote.checkpointNow());
   pauseFinetune = () => this.call(this.remote.pauseFinetune());
   resumeFinetune = () => this.call(this.remote.resumeFinetune());

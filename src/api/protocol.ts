@@ -313,6 +313,13 @@ export interface FinetuneResult {
   recipe: Uint8Array;
 }
 
+/** This site's storage in the browser: bytes used, the quota, whether it is persistent. */
+export interface StorageInfo {
+  usage: number;
+  quota: number;
+  persisted: boolean | null;
+}
+
 /** A fine-tuning run kept in this browser. */
 export interface TuneRunInfo {
   id: string;
@@ -392,6 +399,8 @@ export interface StudioApi {
   inspectDataset(req: DatasetRequest, onProgress: (p: DataProgress) => void): Promise<DatasetPreview>;
   /** A PEFT adapter (its two files, a folder, or a zip of them) applied to the held model's base. */
   applyAdapter(modelId: string, files: FileEntry[]): Promise<AdapterInfo>;
+  /** Storage used and allowed (null where the platform does not say, as in Node). */
+  storageInfo(): Promise<StorageInfo | null>;
   /** Continues a kept fine-tuning run from its latest checkpoint. */
   resumeTuneRun(runId: string, onStep: (r: StepReport) => void, onEval?: (e: EvalInfo) => void): Promise<FinetuneResult>;
   /** The fine-tuning runs kept in this browser, newest first. */

@@ -23,7 +23,7 @@ import {
   type CheckpointRecord, type RunRecord,
 } from '../store/runs';
 import type {
-  AdapterInfo, TuneRunInfo, BackendFallback, BackendReport, DataProgress, DatasetInfo, DatasetPreview, DatasetRequest, SaveDatasetRequest, BackendRequest, Diagnostics, EvalInfo, FileEntry, FinetuneRequest, FinetuneResult, GenerateRequest, GenerateResult, GeneratedPiece,
+  AdapterInfo, StorageInfo, TuneRunInfo, BackendFallback, BackendReport, DataProgress, DatasetInfo, DatasetPreview, DatasetRequest, SaveDatasetRequest, BackendRequest, Diagnostics, EvalInfo, FileEntry, FinetuneRequest, FinetuneResult, GenerateRequest, GenerateResult, GeneratedPiece,
   ModelInfo, ModelProgress, PresetInfo, RunInfo, StudioApi, TrainRequest,
 } from './protocol';
 
@@ -364,6 +364,14 @@ export class Studio implements StudioApi {
       this.generating = null;
       this.releasePause();
     }
+  }
+
+  async storageInfo(): Promise<StorageInfo | null> {
+    const storage = (globalThis as { navigator?: { storage?: StorageManager } }).navigator?.storage;
+    if (!storage?.estimate) return null;
+    const { usage = 0, quota = 0 } = await storage.estimate();
+    const persisted = storage.persisted ? await storage.persisted().catch(() => null) : null;
+    return { usage, quota, persisted };
   }
 
   /** Writes a checkpoint of the fine-tuning run after its current step (the tab is being hidden or closed). */

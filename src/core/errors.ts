@@ -47,3 +47,8 @@ export class DataError extends TabtuneError {
 export class TrainingError extends TabtuneError {
   override name = 'TrainingError';
 }
+
+/** The browser's storage (or the disk) is full: nothing already saved was changed. */
+export class StorageFullError extends TabtuneError {
+  override name = 'StorageFullError';
+}

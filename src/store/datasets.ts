@@ -39,6 +39,20 @@ export async function saveDataset(
   chunks: AsyncIterable<Uint8Array>,
 ): Promise<DatasetRecord> {
   await deleteDataset(kv, record.id);
+  try {
+    return await writeDataset(kv, record, chunks);
+  } catch (e) {
+    // A save that fails half-way (a full disk) takes its chunks with it: no orphans use the space.
+    await deleteDataset(kv, record.id).catch(() => undefined);
+    throw e;
+  }
+}
+
+async function writeDataset(
+  kv: KV,
+  record: Omit<DatasetRecord, 'schema' | 'chunks' | 'bytes' | 'createdAt'>,
+  chunks: AsyncIterable<Uint8Array>,
+): Promise<DatasetRecord> {
   let n = 0;
   let bytes = 0;
   let pending: Uint8Array[] = [];

@@ -1,6 +1,7 @@
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { deserialize, serialize } from 'node:v8';
+import { StorageFullError } from '../core/errors';
 import type { KV } from './kv';
 
 /**
@@ -22,7 +23,16 @@ export function fsKV(dir: string): KV {
     async set(key, value) {
       await mkdir(dir, { recursive: true });
       const tmp = file(key) + '.tmp';
-      await writeFile(tmp, serialize(value));
+      try {
+        await writeFile(tmp, serialize(value));
+      } catch (e) {
+        await rm(tmp, { force: true });
+        // The old value (if any) is untouched: only the temporary file was being written.
+        if ((e as NodeJS.ErrnoException).code === 'ENOSPC' || (e as NodeJS.ErrnoException).code === 'EDQUOT') {
+          throw new StorageFullError(`the disk holding ${dir} is full; nothing saved before was changed. Free some space, or delete old runs there.`, { file: dir });
+        }
+        throw e;
+      }
       await rename(tmp, file(key));
     },
     async del(key) {

@@ -1,6 +1,6 @@
 import type { StudioClient } from '../api/client';
 import { message } from './errors';
-import type { AdapterInfo, DataProgress, DatasetFormatName, DatasetInfo, DatasetPreview, TuneRunInfo, EvalInfo, FileEntry, FinetuneMethod, FinetuneResult, GenerateResult, ModelInfo, ModelProgress, SamplingOptions, StepReport } from '../api/protocol';
+import type { AdapterInfo, StorageInfo, DataProgress, DatasetFormatName, DatasetInfo, DatasetPreview, TuneRunInfo, EvalInfo, FileEntry, FinetuneMethod, FinetuneResult, GenerateResult, ModelInfo, ModelProgress, SamplingOptions, StepReport } from '../api/protocol';
 
 /** The methods offered, with QLoRA's two base precisions as two choices. */
 export type TuneChoice = FinetuneMethod | 'qlora4';
@@ -140,6 +140,7 @@ export class ModelsState {
     } catch (e) {
       this.error = message(e);
     }
+    await this.refreshStorage();
   }
 
   /** A dataset kept in this browser, with the format, mapping, template and split it was kept with. */
@@ -259,6 +260,7 @@ export class ModelsState {
     } catch (e) {
       this.error = message(e);
     }
+    await this.refreshStorage();
   }
 
   /** Reads config.json and the safetensors headers of the chosen files: nothing big yet. */
@@ -476,6 +478,21 @@ export class ModelsState {
     } catch (e) {
       this.error = message(e);
     }
+    await this.refreshStorage();
+  }
+
+  /** This site's storage: used, allowed, persistent. */
+  storage = $state.raw<StorageInfo | null>(null);
+
+  async refreshStorage(): Promise<void> {
+    this.storage = await this.client.storageInfo().catch(() => null);
+  }
+
+  /** Asks the browser to keep this site's data under storage pressure (only the page can ask). */
+  async persist(): Promise<void> {
+    const granted = await navigator.storage?.persist?.().catch(() => false);
+    this.announcement = granted ? 'This browser will keep tabtune\'s data.' : 'The browser did not grant persistent storage; it may clear tabtune\'s data when space runs low.';
+    await this.refreshStorage();
   }
 
   async deleteRun(id: string): Promise<void> {

@@ -3,7 +3,9 @@
  * reload of the page and resumes to exactly the losses of an uninterrupted run.
  */
 import assert from 'node:assert/strict';
-import { readdirSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -73,4 +75,68 @@ test('a fine-tuning run paused at step N survives a real reload and resumes to t
   await until('the run list', () => page.locator('[data-testid=run][data-status=done]').count(), (n) => n === 2);
   assert.deepEqual(errors, []);
   await context.close();
+});
+
+/**
+ * A disk that can really fill: a small tmpfs for the browser profile (root can mount one). The
+ * DevTools protocol's Storage.overrideQuotaForOrigin is accepted but has no effect in the
+ * Chromium here (156), so a real full disk is the honest way to hit QuotaExceededError.
+ */
+function smallDisk(): string | null {
+  const dir = mkdtempSync(join(tmpdir(), 'tabtune-disk-'));
+  const r = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=48m', 'tmpfs', dir], { encoding: 'utf8' });
+  return r.status === 0 ? dir : null;
+}
+
+const disk = skip ? null : smallDisk();
+
+test('a full disk: a big dataset is refused with a plain message, and nothing saved before is harmed', { skip: skip || (!disk && 'cannot mount a small tmpfs here (needs root with mount rights) to fill a disk for real'), timeout: 180_000 }, async () => {
+  const { context } = await launch(join(disk!, 'profile'));
+  const page = await context.newPage();
+  const errors = watchErrors(page);
+  await page.goto(`${server.url}?backend=wasm`);
+  await page.waitForSelector('[data-testid=backend-name]');
+  await page.setInputFiles('[data-testid=model-files]', readdirSync(fixture).filter((f) => !f.startsWith('golden')).map((f) => join(fixture, f)));
+  await page.waitForSelector('[data-testid=model-summary]');
+  await page.click('[data-testid=model-import]');
+  await page.waitForSelector('[data-testid=model-loaded]');
+  await page.setInputFiles('[data-testid=tune-data]', { name: 'small.jsonl', mimeType: 'application/jsonl', buffer: Buffer.from(ROWS) });
+  await until('the small dataset kept', () => page.$$eval('[data-testid=dataset-use]', (b) => b.length), (n) => n === 1);
+  await page.waitForSelector('[data-testid=storage-usage]');
+
+  // Fill the disk but for about 2 MB, then bring an 8 MB dataset.
+  const filler = join(disk!, 'filler');
+  const free = () => Number(spawnSync('df', ['--output=avail', '-B1', disk!], { encoding: 'utf8' }).stdout.trim().split('\n').pop());
+  writeFileSync(filler, Buffer.alloc(Math.max(0, free() - 2_000_000)));
+  const big = Array.from({ length: 80000 }, (_, i) => JSON.stringify({ prompt: `row ${i} ${Math.random().toString(36).repeat(6)}`, completion: ` ${i}` })).join('\n');
+  await page.setInputFiles('[data-testid=tune-data]', { name: 'big.jsonl', mimeType: 'application/jsonl', buffer: Buffer.from(big) });
+  await page.waitForSelector('[data-testid=data-error]', { timeout: 60_000 });
+  assert.match((await page.textContent('[data-testid=data-error]')) ?? '', /big\.jsonl could not be kept in this browser: this browser's storage for tabtune is full; nothing saved before was changed/);
+  assert.deepEqual(await page.$$eval('[data-testid=dataset-use]', (b) => b.map((x) => x.textContent)), ['small.jsonl'], 'the big one is not listed');
+
+  // Room again, and a reload: the model and the small dataset are whole, and no chunk of the big one is left.
+  rmSync(filler);
+  await page.reload();
+  await page.waitForSelector('[data-testid=model-load]');
+  await page.click('[data-testid=model-load]');
+  await page.waitForSelector('[data-testid=model-loaded]');
+  await until('the kept dataset', () => page.$$eval('[data-testid=dataset-use]', (b) => b.map((x) => x.textContent)), (d) => d.length === 1 && d[0] === 'small.jsonl');
+  await page.click('[data-testid=dataset-use]');
+  await until('its report', () => page.textContent('[data-testid=data-report]').catch(() => ''), (t) => /small\.jsonl: prompt_completion · 10 rows kept/.test((t ?? '').replace(/\s+/g, ' ')));
+  const leftovers = await page.evaluate(async () => {
+    const db: IDBDatabase = await new Promise((res, rej) => {
+      const r = indexedDB.open('tabtune');
+      r.onsuccess = () => res(r.result);
+      r.onerror = () => rej(r.error);
+    });
+    const keys: IDBValidKey[] = await new Promise((res) => {
+      const r = db.transaction('kv').objectStore('kv').getAllKeys();
+      r.onsuccess = () => res(r.result);
+    });
+    return keys.map(String).filter((k) => k.startsWith('dataset'));
+  });
+  assert.equal(leftovers.filter((k) => k.includes('big')).length, 0, 'no chunk of the refused dataset is left behind');
+  assert.deepEqual(errors, []);
+  await context.close();
+  spawnSync('umount', [disk!]);
 });
