@@ -61,6 +61,9 @@ export class StudioClient {
   listTuneRuns = () => this.call(this.remote.listTuneRuns());
   deleteTuneRun = (runId: string) => this.call(this.remote.deleteTuneRun(runId));
   tuneRunFiles = (runId: string) => this.call(this.remote.tuneRunFiles(runId));
+  tuneRunMetrics = (runId: string) => this.call(this.remote.tuneRunMetrics(runId));
+  exportTuneRun = (runId: string) => this.call(this.remote.exportTuneRun(runId));
+  importTuneRun = (file: Blob, name?: string) => this.call(this.remote.importTuneRun(file, name));
   storageInfo = () => this.call(this.remote.storageInfo());
   checkpointNow = () => this.call(this.remote.checkpointNow());
   pauseFinetune = () => this.call(this.remote.pauseFinetune());

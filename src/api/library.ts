@@ -17,7 +17,7 @@ import {
   updateDataset as updateDatasetRecord, type DatasetRecord,
 } from '../store/datasets';
 import type { KV } from '../store/kv';
-import { SCHEMA_VERSION } from '../store/runs';
+import { SCHEMA } from '../store/schema';
 import {
   isTuneResumable, loadTuneBest, loadTuneCheckpoint, loadTuneRun, saveTuneBest, saveTuneCheckpoint, saveTuneFiles, saveTuneRun, type TuneRunRecord,
 } from '../store/tunes';
@@ -404,7 +404,7 @@ export class ModelLibrary {
     const stored = await this.keepSources(req);
     const now = Date.now();
     const run: TuneRunRecord = {
-      schema: SCHEMA_VERSION, id: runId ?? newTuneRunId(m.info.name, req.method), modelId: m.id, modelName: m.info.name,
+      schema: SCHEMA.tune, id: runId ?? newTuneRunId(m.info.name, req.method), modelId: m.id, modelName: m.info.name, datasetId: stored.datasetId ?? null,
       request: stored as unknown as Record<string, unknown>, datasetName: req.dataset, totalSteps: 0, status: 'running', step: 0,
       latestCheckpoint: null, best: null, history: [], evals: [], report: null, outcome: null, error: null, createdAt: now, updatedAt: now,
     };

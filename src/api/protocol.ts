@@ -406,6 +406,12 @@ export interface StudioApi {
   /** The fine-tuning runs kept in this browser, newest first. */
   listTuneRuns(): Promise<TuneRunInfo[]>;
   deleteTuneRun(runId: string): Promise<void>;
+  /** A run's metrics as CSV (one row per step). */
+  tuneRunMetrics(runId: string): Promise<string>;
+  /** A whole run as one file: settings, dataset references, metrics and its adapter (a zip). */
+  exportTuneRun(runId: string): Promise<{ name: string; bytes: Uint8Array }>;
+  /** A run file made by exportTuneRun, kept in this browser. */
+  importTuneRun(file: Blob, name?: string): Promise<TuneRunInfo>;
   /** The files a finished run gave (its PEFT adapter). */
   tuneRunFiles(runId: string): Promise<{ name: string; bytes: Uint8Array }[]>;
   /** Writes a checkpoint of the fine-tuning run after its current step (the tab is being hidden or closed). */

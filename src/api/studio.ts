@@ -16,7 +16,13 @@ import type { KV } from '../store/kv';
 import { adapterFiles, blobFiles } from './blob-files';
 import { hubFiles, parseRepo } from './hub';
 import { ModelLibrary, newTuneRunId, type TuneHooks } from './library';
-import { deleteTuneRun, isTuneResumable, listTuneRuns, loadTuneFiles } from '../store/tunes';
+import { loadDatasetRecord } from '../store/datasets';
+import { deleteTuneRun, isTuneResumable, listTuneRuns, loadTuneFiles, loadTuneRun, migrateTuneRun, saveTuneFiles, saveTuneRun, type TuneRunRecord } from '../store/tunes';
+import { metricsCsv, type MetricEval } from '../core/io/metrics';
+import { unzipFiles, zipFiles } from '../core/io/zip';
+
+/** Names the kind of file exportTuneRun writes. */
+const RUN_FILE_FORMAT = 'tabtune-run';
 import type { RunLocks } from './locks';
 import {
   SCHEMA_VERSION, deleteRun, isResumable, listCheckpoints, loadCheckpoint, loadRun, saveCheckpoint, saveRun,
@@ -399,6 +405,57 @@ export class Studio implements StudioApi {
   async deleteTuneRun(runId: string): Promise<void> {
     if (await this.deps.locks?.isHeld(runId)) throw new TabtuneError(`run ${runId} is training; stop it before deleting`);
     await deleteTuneRun(this.deps.kv, runId);
+  }
+
+  /** A run's metrics as CSV: one row per step, with the validation loss where it was checked. */
+  async tuneRunMetrics(runId: string): Promise<string> {
+    const r = await loadTuneRun(this.deps.kv, runId);
+    if (!r) throw new TabtuneError(`no kept run "${runId}"`, { field: 'run' });
+    return metricsCsv(r.history, r.evals as unknown as MetricEval[]);
+  }
+
+  /**
+   * A whole run as one file (a zip): run.json (settings, the datasets it names, full metrics and
+   * outcome), metrics.csv, and the adapter it finished with. Checkpoints stay behind: an imported
+   * run is a record to read and to use the adapter of, not one to resume.
+   */
+  async exportTuneRun(runId: string): Promise<{ name: string; bytes: Uint8Array }> {
+    const r = await loadTuneRun(this.deps.kv, runId);
+    if (!r) throw new TabtuneError(`no kept run "${runId}"`, { field: 'run' });
+    const enc = new TextEncoder();
+    const req = r.request as { datasetId?: string; validationFile?: { datasetId?: string }; testFile?: { datasetId?: string } };
+    const datasets = [];
+    for (const id of [req.datasetId, req.validationFile?.datasetId, req.testFile?.datasetId]) {
+      const d = id ? await loadDatasetRecord(this.deps.kv, id) : undefined;
+      if (d) datasets.push({ id: d.id, name: d.name, bytes: d.bytes, options: d.options, split: d.split, summary: d.summary });
+    }
+    const files: [string, Uint8Array][] = [
+      ['run.json', enc.encode(JSON.stringify({ format: RUN_FILE_FORMAT, schema: r.schema, run: { ...r, latestCheckpoint: null }, datasets }, null, 1))],
+      ['metrics.csv', enc.encode(metricsCsv(r.history, r.evals as unknown as MetricEval[]))],
+    ];
+    for (const f of (await loadTuneFiles(this.deps.kv, runId)) ?? []) files.push([`adapter/${f.name}`, f.bytes]);
+    return { name: `${runId}.tabtune-run.zip`, bytes: zipFiles(files, new Date()) };
+  }
+
+  /** A run file made by exportTuneRun, kept again (under a new id if the old one is taken). */
+  async importTuneRun(file: Blob, name = 'run.zip'): Promise<TuneRunInfo> {
+    const entries = await unzipFiles(new Uint8Array(await file.arrayBuffer()), name);
+    const json = entries.get('run.json');
+    if (!json) throw new DataError(`${name} has no run.json; it is not a tabtune run file`, { file: name });
+    let parsed: { format?: string; schema?: number; run?: TuneRunRecord };
+    try {
+      parsed = JSON.parse(new TextDecoder().decode(json));
+    } catch (e) {
+      throw new DataError(`${name}: run.json is not valid JSON (${(e as Error).message})`, { file: name, field: 'run.json' });
+    }
+    if (parsed.format !== RUN_FILE_FORMAT || !parsed.run) throw new DataError(`${name}: run.json is not a tabtune run (format ${JSON.stringify(parsed.format)})`, { file: name, field: 'format' });
+    const run = migrateTuneRun(parsed.run, name);
+    const taken = await loadTuneRun(this.deps.kv, run.id).catch(() => undefined);
+    const id = taken ? `${run.id}-imported-${Date.now().toString(36)}` : run.id;
+    const files = [...entries].filter(([k]) => k.startsWith('adapter/')).map(([k, bytes]) => ({ name: k.slice('adapter/'.length), bytes }));
+    if (files.length) await saveTuneFiles(this.deps.kv, id, files);
+    await saveTuneRun(this.deps.kv, { ...run, id, latestCheckpoint: null, status: run.status === 'running' || run.status === 'paused' ? 'stopped' : run.status });
+    return (await this.listTuneRuns()).find((x) => x.id === id)!;
   }
 
   /** The files a finished run gave, kept with it. */

@@ -1,5 +1,7 @@
 import type { KV } from './kv';
-import { SCHEMA_VERSION } from './runs';
+import { migrate, SCHEMA } from './schema';
+
+const SCHEMA_VERSION = SCHEMA.dataset;
 
 /**
  * Datasets kept in storage, as the file the person brought (in chunks), with how its rows are
@@ -86,7 +88,13 @@ export async function listDatasets(kv: KV): Promise<DatasetRecord[]> {
   for (const k of await kv.keys()) {
     if (!k.startsWith('dataset/')) continue;
     const r = await kv.get<DatasetRecord>(k);
-    if (r && r.schema === SCHEMA_VERSION) out.push(r);
+    if (!r) continue;
+    // Older records are upgraded on read; one from a newer tabtune stays unlisted.
+    try {
+      out.push(migrate<DatasetRecord>('dataset', r, k).record);
+    } catch {
+      continue;
+    }
   }
   return out.sort((a, b) => a.createdAt - b.createdAt);
 }

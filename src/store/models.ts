@@ -1,5 +1,7 @@
 import type { KV } from './kv';
-import { SCHEMA_VERSION } from './runs';
+import { migrate, SCHEMA } from './schema';
+
+const SCHEMA_VERSION = SCHEMA.model;
 
 /**
  * Models kept in storage so the next visit loads without the files: each parameter's bytes as
@@ -95,7 +97,13 @@ export async function listModels(kv: KV): Promise<ModelRecord[]> {
   for (const k of await kv.keys()) {
     if (!k.startsWith('model/')) continue;
     const r = await kv.get<ModelRecord>(k);
-    if (r && r.schema === SCHEMA_VERSION) out.push(r);
+    if (!r) continue;
+    // Older records are upgraded on read; one from a newer tabtune stays unlisted.
+    try {
+      out.push(migrate<ModelRecord>('model', r, k).record);
+    } catch {
+      continue;
+    }
   }
   return out.sort((a, b) => a.createdAt - b.createdAt);
 }

@@ -2,8 +2,10 @@ import type { GPT2Config, TrainConfig } from '../core/config';
 import type { StepReport, TrainerCheckpoint } from '../core/train/trainer';
 import type { KV } from './kv';
 
-/** Bumped whenever a record's shape changes; readers refuse records they do not understand. */
-export const SCHEMA_VERSION = 1;
+import { migrate, SCHEMA } from './schema';
+
+/** The version demo-run records are written with (see schema.ts for every kind and the migrations). */
+export const SCHEMA_VERSION = SCHEMA.run;
 
 export type RunStatus = 'running' | 'stopped' | 'done' | 'failed';
 
@@ -44,10 +46,7 @@ export const KEEP_CHECKPOINTS = 2;
 
 export async function loadRun(kv: KV, id: string): Promise<RunRecord | undefined> {
   const r = await kv.get<RunRecord>(runKey(id));
-  if (r && r.schema !== SCHEMA_VERSION) {
-    throw new Error(`run ${id} was stored with schema ${r.schema}; this version of tabtune reads schema ${SCHEMA_VERSION}`);
-  }
-  return r;
+  return r && migrate<RunRecord>('run', r, `run ${id}`).record;
 }
 
 export async function saveRun(kv: KV, run: RunRecord): Promise<void> {
@@ -78,10 +77,7 @@ export function isResumable(run: RunRecord): boolean {
 
 export async function loadCheckpoint(kv: KV, key: string): Promise<CheckpointRecord | undefined> {
   const c = await kv.get<CheckpointRecord>(key);
-  if (c && c.schema !== SCHEMA_VERSION) {
-    throw new Error(`checkpoint ${key} was stored with schema ${c.schema}; expected ${SCHEMA_VERSION}`);
-  }
-  return c;
+  return c && migrate<CheckpointRecord>('checkpoint', c, `checkpoint ${key}`).record;
 }
 
 /** Checkpoint keys of a run, oldest first. */

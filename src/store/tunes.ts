@@ -2,7 +2,7 @@ import type { NamedWeights } from '../core/model/base';
 import type { FinetuneCheckpoint } from '../core/train/finetune';
 import type { StepReport } from '../core/train/trainer';
 import type { KV } from './kv';
-import { SCHEMA_VERSION } from './runs';
+import { migrate, SCHEMA } from './schema';
 
 /**
  * Fine-tuning runs of a person's own models, kept so that a reload or a crash loses nothing: the
@@ -17,6 +17,8 @@ export interface TuneRunRecord {
   schema: number;
   id: string;
   modelId: string;
+  /** The stored dataset it trains on (schema 2). */
+  datasetId: string | null;
   modelName: string;
   /** The request as given, with its data named by stored dataset ids (no bytes). */
   request: Record<string, unknown>;
@@ -60,17 +62,25 @@ export async function saveTuneRun(kv: KV, run: TuneRunRecord): Promise<TuneRunRe
 }
 
 export async function loadTuneRun(kv: KV, id: string): Promise<TuneRunRecord | undefined> {
-  const r = await kv.get<TuneRunRecord>(runKey(id));
-  if (r && r.schema !== SCHEMA_VERSION) throw new Error(`run ${id} was stored with schema ${r.schema}; this version of tabtune reads schema ${SCHEMA_VERSION}`);
-  return r;
+  const stored = await kv.get<TuneRunRecord>(runKey(id));
+  if (!stored) return undefined;
+  const { record, changed } = migrate<TuneRunRecord>('tune', stored, `run ${id}`);
+  if (changed) await kv.set(runKey(id), record);
+  return record;
+}
+
+/** A run record from elsewhere (a run file) in this version's shape. */
+export function migrateTuneRun(r: unknown, where: string): TuneRunRecord {
+  return migrate<TuneRunRecord>('tune', r, where).record;
 }
 
 export async function listTuneRuns(kv: KV): Promise<TuneRunRecord[]> {
   const out: TuneRunRecord[] = [];
   for (const k of await kv.keys()) {
     if (!k.startsWith('tune/')) continue;
-    const r = await kv.get<TuneRunRecord>(k);
-    if (r && r.schema === SCHEMA_VERSION) out.push(r);
+    // Older records are upgraded; one from a newer tabtune is left as it is, unlisted.
+    const r = await loadTuneRun(kv, k.slice('tune/'.length)).catch(() => undefined);
+    if (r) out.push(r);
   }
   return out.sort((a, b) => b.updatedAt - a.updatedAt);
 }
@@ -87,7 +97,7 @@ export async function saveTuneCheckpoint(
   evals: Record<string, unknown>[],
 ): Promise<TuneRunRecord> {
   const key = ckptKey(run.id, c.trainer.step);
-  const record: TuneCheckpointRecord = { ...c, schema: SCHEMA_VERSION, runId: run.id, savedAt: Date.now() };
+  const record: TuneCheckpointRecord = { ...c, schema: SCHEMA.tuneCheckpoint, runId: run.id, savedAt: Date.now() };
   await kv.set(key, record);
   const step = c.trainer.step;
   const next = await saveTuneRun(kv, {
@@ -105,8 +115,7 @@ export async function saveTuneCheckpoint(
 
 export async function loadTuneCheckpoint(kv: KV, key: string): Promise<TuneCheckpointRecord | undefined> {
   const c = await kv.get<TuneCheckpointRecord>(key);
-  if (c && c.schema !== SCHEMA_VERSION) throw new Error(`checkpoint ${key} was stored with schema ${c.schema}; expected ${SCHEMA_VERSION}`);
-  return c;
+  return c && migrate<TuneCheckpointRecord>('tuneCheckpoint', c, `checkpoint ${key}`).record;
 }
 
 /** Checkpoint keys of a run, newest first. */
@@ -116,7 +125,7 @@ export async function listTuneCheckpoints(kv: KV, id: string): Promise<string[]>
 
 /** The weights of the best validation loss so far, then the run's note of it. */
 export async function saveTuneBest(kv: KV, run: TuneRunRecord, weights: NamedWeights, best: { step: number; valLoss: number }): Promise<TuneRunRecord> {
-  await kv.set(bestKey(run.id), { schema: SCHEMA_VERSION, weights, ...best });
+  await kv.set(bestKey(run.id), { schema: SCHEMA.tuneCheckpoint, weights, ...best });
   return saveTuneRun(kv, { ...run, best });
 }
 

@@ -504,6 +504,48 @@ export class ModelsState {
     }
   }
 
+  /** A file handed to the browser to save. */
+  private save(name: string, data: BlobPart, type = 'application/octet-stream'): void {
+    const url = URL.createObjectURL(new Blob([data], { type }));
+    const a = document.createElement('a');
+    a.href = url;
+    a.download = name;
+    a.click();
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  }
+
+  async downloadRunMetrics(run: TuneRunInfo): Promise<void> {
+    try {
+      this.save(`${run.id}-metrics.csv`, await this.client.tuneRunMetrics(run.id), 'text/csv');
+    } catch (e) {
+      this.tuneError = message(e);
+    }
+  }
+
+  async exportRun(run: TuneRunInfo): Promise<void> {
+    try {
+      const { name, bytes } = await this.client.exportTuneRun(run.id);
+      this.save(name, bytes as BlobPart, 'application/zip');
+    } catch (e) {
+      this.tuneError = message(e);
+    }
+  }
+
+  /** A run file (from Export run) kept in this browser. */
+  async importRun(file: File | undefined): Promise<void> {
+    if (!file) return;
+    try {
+      const info = await this.client.importTuneRun(file, file.name);
+      this.announcement = `The run ${info.id} is kept in this browser.`;
+      await this.refreshRuns();
+    } catch (e) {
+      this.runsError = message(e);
+    }
+  }
+
+  /** Why importing a run file failed, shown by the runs list. */
+  runsError = $state<string | null>(null);
+
   /** The adapter files a kept run finished with, downloaded one by one. */
   async downloadRunFiles(run: TuneRunInfo): Promise<void> {
     try {

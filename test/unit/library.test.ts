@@ -443,3 +443,54 @@ test('a fine-tuning run is kept: stopped at 10 or crashed at 12, a new Studio (a
     assert.deepEqual((await kv.keys()).filter((k) => k.startsWith('tune')), [], 'nothing of the run is left');
   }
 });
+
+test('a run leaves as one file (settings, dataset references, metrics CSV, adapter) and comes back; records of an older schema are upgraded, of a newer one refused', async () => {
+  const { unzipFiles } = await import('../../src/core/io/zip');
+  const { migrate, SCHEMA } = await import('../../src/store/schema');
+  const kv = memoryKV();
+  const studio = new Studio({ kv, selectBackend: (r, onLost, exclude) => selectBackend(r, { onLost, exclude }) });
+  await studio.init('cpu');
+  const info = await studio.importModel(entries('tiny-gpt2'), () => undefined);
+  const rows = ['sea', 'ship', 'whale', 'sail', 'rope', 'deck', 'mast', 'wind'].map((w) => JSON.stringify({ prompt: `say ${w}:`, completion: ` ${w}` })).join('\n');
+  const out = await studio.finetuneModel(
+    { modelId: info.id, dataset: 'words.jsonl', bytes: new TextEncoder().encode(rows), method: 'lora', lora: { r: 4 }, train: { steps: 6, block_size: 16 }, validation: 0.25, evalEvery: 3 },
+    () => undefined,
+  );
+  const csv = (await studio.tuneRunMetrics(out.runId)).trim().split('\n');
+  assert.equal(csv[0], 'step,loss,learning_rate,grad_norm,tokens_per_sec,step_ms,device_bytes,val_loss,train_loss_since_last_check');
+  assert.equal(csv.length, 7);
+  assert.equal(csv[3].split(',')[7], String(out.evals[0].valLoss), 'the validation loss on the row of its check');
+  assert.equal(csv[1].split(',')[7], '', 'and nothing where there was no check');
+
+  const file = await studio.exportTuneRun(out.runId);
+  assert.match(file.name, /\.tabtune-run\.zip$/);
+  const entriesOf = await unzipFiles(file.bytes);
+  assert.deepEqual([...entriesOf.keys()], ['run.json', 'metrics.csv', 'adapter/adapter_config.json', 'adapter/adapter_model.safetensors']);
+  const runJson = JSON.parse(new TextDecoder().decode(entriesOf.get('run.json')));
+  assert.equal(runJson.format, 'tabtune-run');
+  assert.deepEqual(runJson.datasets.map((d: { name: string }) => d.name), ['words.jsonl'], 'the dataset is referenced by name, id and split');
+  assert.equal(runJson.run.datasetId, runJson.datasets[0].id);
+
+  // Into another browser (another storage): listed, with its metrics and adapter; not resumable.
+  const other = new Studio({ kv: memoryKV(), selectBackend: (r, onLost, exclude) => selectBackend(r, { onLost, exclude }) });
+  await other.init('cpu');
+  const back = await other.importTuneRun(new Blob([file.bytes as BlobPart]), file.name);
+  assert.deepEqual([back.id, back.status, back.step, back.history.length, back.resumable], [out.runId, 'done', 6, 6, false]);
+  assert.deepEqual((await other.tuneRunFiles(back.id)).map((f) => f.name), ['adapter_config.json', 'adapter_model.safetensors']);
+  const again = await other.importTuneRun(new Blob([file.bytes as BlobPart]), file.name);
+  assert.notEqual(again.id, back.id, 'a second import does not overwrite the first');
+  await assert.rejects(other.importTuneRun(new Blob(['not a zip']), 'x.zip'), /x\.zip is not a zip archive/);
+
+  // Schema: a run record as the first version wrote it is upgraded on read (and written back).
+  const v1 = { ...runJson.run, schema: 1 };
+  delete v1.datasetId;
+  await kv.set('tune/old-run', { ...v1, id: 'old-run' });
+  const listed = (await studio.listTuneRuns()).find((r) => r.id === 'old-run');
+  assert.ok(listed, 'the old record is listed');
+  const stored = (await kv.get<{ schema: number; datasetId: string }>('tune/old-run'))!;
+  assert.deepEqual([stored.schema, stored.datasetId], [SCHEMA.tune, runJson.run.request.datasetId]);
+  assert.throws(() => migrate('tune', { ...v1, schema: SCHEMA.tune + 1 }, 'run future'), /run future was written by a newer tabtune \(schema 3; this one reads up to 2\)/);
+  await kv.set('tune/future-run', { ...v1, id: 'future-run', schema: SCHEMA.tune + 1 });
+  assert.equal((await studio.listTuneRuns()).find((r) => r.id === 'future-run'), undefined, 'a newer record is left alone, unlisted');
+  assert.ok(await kv.get('tune/future-run'), 'and not deleted');
+});
