@@ -35,6 +35,11 @@ const models = new ModelsState(client, params.get('hub') ?? undefined, { url: `$
 mount(App, { target: document.getElementById('app')!, props: { studio, models } });
 void studio.start().then(() => Promise.all([models.refresh(), models.refreshDatasets(), models.refreshRuns()]));
 
+// Runs trained in another tab of this site, watched live.
+let ownTab: string | null = null;
+void client.tabId().then((t) => (ownTab = t)).catch(() => undefined);
+if (typeof BroadcastChannel === 'function') new BroadcastChannel('tabtune-runs').onmessage = (e) => models.heard(e.data, ownTab);
+
 // A fine-tuning run writes a checkpoint when the tab is hidden or closed (the worker may not live on).
 document.addEventListener('visibilitychange', () => {
   if (document.visibilityState === 'hidden') models.checkpointSoon();

@@ -64,6 +64,7 @@ export class StudioClient {
   tuneRunMetrics = (runId: string) => this.call(this.remote.tuneRunMetrics(runId));
   exportTuneRun = (runId: string) => this.call(this.remote.exportTuneRun(runId));
   importTuneRun = (file: Blob, name?: string) => this.call(this.remote.importTuneRun(file, name));
+  tabId = () => this.call(this.remote.tabId());
   storageInfo = () => this.call(this.remote.storageInfo());
   checkpointNow = () => this.call(this.remote.checkpointNow());
   pauseFinetune = () => this.call(this.remote.pauseFinetune());

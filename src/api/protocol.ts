@@ -320,6 +320,17 @@ export interface StorageInfo {
   persisted: boolean | null;
 }
 
+/** What a tab training a run tells the other tabs, on the BroadcastChannel "tabtune-runs". */
+export interface RunBroadcast {
+  /** The Studio (the tab) that trains it: a tab ignores its own runs. */
+  tab: string;
+  type: 'step' | 'end';
+  runId: string;
+  step: number;
+  loss: number;
+  totalSteps: number;
+}
+
 /** A fine-tuning run kept in this browser. */
 export interface TuneRunInfo {
   id: string;
@@ -399,6 +410,8 @@ export interface StudioApi {
   inspectDataset(req: DatasetRequest, onProgress: (p: DataProgress) => void): Promise<DatasetPreview>;
   /** A PEFT adapter (its two files, a folder, or a zip of them) applied to the held model's base. */
   applyAdapter(modelId: string, files: FileEntry[]): Promise<AdapterInfo>;
+  /** Tells this Studio's runs apart from other tabs' on the runs channel. */
+  tabId(): Promise<string>;
   /** Storage used and allowed (null where the platform does not say, as in Node). */
   storageInfo(): Promise<StorageInfo | null>;
   /** Continues a kept fine-tuning run from its latest checkpoint. */

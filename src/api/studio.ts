@@ -21,6 +21,9 @@ import { deleteTuneRun, isTuneResumable, listTuneRuns, loadTuneFiles, loadTuneRu
 import { metricsCsv, type MetricEval } from '../core/io/metrics';
 import { unzipFiles, zipFiles } from '../core/io/zip';
 
+/** The channel fine-tuning runs are told on, for other tabs of this site. */
+export const RUNS_CHANNEL = 'tabtune-runs';
+
 /** Names the kind of file exportTuneRun writes. */
 const RUN_FILE_FORMAT = 'tabtune-run';
 import type { RunLocks } from './locks';
@@ -29,7 +32,7 @@ import {
   type CheckpointRecord, type RunRecord,
 } from '../store/runs';
 import type {
-  AdapterInfo, StorageInfo, TuneRunInfo, BackendFallback, BackendReport, DataProgress, DatasetInfo, DatasetPreview, DatasetRequest, SaveDatasetRequest, BackendRequest, Diagnostics, EvalInfo, FileEntry, FinetuneRequest, FinetuneResult, GenerateRequest, GenerateResult, GeneratedPiece,
+  AdapterInfo, RunBroadcast, StorageInfo, TuneRunInfo, BackendFallback, BackendReport, DataProgress, DatasetInfo, DatasetPreview, DatasetRequest, SaveDatasetRequest, BackendRequest, Diagnostics, EvalInfo, FileEntry, FinetuneRequest, FinetuneResult, GenerateRequest, GenerateResult, GeneratedPiece,
   ModelInfo, ModelProgress, PresetInfo, RunInfo, StudioApi, TrainRequest,
 } from './protocol';
 
@@ -330,22 +333,22 @@ export class Studio implements StudioApi {
 
   async finetuneModel(req: FinetuneRequest, onStep: (r: StepReport) => void, onEval?: (e: EvalInfo) => void): Promise<FinetuneResult> {
     const id = newTuneRunId(req.modelId, req.method);
-    if (!this.deps.locks) return this.tune((hooks) => this.library.finetune(req, hooks, id), onStep, onEval);
+    if (!this.deps.locks) return this.tune(id, (hooks) => this.library.finetune(req, hooks, id), onStep, onEval);
     // The run belongs to this tab while it trains: another tab sees it, and cannot resume it.
-    const r = await this.deps.locks.tryWith(id, () => this.tune((hooks) => this.library.finetune(req, hooks, id), onStep, onEval));
+    const r = await this.deps.locks.tryWith(id, () => this.tune(id, (hooks) => this.library.finetune(req, hooks, id), onStep, onEval));
     if (r.held) throw new TabtuneError(`run ${id} is already training`);
     return r.value;
   }
 
   /** Continues a kept fine-tuning run from its latest checkpoint (after a reload, a crash, a stop). */
   async resumeTuneRun(runId: string, onStep: (r: StepReport) => void, onEval?: (e: EvalInfo) => void): Promise<FinetuneResult> {
-    if (!this.deps.locks) return this.tune((hooks) => this.library.resumeTuneRun(runId, hooks), onStep, onEval);
-    const r = await this.deps.locks.tryWith(runId, () => this.tune((hooks) => this.library.resumeTuneRun(runId, hooks), onStep, onEval));
+    if (!this.deps.locks) return this.tune(runId, (hooks) => this.library.resumeTuneRun(runId, hooks), onStep, onEval);
+    const r = await this.deps.locks.tryWith(runId, () => this.tune(runId, (hooks) => this.library.resumeTuneRun(runId, hooks), onStep, onEval));
     if (r.held) throw new TabtuneError(`run ${runId} is training in another tab; pause it there, or wait for it to finish`);
     return r.value;
   }
 
-  private async tune(work: (hooks: TuneHooks) => Promise<FinetuneResult>, onStep: (r: StepReport) => void, onEval?: (e: EvalInfo) => void): Promise<FinetuneResult> {
+  private async tune(runId: string, work: (hooks: TuneHooks) => Promise<FinetuneResult>, onStep: (r: StepReport) => void, onEval?: (e: EvalInfo) => void): Promise<FinetuneResult> {
     this.requireIdleModel();
     if (this.active) throw new TabtuneError(`run ${this.active.id} is training; pause it first`);
     // The same flag as generation: while the model trains, nothing else may swap or use it.
@@ -353,9 +356,17 @@ export class Studio implements StudioApi {
     this.generating = state;
     this.tuningPause = null;
     this.checkpointAsked = false;
+    // Other tabs of this site watch the run live, read-only.
+    // One channel for the Studio's life: closing it right after the last message could drop that message.
+    this.channel ??= typeof BroadcastChannel === 'function' ? new BroadcastChannel(RUNS_CHANNEL) : null;
+    const channel = this.channel;
+    const tell = (m: Omit<RunBroadcast, 'tab'>) => channel?.postMessage({ ...m, tab: this.tab });
     try {
       return await work({
-        onStep: quiet(onStep),
+        onStep: (r) => {
+          quiet(onStep)(r);
+          tell({ type: 'step', runId, step: r.step, loss: r.loss, totalSteps: r.totalSteps });
+        },
         onEval: quiet(onEval ?? (() => undefined)),
         shouldStop: () => state.stop,
         gate: () => this.tuningPause?.promise ?? Promise.resolve(),
@@ -369,7 +380,15 @@ export class Studio implements StudioApi {
     } finally {
       this.generating = null;
       this.releasePause();
+      tell({ type: 'end', runId, step: 0, loss: 0, totalSteps: 0 });
     }
+  }
+
+  private channel: BroadcastChannel | null | undefined;
+  private readonly tab = `${Date.now().toString(36)}-${Math.floor(Math.random() * 1e9).toString(36)}`;
+
+  async tabId(): Promise<string> {
+    return this.tab;
   }
 
   async storageInfo(): Promise<StorageInfo | null> {

@@ -1,6 +1,6 @@
 import type { StudioClient } from '../api/client';
 import { message } from './errors';
-import type { AdapterInfo, StorageInfo, DataProgress, DatasetFormatName, DatasetInfo, DatasetPreview, TuneRunInfo, EvalInfo, FileEntry, FinetuneMethod, FinetuneResult, GenerateResult, ModelInfo, ModelProgress, SamplingOptions, StepReport } from '../api/protocol';
+import type { AdapterInfo, RunBroadcast, StorageInfo, DataProgress, DatasetFormatName, DatasetInfo, DatasetPreview, TuneRunInfo, EvalInfo, FileEntry, FinetuneMethod, FinetuneResult, GenerateResult, ModelInfo, ModelProgress, SamplingOptions, StepReport } from '../api/protocol';
 
 /** The methods offered, with QLoRA's two base precisions as two choices. */
 export type TuneChoice = FinetuneMethod | 'qlora4';
@@ -470,7 +470,7 @@ export class ModelsState {
   }
 
   /** Fine-tuning runs kept in this browser, newest first. */
-  tuneRuns = $state.raw<TuneRunInfo[]>([]);
+  tuneRuns = $state.raw<(TuneRunInfo & { live?: { step: number; loss: number } })[]>([]);
 
   async refreshRuns(): Promise<void> {
     try {
@@ -479,6 +479,26 @@ export class ModelsState {
       this.error = message(e);
     }
     await this.refreshStorage();
+  }
+
+  /**
+   * A step of a run another tab trains, heard on the runs channel: its row moves live. The run
+   * stays read-only here (its lock is held there).
+   */
+  heard(m: RunBroadcast, ownTab: string | null): void {
+    if (m.tab === ownTab) return;
+    if (m.type === 'end') {
+      void this.refreshRuns();
+      return;
+    }
+    const run = this.tuneRuns.find((r) => r.id === m.runId);
+    if (!run) {
+      void this.refreshRuns();
+      return;
+    }
+    this.tuneRuns = this.tuneRuns.map((r) =>
+      r.id === m.runId ? { ...r, status: 'elsewhere', resumable: false, live: { step: m.step, loss: m.loss }, totalSteps: m.totalSteps } : r,
+    );
   }
 
   /** This site's storage: used, allowed, persistent. */

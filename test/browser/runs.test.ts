@@ -140,3 +140,40 @@ test('a full disk: a big dataset is refused with a plain message, and nothing sa
   await context.close();
   spawnSync('umount', [disk!]);
 });
+
+test('two tabs: the run belongs to the tab that trains it; the other sees it live and read-only', { skip, timeout: 180_000 }, async () => {
+  const { context } = await launch();
+  const a = await context.newPage();
+  const errors = watchErrors(a);
+  await a.goto(`${server.url}?backend=wasm`);
+  await a.waitForSelector('[data-testid=backend-name]');
+  await a.setInputFiles('[data-testid=model-files]', readdirSync(fixture).filter((f) => !f.startsWith('golden')).map((f) => join(fixture, f)));
+  await a.waitForSelector('[data-testid=model-summary]');
+  await a.click('[data-testid=model-import]');
+  await a.waitForSelector('[data-testid=model-loaded]');
+  await a.fill('[data-testid=tune-text]', ROWS);
+  await a.fill('[data-testid=tune-steps]', '3000');
+  await a.fill('[data-testid=tune-validation]', '0');
+  const b = await context.newPage();
+  const errorsB = watchErrors(b);
+  await b.goto(`${server.url}?backend=wasm`);
+  await b.waitForSelector('[data-testid=backend-name]');
+  await a.click('[data-testid=tune-start]');
+  await until('steps in tab A', async () => (await points(a)).length, (n) => n >= 5, 30_000);
+  // Tab B hears the steps: its row moves while A trains, and offers neither resume nor delete.
+  const live = () => b.textContent('[data-testid=run-live]').catch(() => null);
+  const first = await until('a live row in tab B', live, (t) => !!t, 30_000);
+  const step = (t: string | null) => Number(/step (\d+)/.exec(t ?? '')?.[1] ?? 0);
+  await until('the live row moving', live, (t) => step(t) > step(first), 30_000);
+  const row = b.locator('[data-testid=run]');
+  assert.equal(await row.getAttribute('data-status'), 'elsewhere');
+  assert.equal(await row.locator('[data-testid=run-resume]').count(), 0, 'no resume: the run is trained elsewhere');
+  assert.equal(await row.locator('[data-testid=run-delete]').getAttribute('aria-disabled'), 'true');
+  await a.click('[data-testid=tune-stop]');
+  await until('the stop', () => status(a), (s) => s === 'done', 30_000);
+  // Once A lets go, B may resume it.
+  await until('the run free in tab B', () => row.getAttribute('data-status'), (s) => s === 'stopped', 30_000);
+  assert.equal(await row.locator('[data-testid=run-resume]').count(), 1);
+  assert.deepEqual([...errors, ...errorsB], []);
+  await context.close();
+});
