@@ -19,7 +19,7 @@ import {
 import type { KV } from '../store/kv';
 import { SCHEMA } from '../store/schema';
 import {
-  isTuneResumable, loadTuneBest, loadTuneCheckpoint, loadTuneRun, saveTuneBest, saveTuneCheckpoint, saveTuneFiles, saveTuneRun, type TuneRunRecord,
+  deleteTuneRun as deleteTuneRunRecord, isTuneResumable, loadTuneBest, loadTuneCheckpoint, loadTuneRun, saveTuneBest, saveTuneCheckpoint, saveTuneFiles, saveTuneRun, type TuneRunRecord,
 } from '../store/tunes';
 import { UNNAMED } from './blob-files';
 import {
@@ -35,7 +35,7 @@ import { adapterFolder, applyAdapterFolder, mergedFolder, promptFolder } from '.
 import { scaleOutRecipe, type RecipeInput } from '../core/io/recipe';
 import { zipFiles } from '../core/io/zip';
 import { resolveLoraConfig, trainableParameters, type LoraConfig } from '../core/peft/lora';
-import { attachMethod, checkHeldOut, dataLoss, defaultLearningRate, runFinetune, type EvalReport, type FinetuneResume, type Method } from '../core/train/finetune';
+import { attachMethod, checkHeldOut, dataLoss, defaultLearningRate, perplexityOn, runFinetune, type EvalReport, type FinetuneResume, type Method } from '../core/train/finetune';
 
 const TEXT_FILES = ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json', 'chat_template.jinja'];
 
@@ -317,7 +317,7 @@ export class ModelLibrary {
         yield value;
       }
     }
-    const id = `${slug(name)}-${Date.now().toString(36)}`;
+    const id = `${slug(name)}-${Date.now().toString(36)}${Math.floor(Math.random() * 46656).toString(36).padStart(3, '0')}`;
     const record = await saveDatasetRecord(
       this.kv,
       { id, name, options: { format: req.format, mapping: req.mapping, template: req.template }, split: req.split, summary: req.summary },
@@ -408,7 +408,20 @@ export class ModelLibrary {
       request: stored as unknown as Record<string, unknown>, datasetName: req.dataset, totalSteps: 0, status: 'running', step: 0,
       latestCheckpoint: null, best: null, history: [], evals: [], report: null, outcome: null, error: null, createdAt: now, updatedAt: now,
     };
-    return this.execute(run, hooks, false);
+    try {
+      return await this.execute(run, hooks, false);
+    } catch (e) {
+      // Refused before anything was trained (bad data, a wrong mapping): the copies kept for it go,
+      // with the run record; nothing is left that no run points at.
+      const kept = await loadTuneRun(this.kv, run.id).catch(() => undefined);
+      if (!kept || (kept.step === 0 && !kept.latestCheckpoint)) {
+        await deleteTuneRunRecord(this.kv, run.id).catch(() => undefined);
+        for (const id of [stored.datasetId, stored.validationFile?.datasetId, stored.testFile?.datasetId]) {
+          if (id && id !== req.datasetId && id !== req.validationFile?.datasetId && id !== req.testFile?.datasetId) await this.deleteDataset(id).catch(() => undefined);
+        }
+      }
+      throw e;
+    }
   }
 
   /** Continues a kept run from its latest checkpoint, exactly as if it had never stopped. */
@@ -464,6 +477,9 @@ export class ModelLibrary {
     if (data.kind === 'tokens') checkTokens(data.train, train.block_size, req.dataset);
     const evalEvery = req.evalEvery ?? 0;
     if (evalEvery > 0) checkHeldOut(data, 'validation', train.block_size);
+    // The test part is scored after training: a part too small to score must refuse now, not then.
+    const scoreTest = !!(req.test || testBuilt);
+    if (scoreTest) checkHeldOut(data, 'test', train.block_size);
     let forgetting: Int32Array | null = null;
     if (req.forgetting) {
       forgetting = Int32Array.from(tokenizer.encode(req.forgetting.text, { addSpecialTokens: false }));
@@ -487,11 +503,18 @@ export class ModelLibrary {
       const best = await loadTuneBest(this.kv, run.id);
       resume = { from: { trainer: ckpt.trainer, watch: ckpt.watch }, bestWeights: best && best.step === ckpt.watch.best?.step ? best.weights : null };
     }
+    // The forgetting check's "before" is the base's perplexity: measured before the method is attached.
+    const perplexityBefore = forgetting && !resuming ? await perplexityOn(m.model, forgetting, train.block_size) : null;
     m.changed = true;
     const attached = await attachMethod(m.model, { method, lora, virtualTokens: req.numVirtualTokens ?? 8, bits: req.bits ?? 8 }, train.block_size, train.seed);
     const history: StepReport[] = run.history.slice();
     const evals: EvalInfo[] = (run.evals as unknown as EvalInfo[]).slice();
-    run = await saveTuneRun(this.kv, { ...run, totalSteps: train.steps, status: 'running', error: null, report: datasetInfo as unknown as Record<string, unknown> });
+    // The rows are read as they were read now, whatever the dataset's options say later: a resume
+    // must see the same token ids (the detected format and default template are written down).
+    const frozen = { ...req, format: req.format ?? (built.examples ? (built.format as FinetuneRequest['format']) : undefined), template: req.template ?? (built.examples ? (built.template as FinetuneRequest['template']) : undefined), mapping: req.mapping ?? {} };
+    run = await saveTuneRun(this.kv, {
+      ...run, request: frozen as unknown as Record<string, unknown>, totalSteps: train.steps, status: 'running', error: null, report: datasetInfo as unknown as Record<string, unknown>,
+    });
     // Writes to storage go one after another: a checkpoint and a best never race on the record.
     let writes: Promise<unknown> = Promise.resolve();
     const write = (f: () => Promise<TuneRunRecord>) => (writes = writes.then(async () => (run = await f())));
@@ -502,7 +525,7 @@ export class ModelLibrary {
     let outcome;
     try {
       outcome = await runFinetune(
-        m.model, train, data, eos ?? 0, { evalEvery, patience: req.patience ?? 0, minDelta: req.minDelta ?? 0, forgetting },
+        m.model, train, data, eos ?? 0, { evalEvery, patience: req.patience ?? 0, minDelta: req.minDelta ?? 0, forgetting, perplexityBefore },
         {
           onStep: async (r) => {
             history.push(r);
@@ -536,47 +559,55 @@ export class ModelLibrary {
       throw e;
     }
     await writes;
-    const testLoss = req.test || testBuilt ? await dataLoss(m.model, data, 'test', train.block_size, eos ?? 0) : null;
-    const folder = lora
-      ? await adapterFolder(m.model, lora, m.info.name)
-      : method === 'prompt'
-        ? await promptFolder(m.model, m.info.name, m.info.layers, m.info.heads)
-        : new Map<string, Uint8Array>();
-    const files = [...folder].map(([name, b]) => ({ name, bytes: b }));
-    // The same run for bigger machines: the training split, and TRL + PEFT and Axolotl settings.
-    const recipe = scaleOutRecipe({
-      baseModel: m.info.name,
-      method: (method === 'qlora' ? 'lora' : method) as RecipeInput['method'],
-      quantBits: method === 'qlora' ? (req.bits ?? 8) : undefined,
-      lora,
-      virtualTokens: req.numVirtualTokens ?? 8,
-      train,
-      data: data.kind === 'tokens' ? { text: trainText! } : { pairs: trainTexts ?? decodedPairs(data.train, (ids) => tokenizer.decode(ids, { skipSpecialTokens: true })), completionOnly: data.completionOnly, packing: data.packing },
-    });
-    const enc = new TextEncoder();
-    const result: FinetuneResult = {
-      runId: run.id,
-      steps: outcome.steps,
-      trainable: attached.trainable,
-      total: attached.total,
-      dataset: datasetInfo,
-      files,
-      zip: files.length ? zipFiles(folder, new Date()) : null,
-      recipe: zipFiles([...recipe].map(([name, body]) => [name, enc.encode(body)] as [string, Uint8Array]), new Date()),
-      quantized: attached.quantized,
-      evals,
-      best: outcome.best && { step: outcome.best.step, valLoss: outcome.best.valLoss },
-      stoppedEarly: outcome.stoppedEarly,
-      cancelled: outcome.cancelled,
-      restoredBest: outcome.restoredBest,
-      forgetting: outcome.forgetting && req.forgetting ? { file: req.forgetting.name, ...outcome.forgetting } : null,
-      testLoss,
-    };
-    // The finished adapter is kept with the run, to download again later.
-    if (files.length) await saveTuneFiles(this.kv, run.id, files);
-    const { files: _f, zip: _z, recipe: _r, evals: _e, dataset: _d, ...summary } = result;
-    await saveTuneRun(this.kv, { ...run, status: outcome.cancelled ? 'stopped' : 'done', outcome: summary as unknown as Record<string, unknown> });
-    return result;
+    try {
+      const folder = lora
+        ? await adapterFolder(m.model, lora, m.info.name)
+        : method === 'prompt' && outcome.steps > 0
+          ? await promptFolder(m.model, m.info.name, m.info.layers, m.info.heads)
+          : new Map<string, Uint8Array>();
+      // Nothing was trained (stopped before the first step): no adapter to keep.
+      if (outcome.steps === 0) folder.clear();
+      const files = [...folder].map(([name, b]) => ({ name, bytes: b }));
+      // The finished adapter is kept with the run first, to download again later: what follows may fail.
+      if (files.length) await saveTuneFiles(this.kv, run.id, files);
+      const testLoss = scoreTest ? await dataLoss(m.model, data, 'test', train.block_size, eos ?? 0) : null;
+      // The same run for bigger machines: the training split, and TRL + PEFT and Axolotl settings.
+      const recipe = scaleOutRecipe({
+        baseModel: m.info.name,
+        method: (method === 'qlora' ? 'lora' : method) as RecipeInput['method'],
+        quantBits: method === 'qlora' ? (req.bits ?? 8) : undefined,
+        lora,
+        virtualTokens: req.numVirtualTokens ?? 8,
+        train,
+        data: data.kind === 'tokens' ? { text: trainText! } : { pairs: trainTexts ?? decodedPairs(data.train, (ids) => tokenizer.decode(ids, { skipSpecialTokens: true })), completionOnly: data.completionOnly, packing: data.packing },
+      });
+      const enc = new TextEncoder();
+      const result: FinetuneResult = {
+        runId: run.id,
+        steps: outcome.steps,
+        trainable: attached.trainable,
+        total: attached.total,
+        dataset: datasetInfo,
+        files,
+        zip: files.length ? zipFiles(folder, new Date()) : null,
+        recipe: zipFiles([...recipe].map(([name, body]) => [name, enc.encode(body)] as [string, Uint8Array]), new Date()),
+        quantized: attached.quantized,
+        evals,
+        best: outcome.best && { step: outcome.best.step, valLoss: outcome.best.valLoss },
+        stoppedEarly: outcome.stoppedEarly,
+        cancelled: outcome.cancelled,
+        restoredBest: outcome.restoredBest,
+        forgetting: outcome.forgetting && req.forgetting ? { file: req.forgetting.name, ...outcome.forgetting } : null,
+        testLoss,
+      };
+      const { files: _f, zip: _z, recipe: _r, evals: _e, dataset: _d, ...summary } = result;
+      await saveTuneRun(this.kv, { ...run, status: outcome.cancelled ? 'stopped' : 'done', outcome: summary as unknown as Record<string, unknown> });
+      return result;
+    } catch (e) {
+      // Trained, but what follows failed: the run says so (its checkpoint and any kept files stay).
+      await saveTuneRun(this.kv, { ...run, status: 'failed', error: `after training: ${e instanceof Error ? e.message : String(e)}` }).catch(() => undefined);
+      throw e;
+    }
   }
 
   /**

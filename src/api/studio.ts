@@ -84,6 +84,8 @@ export class Studio implements StudioApi {
   private generating: { stop: boolean; what: 'a generation' | 'a fine-tuning run' } | null = null;
   /** A pause of the fine-tuning run: its gate, until resumed. */
   private tuningPause: { promise: Promise<void>; resolve: () => void } | null = null;
+  /** The fine-tuning run this Studio trains now. */
+  private tuningId: string | null = null;
   /** A checkpoint of the fine-tuning run was asked for (the tab is being hidden). */
   private checkpointAsked = false;
   private current: BackendReport | null = null;
@@ -354,11 +356,16 @@ export class Studio implements StudioApi {
     // The same flag as generation: while the model trains, nothing else may swap or use it.
     const state = { stop: false, what: 'a fine-tuning run' as const };
     this.generating = state;
+    this.tuningId = runId;
     this.tuningPause = null;
     this.checkpointAsked = false;
     // Other tabs of this site watch the run live, read-only.
     // One channel for the Studio's life: closing it right after the last message could drop that message.
-    this.channel ??= typeof BroadcastChannel === 'function' ? new BroadcastChannel(RUNS_CHANNEL) : null;
+    if (this.channel === undefined) {
+      this.channel = typeof BroadcastChannel === 'function' ? new BroadcastChannel(RUNS_CHANNEL) : null;
+      // In Node an open channel would keep the process alive after the work is done.
+      (this.channel as { unref?: () => void } | null)?.unref?.();
+    }
     const channel = this.channel;
     const tell = (m: Omit<RunBroadcast, 'tab'>) => channel?.postMessage({ ...m, tab: this.tab });
     try {
@@ -379,6 +386,7 @@ export class Studio implements StudioApi {
       });
     } finally {
       this.generating = null;
+      this.tuningId = null;
       this.releasePause();
       tell({ type: 'end', runId, step: 0, loss: 0, totalSteps: 0 });
     }
@@ -406,12 +414,12 @@ export class Studio implements StudioApi {
 
   async listTuneRuns(): Promise<TuneRunInfo[]> {
     const held = async (id: string) => (await this.deps.locks?.isHeld(id)) === true;
-    const tuning = this.generating?.what === 'a fine-tuning run';
     const out: TuneRunInfo[] = [];
     for (const r of await listTuneRuns(this.deps.kv)) {
-      const elsewhere = r.status === 'running' && !tuning && (await held(r.id));
+      const here = r.id === this.tuningId;
+      const elsewhere = r.status === 'running' && !here && (await held(r.id));
       // A run still marked running that no tab holds was interrupted (a reload, a crash).
-      const status = r.status === 'running' && !tuning && !elsewhere ? 'interrupted' : elsewhere ? 'elsewhere' : r.status;
+      const status = r.status === 'running' && !here && !elsewhere ? 'interrupted' : elsewhere ? 'elsewhere' : r.status;
       out.push({
         id: r.id, modelId: r.modelId, modelName: r.modelName, dataset: r.datasetName, method: String(r.request.method), status,
         step: r.step, totalSteps: r.totalSteps, best: r.best, history: r.history, evals: r.evals as unknown as EvalInfo[],

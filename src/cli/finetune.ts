@@ -15,7 +15,7 @@ import { scaleOutRecipe, type RecipeInput } from '../core/io/recipe';
 import { buildModel, inspectModel, loadWeights, type ModelFiles, type ModelSummary } from '../core/model/hf';
 import { resolveLoraConfig, type LoraConfig } from '../core/peft/lora';
 import { loadTokenizer, stopTokenIds, type HFTokenizer } from '../core/tokenizer/hf';
-import { attachMethod, checkHeldOut, checkMethodFits, dataLoss, defaultLearningRate, METHODS, runFinetune, type Method } from '../core/train/finetune';
+import { attachMethod, checkHeldOut, checkMethodFits, dataLoss, perplexityOn, defaultLearningRate, METHODS, runFinetune, type Method } from '../core/train/finetune';
 import { feedBuilder, folderFiles } from './files';
 
 export interface FinetuneArgs {
@@ -95,6 +95,7 @@ export async function finetune(args: FinetuneArgs, write: (line: string) => void
   );
   if (data.kind === 'tokens') checkTokens(data.train, train.block_size, dataName);
   if (evalEvery > 0) checkHeldOut(data, 'validation', train.block_size);
+  if (testFraction > 0 || testFile) checkHeldOut(data, 'test', train.block_size);
   let forgetTokens: Int32Array | null = null;
   if (typeof args.forgetting === 'string') {
     try {
@@ -136,6 +137,8 @@ export async function finetune(args: FinetuneArgs, write: (line: string) => void
   }
   const model = buildModel(summary.spec, await loadWeights(files, summary));
   try {
+    // The forgetting check's "before" is the base's perplexity, measured before the method is attached.
+    const perplexityBefore = forgetTokens ? await perplexityOn(model, forgetTokens, train.block_size) : null;
     const attached = await attachMethod(model, { method, lora, virtualTokens, bits }, train.block_size, train.seed);
     if (attached.quantized) {
       const { bytesBefore, bytesAfter } = attached.quantized;
@@ -154,7 +157,7 @@ export async function finetune(args: FinetuneArgs, write: (line: string) => void
       process.once('SIGINT', () => process.exit(130));
     };
     process.once('SIGINT', onSigint);
-    const outcome = await runFinetune(model, train, data, eos, { evalEvery, patience: num(args, 'patience') ?? 0, minDelta: num(args, 'min-delta') ?? 0, forgetting: forgetTokens }, {
+    const outcome = await runFinetune(model, train, data, eos, { evalEvery, patience: num(args, 'patience') ?? 0, minDelta: num(args, 'min-delta') ?? 0, forgetting: forgetTokens, perplexityBefore }, {
       onStep: async (r) => {
         write(args.json ? JSON.stringify(r) : `step ${String(r.step).padStart(5)}/${train.steps}  loss ${r.loss.toFixed(4)}  lr ${r.lr.toExponential(2)}  |g| ${r.gradNorm.toFixed(3)}  ${r.stepMs.toFixed(0)} ms`);
         // Let Ctrl-C in: on the CPU backends a step's read back resolves without a macrotask.

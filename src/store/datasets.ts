@@ -100,7 +100,8 @@ export async function listDatasets(kv: KV): Promise<DatasetRecord[]> {
 }
 
 export async function loadDatasetRecord(kv: KV, id: string): Promise<DatasetRecord | undefined> {
-  return kv.get<DatasetRecord>(metaKey(id));
+  const r = await kv.get<DatasetRecord>(metaKey(id));
+  return r && migrate<DatasetRecord>('dataset', r, `dataset ${id}`).record;
 }
 
 /** The stored file's chunks, in order, one at a time. */

@@ -70,6 +70,8 @@ export class ModelsState {
   dataProgress = $state.raw<DataProgress | null>(null);
   inspecting = $state(false);
   dataError = $state<string | null>(null);
+  /** The data file could not be kept in this browser (it can still be trained on now). */
+  keepWarning = $state<string | null>(null);
   private inspectSeq = 0;
   tuneLosses = $state.raw<number[]>([]);
   tunePoints = $state.raw<{ step: number; loss: number }[]>([]);
@@ -119,6 +121,9 @@ export class ModelsState {
   clearData(): void {
     this.tuneFile = null;
     this.datasetId = null;
+    this.tune.format = '';
+    this.tune.mapping = {};
+    this.tune.template = '';
     this.dataPreview = null;
     this.dataError = null;
   }
@@ -209,6 +214,9 @@ export class ModelsState {
     }, 400);
   }
 
+  /** A read of the data was asked for during a run. */
+  private readAfterRun = false;
+
   /** The read of the data in progress (resolved when none is). */
   private inspection: Promise<void> = Promise.resolve();
 
@@ -218,6 +226,11 @@ export class ModelsState {
   }
 
   private async readData(): Promise<void> {
+    // The worker is busy training: the data is read again when the run ends.
+    if (this.tuning) {
+      this.readAfterRun = true;
+      return;
+    }
     if (!this.loadedId || !this.hasData) return;
     const seq = ++this.inspectSeq;
     this.inspecting = true;
@@ -237,7 +250,9 @@ export class ModelsState {
       this.dataPreview = preview;
       this.dataError = preview.problem;
       if (preview.problem) return;
-      await this.keep(preview).catch((e) => (this.dataError = `${preview.file} could not be kept in this browser: ${message(e)}`));
+      this.keepWarning = null;
+      // The data reads well; not being able to keep it is a warning, not a reason to refuse training.
+      await this.keep(preview).catch((e) => (this.keepWarning = `${preview.file} could not be kept in this browser: ${message(e)}`));
       this.announcement = `${preview.file}: ${preview.format}, ${preview.rows.toLocaleString('en')} rows, ${preview.rejectedCount} rejected.`;
     } catch (e) {
       if (seq !== this.inspectSeq) return;
@@ -352,8 +367,20 @@ export class ModelsState {
     }
   }
 
+  /** A Fine-tune click is being decided (the data is still being read): a second click waits its turn. */
+  private starting = false;
+
   async finetune(): Promise<void> {
-    if (!this.loadedId || this.tuning || this.generating) return;
+    if (!this.loadedId || this.tuning || this.generating || this.busy || this.starting) return;
+    this.starting = true;
+    try {
+      await this.startTune();
+    } finally {
+      this.starting = false;
+    }
+  }
+
+  private async startTune(): Promise<void> {
     const t = this.tune;
     // A read of the data asked for by the last keystrokes goes first, then Fine-tune decides.
     if (this.inspectTimer) {
@@ -366,7 +393,7 @@ export class ModelsState {
       this.tuneError = this.tuneBlocker;
       return;
     }
-    const modelId = this.loadedId;
+    const modelId = this.loadedId!;
     await this.runTune(async (onStep, onEval) => {
       let forgetting: { name: string; text: string } | undefined;
       if (t.forgetting && this.general) {
@@ -407,9 +434,11 @@ export class ModelsState {
   async resumeRun(run: TuneRunInfo): Promise<void> {
     if (this.tuning || this.generating || this.busy) return;
     this.tune.steps = run.totalSteps;
-    // The run's model is loaded by the resume; the panel shows it from now.
+    // The run's model is loaded by the resume; the panel shows it from now (and goes back if it fails).
+    const before = this.loadedId;
     this.loadedId = run.modelId;
-    await this.runTune((onStep, onEval) => this.client.resumeTuneRun(run.id, onStep, onEval), run);
+    const ok = await this.runTune((onStep, onEval) => this.client.resumeTuneRun(run.id, onStep, onEval), run);
+    if (!ok) this.loadedId = before;
   }
 
   /**
@@ -419,7 +448,7 @@ export class ModelsState {
   private async runTune(
     start: (onStep: (r: StepReport) => void, onEval: (e: EvalInfo) => void) => Promise<FinetuneResult>,
     prior?: TuneRunInfo,
-  ): Promise<void> {
+  ): Promise<boolean> {
     this.tuning = true;
     this.tuneError = null;
     const t = this.tune;
@@ -454,18 +483,25 @@ export class ModelsState {
       if (!fresh) clearLast();
       const r = (this.tuneResult = result);
       const named = r.files.map((f) => ({ name: f.name, url: URL.createObjectURL(new Blob([f.bytes as BlobPart])) }));
-      const zip = r.zip ? [{ name: `${slugOf(this.loaded?.name ?? 'model')}-${t.method === 'qlora4' ? 'qlora' : t.method}-adapter.zip`, url: URL.createObjectURL(new Blob([r.zip as BlobPart], { type: 'application/zip' })) }] : [];
+      const method = prior ? prior.method : t.method === 'qlora4' ? 'qlora' : t.method;
+      const zip = r.zip ? [{ name: `${slugOf(this.loaded?.name ?? 'model')}-${method}-adapter.zip`, url: URL.createObjectURL(new Blob([r.zip as BlobPart], { type: 'application/zip' })) }] : [];
       this.downloads = [...zip, ...named];
       this.recipeDownload = { name: `${slugOf(this.loaded?.name ?? 'model')}-scale-out-recipe.zip`, url: URL.createObjectURL(new Blob([r.recipe as BlobPart], { type: 'application/zip' })) };
       this.announcement =
         (r.stoppedEarly ? `Early stopping after ${r.steps} steps` : r.cancelled ? `Stopped after ${r.steps} steps` : `Fine-tuning finished after ${r.steps} steps`) +
         (r.restoredBest && r.best ? `; the weights of step ${r.best.step} (the best validation loss) are kept.` : '.');
+      return true;
     } catch (e) {
       this.tuneError = message(e);
+      return false;
     } finally {
       this.tuning = false;
       this.paused = false;
       await this.refreshRuns();
+      if (this.readAfterRun) {
+        this.readAfterRun = false;
+        void this.inspectData();
+      }
     }
   }
 
@@ -520,7 +556,7 @@ export class ModelsState {
       await this.client.deleteTuneRun(id);
       await this.refreshRuns();
     } catch (e) {
-      this.tuneError = message(e);
+      this.runsError = message(e);
     }
   }
 
@@ -538,7 +574,7 @@ export class ModelsState {
     try {
       this.save(`${run.id}-metrics.csv`, await this.client.tuneRunMetrics(run.id), 'text/csv');
     } catch (e) {
-      this.tuneError = message(e);
+      this.runsError = message(e);
     }
   }
 
@@ -547,13 +583,14 @@ export class ModelsState {
       const { name, bytes } = await this.client.exportTuneRun(run.id);
       this.save(name, bytes as BlobPart, 'application/zip');
     } catch (e) {
-      this.tuneError = message(e);
+      this.runsError = message(e);
     }
   }
 
   /** A run file (from Export run) kept in this browser. */
   async importRun(file: File | undefined): Promise<void> {
     if (!file) return;
+    this.runsError = null;
     try {
       const info = await this.client.importTuneRun(file, file.name);
       this.announcement = `The run ${info.id} is kept in this browser.`;
@@ -569,16 +606,9 @@ export class ModelsState {
   /** The adapter files a kept run finished with, downloaded one by one. */
   async downloadRunFiles(run: TuneRunInfo): Promise<void> {
     try {
-      for (const f of await this.client.tuneRunFiles(run.id)) {
-        const url = URL.createObjectURL(new Blob([f.bytes as BlobPart]));
-        const a = document.createElement('a');
-        a.href = url;
-        a.download = f.name;
-        a.click();
-        setTimeout(() => URL.revokeObjectURL(url), 60_000);
-      }
+      for (const f of await this.client.tuneRunFiles(run.id)) this.save(f.name, f.bytes as BlobPart);
     } catch (e) {
-      this.tuneError = message(e);
+      this.runsError = message(e);
     }
   }
 

@@ -110,8 +110,8 @@ test('a full disk: a big dataset is refused with a plain message, and nothing sa
   writeFileSync(filler, Buffer.alloc(Math.max(0, free() - 2_000_000)));
   const big = Array.from({ length: 80000 }, (_, i) => JSON.stringify({ prompt: `row ${i} ${Math.random().toString(36).repeat(6)}`, completion: ` ${i}` })).join('\n');
   await page.setInputFiles('[data-testid=tune-data]', { name: 'big.jsonl', mimeType: 'application/jsonl', buffer: Buffer.from(big) });
-  await page.waitForSelector('[data-testid=data-error]', { timeout: 60_000 });
-  assert.match((await page.textContent('[data-testid=data-error]')) ?? '', /big\.jsonl could not be kept in this browser: this browser's storage for tabtune is full; nothing saved before was changed/);
+  await page.waitForSelector('[data-testid=data-keep-warning]', { timeout: 60_000 });
+  assert.match((await page.textContent('[data-testid=data-keep-warning]')) ?? '', /big\.jsonl could not be kept in this browser: this browser's storage for tabtune is full; nothing saved before was changed/);
   assert.deepEqual(await page.$$eval('[data-testid=dataset-use]', (b) => b.map((x) => x.textContent)), ['small.jsonl'], 'the big one is not listed');
 
   // Room again, and a reload: the model and the small dataset are whole, and no chunk of the big one is left.

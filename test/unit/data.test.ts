@@ -186,6 +186,8 @@ test('splits are seeded, disjoint and complete, and stratified by label', () => 
   const s = splitIndices(100, { validation: 0.2, test: 0, seed: 1 }, labels);
   assert.equal(s.validation.filter((i) => labels[i] === 'rare').length, 2, 'the rare label reaches validation in proportion');
   assert.throws(() => splitIndices(10, { validation: 0.6, test: 0.5, seed: 1 }), /leave nothing to train on/);
+  const big = splitIndices(250_000, { validation: 0.1, test: 0.1, seed: 1 });
+  assert.deepEqual([big.train.length, big.validation.length, big.test.length], [200_000, 25_000, 25_000], 'a quarter of a million rows split without overflowing the stack');
 });
 
 test('built examples: the completion is what follows the prompt in the whole text; truncations, histogram and preview', () => {

@@ -429,6 +429,11 @@ test('a fine-tuning run is kept: stopped at 10 or crashed at 12, a new Studio (a
     assert.equal(r.step, 10, 'the latest checkpoint');
     assert.ok(r.resumable);
     assert.equal(r.history.length, 10, 'the history up to the checkpoint');
+    if (how === 'stop') {
+      // The dataset's options change for another run: this run still reads its rows as it did.
+      const [d] = await s2.listDatasets();
+      await s2.updateDataset(d.id, { options: { template: 'chatml' } });
+    }
     const resumed: number[] = [];
     const resumedEvals: number[] = [];
     const out = await s2.resumeTuneRun(r.id, (x) => resumed.push(x.loss), (e) => resumedEvals.push(e.valLoss));
@@ -495,4 +500,20 @@ test('a run leaves as one file (settings, dataset references, metrics CSV, adapt
   await kv.set('tune/future-run', { ...v1, id: 'future-run', schema: SCHEMA.tune + 1 });
   assert.equal((await studio.listTuneRuns()).find((r) => r.id === 'future-run'), undefined, 'a newer record is left alone, unlisted');
   assert.ok(await kv.get('tune/future-run'), 'and not deleted');
+});
+
+test('a run refused before training leaves nothing behind; a test part too small to score refuses before training', async () => {
+  const kv = memoryKV();
+  const studio = new Studio({ kv, selectBackend: (r, onLost, exclude) => selectBackend(r, { onLost, exclude }) });
+  await studio.init('cpu');
+  const info = await studio.importModel(entries('tiny-gpt2'), () => undefined);
+  const rows = ['sea', 'ship', 'whale', 'sail'].map((w) => JSON.stringify({ prompt: `say ${w}:`, completion: ` ${w}` })).join('\n');
+  const steps: number[] = [];
+  await assert.rejects(
+    studio.finetuneModel({ modelId: info.id, dataset: 'four.jsonl', bytes: new TextEncoder().encode(rows), method: 'lora', train: { steps: 5, block_size: 16 }, test: 0.1 }, (r) => steps.push(r.step)),
+    /there are no test examples/,
+  );
+  assert.deepEqual(steps, [], 'refused before the first step');
+  assert.deepEqual(await studio.listTuneRuns(), []);
+  assert.deepEqual(await studio.listDatasets(), [], 'the copy kept for the refused run is gone');
 });

@@ -45,9 +45,8 @@ export function splitIndices(n: number, spec: SplitSpec, labels?: string[]): Spl
     }
     const nVal = Math.round(idx.length * spec.validation);
     const nTest = Math.round(idx.length * spec.test);
-    out.validation.push(...idx.slice(0, nVal));
-    out.test.push(...idx.slice(nVal, nVal + nTest));
-    out.train.push(...idx.slice(nVal + nTest));
+    // Element by element: spreading a large slice into push() overflows the call stack (about 120k rows).
+    for (let i = 0; i < idx.length; i++) (i < nVal ? out.validation : i < nVal + nTest ? out.test : out.train).push(idx[i]);
   }
   // Back in file order within each part: the shuffle decides membership, the trainer decides order.
   for (const part of Object.values(out)) part.sort((a: number, b: number) => a - b);

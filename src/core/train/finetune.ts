@@ -77,6 +77,13 @@ export interface WatchSpec {
   minDelta: number;
   /** General text whose perplexity is measured before and after: the cost of specialising. */
   forgetting: Int32Array | null;
+  /** That perplexity on the base, measured before the method was attached (else measured here). */
+  perplexityBefore?: number | null;
+}
+
+/** Perplexity of a model on general text: measure it on the base, before attachMethod. */
+export async function perplexityOn(model: CausalLM, tokens: Int32Array, blockSize: number): Promise<number> {
+  return Math.exp(await heldOutLoss(model, tokens, blockSize));
 }
 
 export interface EvalReport extends EvalPoint, EvalVerdict {
@@ -164,8 +171,9 @@ export async function runFinetune(
   }
   if (watch.evalEvery > 0) checkHeldOut(data, 'validation', train.block_size); // fail before training, not at the first evaluation
   const perplexity = async () => (watch.forgetting ? Math.exp(await heldOutLoss(model, watch.forgetting, train.block_size)) : null);
-  // Measured on the base: a resumed run brings the number measured before its first step.
-  const before = resume ? resume.from.watch.perplexityBefore : await perplexity();
+  // On the base, before the method was attached (the caller measures it then); a resumed run brings
+  // the number measured before its first step.
+  const before = resume ? resume.from.watch.perplexityBefore : (watch.perplexityBefore ?? (await perplexity()));
   const draw =
     data.kind === 'tokens'
       ? null
@@ -177,7 +185,13 @@ export async function runFinetune(
   let best: Map<string, Float32Array> | null = null;
   let recent: number[] = [];
   if (resume) {
-    trainer.restore(resume.from.trainer);
+    try {
+      trainer.restore(resume.from.trainer);
+    } catch (e) {
+      // A checkpoint that does not fit: the optimizer's moments must not stay on the device.
+      trainer.dispose();
+      throw e;
+    }
     stopping.restore(resume.from.watch);
     recent = resume.from.watch.recent.slice();
     if (resume.bestWeights) best = new Map(Object.entries(resume.bestWeights).map(([k, w]) => [k, w.data]));
