@@ -186,6 +186,11 @@ test('splits are seeded, disjoint and complete, and stratified by label', () => 
   const s = splitIndices(100, { validation: 0.2, test: 0, seed: 1 }, labels);
   assert.equal(s.validation.filter((i) => labels[i] === 'rare').length, 2, 'the rare label reaches validation in proportion');
   assert.throws(() => splitIndices(10, { validation: 0.6, test: 0.5, seed: 1 }), /leave nothing to train on/);
+  // Thirty labels of four rows and a 10% share: rounding each label alone would give no validation at all.
+  const many = Array.from({ length: 120 }, (_, i) => `label${i % 30}`);
+  const m = splitIndices(120, { validation: 0.1, test: 0, seed: 2 }, many);
+  assert.equal(m.validation.length, 12, 'the shares add up over all labels');
+  assert.equal(new Set(m.validation.map((i) => many[i])).size, 12, 'from twelve different labels');
   const big = splitIndices(250_000, { validation: 0.1, test: 0.1, seed: 1 });
   assert.deepEqual([big.train.length, big.validation.length, big.test.length], [200_000, 25_000, 25_000], 'a quarter of a million rows split without overflowing the stack');
 });

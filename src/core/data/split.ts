@@ -37,18 +37,42 @@ export function splitIndices(n: number, spec: SplitSpec, labels?: string[]): Spl
     groups.get(k)!.push(i);
   }
   const out: SplitIndices = { train: [], validation: [], test: [] };
-  for (const key of [...groups.keys()].sort()) {
+  const keys = [...groups.keys()].sort();
+  for (const key of keys) {
     const idx = groups.get(key)!;
     for (let i = idx.length - 1; i > 0; i--) {
       const j = rng.int(i + 1);
       [idx[i], idx[j]] = [idx[j], idx[i]];
     }
-    const nVal = Math.round(idx.length * spec.validation);
-    const nTest = Math.round(idx.length * spec.test);
-    // Element by element: spreading a large slice into push() overflows the call stack (about 120k rows).
-    for (let i = 0; i < idx.length; i++) (i < nVal ? out.validation : i < nVal + nTest ? out.test : out.train).push(idx[i]);
   }
+  // Shares per label by largest remainder, so the parts add up to the fractions of the whole even
+  // with many small labels (rounding each label alone can leave validation empty).
+  const sizes = keys.map((k) => groups.get(k)!.length);
+  const nVal = apportion(sizes, Math.round(n * spec.validation));
+  const nTest = apportion(sizes.map((size, g) => size - nVal[g]), Math.round(n * spec.test));
+  keys.forEach((key, g) => {
+    const idx = groups.get(key)!;
+    for (let i = 0; i < idx.length; i++) (i < nVal[g] ? out.validation : i < nVal[g] + nTest[g] ? out.test : out.train).push(idx[i]);
+  });
   // Back in file order within each part: the shuffle decides membership, the trainer decides order.
   for (const part of Object.values(out)) part.sort((a: number, b: number) => a - b);
+  return out;
+}
+
+/** `total` whole units shared in proportion to `sizes` (largest remainder); never more than a size. */
+function apportion(sizes: number[], total: number): number[] {
+  const all = sizes.reduce((a, b) => a + b, 0);
+  if (all === 0) return sizes.map(() => 0);
+  const exact = sizes.map((s) => (s * total) / all);
+  const out = exact.map(Math.floor);
+  let left = total - out.reduce((a, b) => a + b, 0);
+  const order = exact.map((e, g) => [e - Math.floor(e), g] as const).sort((a, b) => b[0] - a[0] || a[1] - b[1]);
+  for (const [, g] of order) {
+    if (left <= 0) break;
+    if (out[g] < sizes[g]) {
+      out[g]++;
+      left--;
+    }
+  }
   return out;
 }
