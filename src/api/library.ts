@@ -230,6 +230,11 @@ export class ModelLibrary {
     });
     const source: Blob = req.file ?? new Blob([(req.bytes ?? new TextEncoder().encode(req.text ?? '')) as BlobPart]);
     const total = source.size;
+    const columnsOf = (e: unknown) => {
+      // A format or mapping that does not fit the columns: the columns go with the error, for mapping them.
+      if (e instanceof DataError && (e.field === 'format' || e.field === 'mapping')) (e as DataError & { columns?: string[] }).columns = builder.columns;
+      return e;
+    };
     if (kind === 'parquet') {
       // Parquet is read by ranges (its footer first), one row group at a time.
       try {
@@ -242,18 +247,12 @@ export class ModelLibrary {
         builder.addRows([], columns, total);
         return builder.end();
       } catch (e) {
-        if (e instanceof DataError && (e.field === 'format' || e.field === 'mapping')) (e as DataError & { columns?: string[] }).columns = builder.columns;
-        throw e;
+        throw columnsOf(e);
       }
     }
     let done = 0;
     const reader = source.stream().getReader();
     let lastYield = performance.now();
-    const columnsOf = (e: unknown) => {
-      // A format or mapping that does not fit the columns: the columns go with the error, for mapping them.
-      if (e instanceof DataError && (e.field === 'format' || e.field === 'mapping')) (e as DataError & { columns?: string[] }).columns = builder.columns;
-      return e;
-    };
     for (;;) {
       const { value, done: end } = await reader.read();
       if (end) break;

@@ -669,12 +669,7 @@ export class ModelsState {
     this.error = null;
     try {
       const { name, bytes } = await this.client.exportMerged(this.loadedId);
-      const url = URL.createObjectURL(new Blob([bytes as BlobPart], { type: 'application/zip' }));
-      const a = document.createElement('a');
-      a.href = url;
-      a.download = name;
-      a.click();
-      setTimeout(() => URL.revokeObjectURL(url), 60_000);
+      this.save(name, bytes as BlobPart, 'application/zip');
       this.announcement = `${name} is ready: a Hugging Face folder that transformers loads.`;
     } catch (e) {
       this.error = message(e);

@@ -3,7 +3,7 @@
  * loopback, and Debian's Chromium driven by playwright-core with real WebGPU (SwiftShader).
  * TABTUNE_CHROMIUM points at another Chrome or Chromium binary.
  */
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -101,4 +101,13 @@ export async function until<T>(what: string, probe: () => Promise<T>, ok: (v: T)
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}; last value ${JSON.stringify(v)}`);
     await new Promise((r) => setTimeout(r, 150));
   }
+}
+
+/** Picks a fixture model's files in the page, imports it, and waits until it is loaded. */
+export async function importFixture(page: Page, name: string): Promise<void> {
+  const dir = fileURLToPath(new URL(`../fixtures/${name}/`, import.meta.url));
+  await page.setInputFiles('[data-testid=model-files]', readdirSync(dir).filter((f) => !f.startsWith('golden')).map((f) => join(dir, f)));
+  await page.waitForSelector('[data-testid=model-summary]');
+  await page.click('[data-testid=model-import]');
+  await page.waitForSelector('[data-testid=model-loaded]');
 }

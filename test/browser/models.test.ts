@@ -10,20 +10,13 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { Page } from 'playwright-core';
 import { readZip } from '../support/zip';
-import { launch, studioForTests, until, watchErrors } from './harness';
+import { importFixture, launch, studioForTests, until, watchErrors } from './harness';
 
 const { skip, server } = studioForTests();
 
 const fixture = (name: string) => fileURLToPath(new URL(`../fixtures/${name}/`, import.meta.url));
 
 
-/** Picks a fixture's files in the page, imports it, and waits until it is loaded. */
-async function importFixture(page: Page, name: string): Promise<void> {
-  await page.setInputFiles('[data-testid=model-files]', readdirSync(fixture(name)).filter((f) => !f.startsWith('golden')).map((f) => join(fixture(name), f)));
-  await page.waitForSelector('[data-testid=model-summary]');
-  await page.click('[data-testid=model-import]');
-  await page.waitForSelector('[data-testid=model-loaded]');
-}
 
 /** Logits computed in the worker, compared with PyTorch's there and then. */
 async function maxLogitError(page: Page, modelId: string, name: string): Promise<number> {

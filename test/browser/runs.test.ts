@@ -4,16 +4,14 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import type { Page } from 'playwright-core';
-import { launch, studioForTests, until, watchErrors } from './harness';
+import { importFixture, launch, studioForTests, until, watchErrors } from './harness';
 
 const { skip, server } = studioForTests();
-const fixture = fileURLToPath(new URL('../fixtures/tiny-gpt2/', import.meta.url));
 
 const ROWS = ['sea', 'ship', 'whale', 'sail', 'rope', 'deck', 'mast', 'wind', 'rain', 'salt']
   .map((w) => JSON.stringify({ prompt: `say ${w}:`, completion: ` ${w} ${w}` }))
@@ -31,10 +29,7 @@ test('a fine-tuning run paused at step N survives a real reload and resumes to t
   page.on('dialog', (d) => void d.accept());
   await page.goto(`${server.url}?backend=wasm`);
   await page.waitForSelector('[data-testid=backend-name]');
-  await page.setInputFiles('[data-testid=model-files]', readdirSync(fixture).filter((f) => !f.startsWith('golden')).map((f) => join(fixture, f)));
-  await page.waitForSelector('[data-testid=model-summary]');
-  await page.click('[data-testid=model-import]');
-  await page.waitForSelector('[data-testid=model-loaded]');
+  await importFixture(page, 'tiny-gpt2');
   await page.fill('[data-testid=tune-text]', ROWS);
   await page.fill('[data-testid=tune-steps]', '200');
   await page.fill('[data-testid=tune-validation]', '0');
@@ -96,10 +91,7 @@ test('a full disk: a big dataset is refused with a plain message, and nothing sa
   const errors = watchErrors(page);
   await page.goto(`${server.url}?backend=wasm`);
   await page.waitForSelector('[data-testid=backend-name]');
-  await page.setInputFiles('[data-testid=model-files]', readdirSync(fixture).filter((f) => !f.startsWith('golden')).map((f) => join(fixture, f)));
-  await page.waitForSelector('[data-testid=model-summary]');
-  await page.click('[data-testid=model-import]');
-  await page.waitForSelector('[data-testid=model-loaded]');
+  await importFixture(page, 'tiny-gpt2');
   await page.setInputFiles('[data-testid=tune-data]', { name: 'small.jsonl', mimeType: 'application/jsonl', buffer: Buffer.from(ROWS) });
   await until('the small dataset kept', () => page.$$eval('[data-testid=dataset-use]', (b) => b.length), (n) => n === 1);
   await page.waitForSelector('[data-testid=storage-usage]');
@@ -147,10 +139,7 @@ test('two tabs: the run belongs to the tab that trains it; the other sees it liv
   const errors = watchErrors(a);
   await a.goto(`${server.url}?backend=wasm`);
   await a.waitForSelector('[data-testid=backend-name]');
-  await a.setInputFiles('[data-testid=model-files]', readdirSync(fixture).filter((f) => !f.startsWith('golden')).map((f) => join(fixture, f)));
-  await a.waitForSelector('[data-testid=model-summary]');
-  await a.click('[data-testid=model-import]');
-  await a.waitForSelector('[data-testid=model-loaded]');
+  await importFixture(a, 'tiny-gpt2');
   await a.fill('[data-testid=tune-text]', ROWS);
   await a.fill('[data-testid=tune-steps]', '3000');
   await a.fill('[data-testid=tune-validation]', '0');
