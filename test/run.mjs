@@ -45,7 +45,8 @@ child.stdout.on('data', (chunk) => {
 });
 child.on('close', (code) => {
   const count = (name) => Number(new RegExp(`ℹ ${name} (\\d+)`).exec(tail)?.[1] ?? NaN);
-  const [passed, failed, skipped] = [count('pass'), count('fail'), count('skipped')];
+  // A test that runs past its timeout is "cancelled" by node:test: it failed.
+  const [passed, failed, skipped] = [count('pass'), count('fail') + count('cancelled'), count('skipped')];
   if (Number.isNaN(passed) || Number.isNaN(failed)) {
     console.log(`0 passed, 1 failed (the test runner exited ${code} without a summary)`);
     process.exit(1);

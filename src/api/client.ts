@@ -3,7 +3,7 @@
  * the UI never imports comlink, tfjs or the core.
  */
 import { proxy, wrap, type Remote } from 'comlink';
-import type { DataProgress, DatasetInfo, DatasetRequest, SaveDatasetRequest, EvalInfo, FileEntry, FinetuneRequest, GenerateRequest, GeneratedPiece, ModelProgress, StepReport, StudioApi, TrainRequest } from './protocol';
+import type { DataProgress, DatasetInfo, DatasetRequest, SaveDatasetRequest, EvalInfo, FileEntry, FinetuneRequest, GenerateRequest, GeneratedPiece, ModelProgress, SampleInfo, StepReport, StudioApi, TrainRequest } from './protocol';
 
 export class StudioClient {
   private readonly remote: Remote<StudioApi>;
@@ -47,8 +47,8 @@ export class StudioClient {
   logits: StudioApi['logits'] = (id, input) => this.call(this.remote.logits(id, input));
   generate = (req: GenerateRequest, onPiece: (p: GeneratedPiece) => void) => this.call(this.remote.generate(req, proxy(onPiece)));
   stopGenerating: StudioApi['stopGenerating'] = () => this.call(this.remote.stopGenerating());
-  finetuneModel = (req: FinetuneRequest, onStep: (r: StepReport) => void, onEval: (e: EvalInfo) => void = () => undefined) =>
-    this.call(this.remote.finetuneModel(req, proxy(onStep), proxy(onEval)));
+  finetuneModel = (req: FinetuneRequest, onStep: (r: StepReport) => void, onEval: (e: EvalInfo) => void = () => undefined, onSample: (s: SampleInfo) => void = () => undefined) =>
+    this.call(this.remote.finetuneModel(req, proxy(onStep), proxy(onEval), proxy(onSample)));
   saveDataset = (req: SaveDatasetRequest, onProgress: (p: DataProgress) => void = () => undefined) => this.call(this.remote.saveDataset(req, proxy(onProgress)));
   listDatasets = () => this.call(this.remote.listDatasets());
   updateDataset = (id: string, change: Partial<Pick<DatasetInfo, 'options' | 'split' | 'summary'>>) => this.call(this.remote.updateDataset(id, change));
@@ -56,8 +56,8 @@ export class StudioClient {
   inspectDataset = (req: DatasetRequest, onProgress: (p: DataProgress) => void = () => undefined) => this.call(this.remote.inspectDataset(req, proxy(onProgress)));
   exportMerged = (modelId: string) => this.call(this.remote.exportMerged(modelId));
   applyAdapter = (modelId: string, files: FileEntry[]) => this.call(this.remote.applyAdapter(modelId, files));
-  resumeTuneRun = (runId: string, onStep: (r: StepReport) => void, onEval: (e: EvalInfo) => void = () => undefined) =>
-    this.call(this.remote.resumeTuneRun(runId, proxy(onStep), proxy(onEval)));
+  resumeTuneRun = (runId: string, onStep: (r: StepReport) => void, onEval: (e: EvalInfo) => void = () => undefined, onSample: (s: SampleInfo) => void = () => undefined) =>
+    this.call(this.remote.resumeTuneRun(runId, proxy(onStep), proxy(onEval), proxy(onSample)));
   listTuneRuns = () => this.call(this.remote.listTuneRuns());
   deleteTuneRun = (runId: string) => this.call(this.remote.deleteTuneRun(runId));
   tuneRunFiles = (runId: string) => this.call(this.remote.tuneRunFiles(runId));
@@ -66,6 +66,8 @@ export class StudioClient {
   importTuneRun = (file: Blob, name?: string) => this.call(this.remote.importTuneRun(file, name));
   tabId = () => this.call(this.remote.tabId());
   storageInfo = () => this.call(this.remote.storageInfo());
+  storageItems = () => this.call(this.remote.storageItems());
+  deleteTuneCheckpoints = (runId: string) => this.call(this.remote.deleteTuneCheckpoints(runId));
   checkpointNow = () => this.call(this.remote.checkpointNow());
   pauseFinetune = () => this.call(this.remote.pauseFinetune());
   resumeFinetune = () => this.call(this.remote.resumeFinetune());

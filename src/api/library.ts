@@ -11,7 +11,7 @@ import {
 } from '../core/model/hf';
 import type { NamedWeights } from '../core/model/base';
 import { HFTokenizer, loadTokenizer, stopTokenIds } from '../core/tokenizer/hf';
-import { CheckpointError, ConfigError, DataError, TabtuneError } from '../core/errors';
+import { CheckpointError, ConfigError, DataError, InUseError, TabtuneError } from '../core/errors';
 import {
   datasetChunks, deleteDataset as deleteDatasetRecord, listDatasets as listDatasetRecords, loadDatasetRecord, saveDataset as saveDatasetRecord,
   updateDataset as updateDatasetRecord, type DatasetRecord,
@@ -19,13 +19,13 @@ import {
 import type { KV } from '../store/kv';
 import { SCHEMA } from '../store/schema';
 import {
-  deleteTuneRun as deleteTuneRunRecord, isTuneResumable, loadTuneBest, loadTuneCheckpoint, loadTuneRun, saveTuneBest, saveTuneCheckpoint, saveTuneFiles, saveTuneRun, type TuneRunRecord,
+  deleteTuneRun as deleteTuneRunRecord, isTuneResumable, listTuneRuns, loadTuneBest, loadTuneCheckpoint, loadTuneRun, saveTuneBest, saveTuneCheckpoint, saveTuneFiles, saveTuneRun, type TuneRunRecord,
 } from '../store/tunes';
 import { UNNAMED } from './blob-files';
 import {
   deleteModel, listModels, loadModelRecord, loadTensorBytes, loadTextFile, resumableTensors, saveModel, type ModelRecord,
 } from '../store/models';
-import type { AdapterInfo, DataProgress, DataSource, DatasetInfo, SaveDatasetRequest, DatasetPreview, DatasetRequest, EvalInfo, FinetuneRequest, FinetuneResult, GenerateRequest, GenerateResult, GeneratedPiece, ModelInfo, ModelProgress, StepReport } from './protocol';
+import type { AdapterInfo, DataProgress, DataSource, DatasetInfo, SaveDatasetRequest, DatasetPreview, DatasetRequest, EvalInfo, FinetuneRequest, FinetuneResult, GenerateRequest, GenerateResult, GeneratedPiece, ModelInfo, ModelProgress, SampleInfo, StepReport } from './protocol';
 import { resolveTrainConfig, type TrainConfig } from '../core/config';
 import { checkTokens } from '../core/data/batch';
 import { DatasetBuilder, decodedPairs, splitDataset, type BuiltDataset } from '../core/data/dataset';
@@ -35,6 +35,7 @@ import { adapterFolder, applyAdapterFolder, mergedFolder, promptFolder } from '.
 import { scaleOutRecipe, type RecipeInput } from '../core/io/recipe';
 import { zipFiles } from '../core/io/zip';
 import { resolveLoraConfig, trainableParameters, type LoraConfig } from '../core/peft/lora';
+import { defaultSamplePrompts, greedyIds, type SamplePrompt } from '../core/train/samples';
 import { attachMethod, checkHeldOut, dataLoss, defaultLearningRate, perplexityOn, runFinetune, type EvalReport, type FinetuneResume, type Method } from '../core/train/finetune';
 
 const TEXT_FILES = ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json', 'chat_template.jinja'];
@@ -48,6 +49,7 @@ export interface TuneHooks {
   wantsCheckpoint?(): boolean;
   onCheckpoint?(step: number): void;
   onData?(p: DataProgress): void;
+  onSample?(s: SampleInfo): void;
 }
 
 interface Loaded {
@@ -156,8 +158,27 @@ export class ModelLibrary {
   }
 
   async delete(id: string): Promise<void> {
+    const record = await loadModelRecord(this.kv, id);
+    await this.refuseIfNeeded(id, (r) => r.modelId === id, `the model ${record?.name ?? id}`);
     if (this.loaded?.id === id) this.release();
     await deleteModel(this.kv, id);
+  }
+
+  /** The kept runs that can still be resumed, and so need their model and datasets. */
+  async resumableRuns(): Promise<TuneRunRecord[]> {
+    return (await listTuneRuns(this.kv)).filter(isTuneResumable);
+  }
+
+  /** A resumable run reads its model and datasets again: while one is kept, they stay. */
+  private async refuseIfNeeded(id: string, needs: (r: TuneRunRecord) => boolean, what: string): Promise<void> {
+    const runs = (await this.resumableRuns()).filter(needs);
+    if (!runs.length) return;
+    const r = runs[0];
+    throw new InUseError(
+      `${what} is needed to resume the fine-tuning run ${r.id} (step ${r.step} of ${r.totalSteps})${runs.length > 1 ? ` and ${runs.length - 1} more` : ''}: ` +
+        `finish that run, or delete it or its checkpoints, first. Nothing was deleted.`,
+      { field: 'delete' },
+    );
   }
 
   /** Logits at every position of the ids (or of the text, tokenized), from the held model. */
@@ -336,6 +357,8 @@ export class ModelLibrary {
   }
 
   async deleteDataset(id: string): Promise<void> {
+    const record = await loadDatasetRecord(this.kv, id);
+    await this.refuseIfNeeded(id, (r) => tuneDatasetIds(r).includes(id), `the dataset ${record?.name ?? id}`);
     await deleteDatasetRecord(this.kv, id);
   }
 
@@ -405,7 +428,7 @@ export class ModelLibrary {
     const run: TuneRunRecord = {
       schema: SCHEMA.tune, id: runId ?? newTuneRunId(m.info.name, req.method), modelId: m.id, modelName: m.info.name, datasetId: stored.datasetId ?? null,
       request: stored as unknown as Record<string, unknown>, datasetName: req.dataset, totalSteps: 0, status: 'running', step: 0,
-      latestCheckpoint: null, best: null, history: [], evals: [], report: null, outcome: null, error: null, createdAt: now, updatedAt: now,
+      latestCheckpoint: null, best: null, history: [], evals: [], samples: [], report: null, outcome: null, error: null, createdAt: now, updatedAt: now,
     };
     try {
       return await this.execute(run, hooks, false);
@@ -498,9 +521,9 @@ export class ModelLibrary {
     if (resuming) {
       const ckpt = run.latestCheckpoint ? await loadTuneCheckpoint(this.kv, run.latestCheckpoint) : undefined;
       if (!ckpt) throw new CheckpointError(`run ${run.id}'s checkpoint at step ${run.step} cannot be read; delete the run to start over`, { field: 'run' });
-      // The best weights belong to the checkpoint only if they are of the best it knows (not of a step after it).
-      const best = await loadTuneBest(this.kv, run.id);
-      resume = { from: { trainer: ckpt.trainer, watch: ckpt.watch }, bestWeights: best && best.step === ckpt.watch.best?.step ? best.weights : null };
+      // The best weights the checkpoint knew (not those of a best found after it).
+      const bestStep = ckpt.watch.best?.step;
+      resume = { from: { trainer: ckpt.trainer, watch: ckpt.watch }, bestWeights: bestStep === undefined ? null : await loadTuneBest(this.kv, run.id, bestStep) };
     }
     // The forgetting check's "before" is the base's perplexity: measured before the method is attached.
     const perplexityBefore = forgetting && !resuming ? await perplexityOn(m.model, forgetting, train.block_size) : null;
@@ -508,6 +531,21 @@ export class ModelLibrary {
     const attached = await attachMethod(m.model, { method, lora, virtualTokens: req.numVirtualTokens ?? 8, bits: req.bits ?? 8 }, train.block_size, train.seed);
     const history: StepReport[] = run.history.slice();
     const evals: EvalInfo[] = (run.evals as unknown as EvalInfo[]).slice();
+    const samples: SampleInfo[] = (run.samples ?? []).slice();
+    const sampling = req.samples && req.samples.every > 0 ? req.samples : null;
+    const watched: SamplePrompt[] = !sampling
+      ? []
+      : sampling.prompts?.length
+        ? sampling.prompts.filter((p) => p.length > 0).map((p) => ({ text: p, ids: tokenizer.encode(p, { addSpecialTokens: true }) }))
+        : defaultSamplePrompts(data, (ids) => tokenizer.decode(ids, { skipSpecialTokens: true }));
+    const sampleAt = async (step: number) => {
+      for (const p of watched) {
+        const ids = await greedyIds(m.model, p.ids, sampling?.maxNewTokens ?? 24, m.stopIds);
+        const s = { step, prompt: p.text, text: tokenizer.decode(ids, { skipSpecialTokens: true }) };
+        samples.push(s);
+        hooks.onSample?.(s);
+      }
+    };
     // The rows are read as they were read now, whatever the dataset's options say later: a resume
     // must see the same token ids (the detected format and default template are written down).
     const frozen = { ...req, format: req.format ?? (built.examples ? (built.format as FinetuneRequest['format']) : undefined), template: req.template ?? (built.examples ? (built.template as FinetuneRequest['template']) : undefined), mapping: req.mapping ?? {} };
@@ -523,12 +561,15 @@ export class ModelLibrary {
     });
     let outcome;
     try {
+      // What the model writes before it learns anything (with the method attached: a quantized base is the start).
+      if (!resuming) await sampleAt(0);
       outcome = await runFinetune(
         m.model, train, data, eos ?? 0, { evalEvery, patience: req.patience ?? 0, minDelta: req.minDelta ?? 0, forgetting, perplexityBefore },
         {
           onStep: async (r) => {
             history.push(r);
             hooks.onStep(r);
+            if (sampling && r.step % sampling.every === 0) await sampleAt(r.step);
             // Let a stop request in: on CPU-like backends a read back resolves without a macrotask.
             await new Promise((res) => setTimeout(res, 0));
           },
@@ -542,7 +583,7 @@ export class ModelLibrary {
           checkpoint: {
             every: train.checkpoint_every,
             save: async (c) => {
-              await write(() => saveTuneCheckpoint(this.kv, run, c, history, evals as unknown as Record<string, unknown>[]));
+              await write(() => saveTuneCheckpoint(this.kv, run, c, history, evals as unknown as Record<string, unknown>[], samples));
               hooks.onCheckpoint?.(c.trainer.step);
             },
           },
@@ -558,6 +599,8 @@ export class ModelLibrary {
       throw e;
     }
     await writes;
+    // The end, as it is kept (after a best was restored), if the last step was not sampled already.
+    if (sampling && outcome.steps > 0 && samples.at(-1)?.step !== outcome.steps) await sampleAt(outcome.steps);
     try {
       const folder = lora
         ? await adapterFolder(m.model, lora, m.info.name)
@@ -598,9 +641,10 @@ export class ModelLibrary {
         restoredBest: outcome.restoredBest,
         forgetting: outcome.forgetting && req.forgetting ? { file: req.forgetting.name, ...outcome.forgetting } : null,
         testLoss,
+        samples,
       };
-      const { files: _f, zip: _z, recipe: _r, evals: _e, dataset: _d, ...summary } = result;
-      await saveTuneRun(this.kv, { ...run, status: outcome.cancelled ? 'stopped' : 'done', outcome: summary as unknown as Record<string, unknown> });
+      const { files: _f, zip: _z, recipe: _r, evals: _e, dataset: _d, samples: _s, ...summary } = result;
+      await saveTuneRun(this.kv, { ...run, samples, status: outcome.cancelled ? 'stopped' : 'done', outcome: summary as unknown as Record<string, unknown> });
       return result;
     } catch (e) {
       // Trained, but what follows failed: the run says so (its checkpoint and any kept files stay).
@@ -790,4 +834,10 @@ async function recordInfo(r: ModelRecord, spec: ModelSpec, files: ModelFiles): P
     numParams, fileBytes: r.storedBytes, dtypes: [...new Set(r.tensors.map((t) => t.dtype))].sort(), files: r.textFiles,
     hasTokenizer: r.textFiles.includes('tokenizer.json'), chatTemplate: await hasChatTemplate(files), stored: true, storedBytes: r.storedBytes,
   });
+}
+
+/** The stored datasets a run reads: its data, and its validation and test files. */
+export function tuneDatasetIds(r: TuneRunRecord): string[] {
+  const req = r.request as { datasetId?: string; validationFile?: { datasetId?: string }; testFile?: { datasetId?: string } };
+  return [req.datasetId, req.validationFile?.datasetId, req.testFile?.datasetId].filter((x): x is string => !!x);
 }

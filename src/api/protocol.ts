@@ -260,6 +260,18 @@ export interface FinetuneRequest extends DataSource {
   minDelta?: number;
   /** General text whose perplexity is measured before and after (the forgetting check). */
   forgetting?: { name: string; text: string };
+  /**
+   * Greedy continuations of fixed prompts before training, every `every` steps and at the end,
+   * kept with the run. No prompts: the first held-out prompts (or the held-out text's start).
+   */
+  samples?: { every: number; prompts?: string[]; maxNewTokens?: number };
+}
+
+/** What the model wrote for a watched prompt at a step of a run (step 0: before training). */
+export interface SampleInfo {
+  step: number;
+  prompt: string;
+  text: string;
 }
 
 export interface DatasetReportInfo {
@@ -309,6 +321,8 @@ export interface FinetuneResult {
   forgetting: { file: string; perplexityBefore: number; perplexityAfter: number } | null;
   /** Loss on the test split, after training (null without one). */
   testLoss: number | null;
+  /** What the model wrote for the watched prompts, before training and as it went. */
+  samples: SampleInfo[];
   /** The scale-out recipe as a zip: the training split as JSONL, a TRL + PEFT script, an Axolotl YAML. */
   recipe: Uint8Array;
 }
@@ -318,6 +332,19 @@ export interface StorageInfo {
   usage: number;
   quota: number;
   persisted: boolean | null;
+}
+
+/** One thing kept in this browser and the room it takes: what "free space" offers to delete. */
+export interface StorageItem {
+  kind: 'checkpoints' | 'model' | 'dataset';
+  /** The run (checkpoints), model or dataset id. */
+  id: string;
+  name: string;
+  bytes: number;
+  /** What deleting it costs the person, in a few words. */
+  detail: string;
+  /** Why it cannot be deleted now (a resumable run needs it), or null. */
+  blockedBy: string | null;
 }
 
 /** What a tab training a run tells the other tabs, on the BroadcastChannel "tabtune-runs". */
@@ -346,6 +373,7 @@ export interface TuneRunInfo {
   best: { step: number; valLoss: number } | null;
   history: StepReport[];
   evals: EvalInfo[];
+  samples: SampleInfo[];
   resumable: boolean;
   hasFiles: boolean;
   error: string | null;
@@ -398,7 +426,7 @@ export interface StudioApi {
    * Fine-tunes the loaded model on text: the method is attached to it (so generation afterwards
    * uses the result), and an adapter's PEFT files come back.
    */
-  finetuneModel(req: FinetuneRequest, onStep: (r: StepReport) => void, onEval?: (e: EvalInfo) => void): Promise<FinetuneResult>;
+  finetuneModel(req: FinetuneRequest, onStep: (r: StepReport) => void, onEval?: (e: EvalInfo) => void, onSample?: (s: SampleInfo) => void): Promise<FinetuneResult>;
   /** The held model with its fine-tuning folded in, as a zipped Hugging Face folder. */
   exportMerged(modelId: string): Promise<{ name: string; bytes: Uint8Array }>;
   /** Keeps a data file in this browser with how it is read and split (a run can then name it by id). */
@@ -414,8 +442,12 @@ export interface StudioApi {
   tabId(): Promise<string>;
   /** Storage used and allowed (null where the platform does not say, as in Node). */
   storageInfo(): Promise<StorageInfo | null>;
+  /** Everything kept here that can be deleted to make room, biggest first. */
+  storageItems(): Promise<StorageItem[]>;
+  /** Deletes a run's checkpoints and best weights (it keeps its metrics, samples and adapter, but can no longer resume). */
+  deleteTuneCheckpoints(runId: string): Promise<void>;
   /** Continues a kept fine-tuning run from its latest checkpoint. */
-  resumeTuneRun(runId: string, onStep: (r: StepReport) => void, onEval?: (e: EvalInfo) => void): Promise<FinetuneResult>;
+  resumeTuneRun(runId: string, onStep: (r: StepReport) => void, onEval?: (e: EvalInfo) => void, onSample?: (s: SampleInfo) => void): Promise<FinetuneResult>;
   /** The fine-tuning runs kept in this browser, newest first. */
   listTuneRuns(): Promise<TuneRunInfo[]>;
   deleteTuneRun(runId: string): Promise<void>;

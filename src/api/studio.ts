@@ -15,9 +15,10 @@ import { Trainer, type StepReport } from '../core/train/trainer';
 import type { KV } from '../store/kv';
 import { adapterFiles, blobFiles } from './blob-files';
 import { hubFiles, parseRepo } from './hub';
-import { ModelLibrary, newTuneRunId, type TuneHooks } from './library';
-import { loadDatasetRecord } from '../store/datasets';
-import { deleteTuneRun, isTuneResumable, listTuneRuns, loadTuneFiles, loadTuneRun, migrateTuneRun, saveTuneFiles, saveTuneRun, type TuneRunRecord } from '../store/tunes';
+import { ModelLibrary, newTuneRunId, tuneDatasetIds, type TuneHooks } from './library';
+import { listModels } from '../store/models';
+import { listDatasets, loadDatasetRecord } from '../store/datasets';
+import { deleteTuneCheckpoints, deleteTuneRun, isTuneResumable, tuneCheckpointBytes, listTuneRuns, loadTuneFiles, loadTuneRun, migrateTuneRun, saveTuneFiles, saveTuneRun, type TuneRunRecord } from '../store/tunes';
 import { metricsCsv, type MetricEval } from '../core/io/metrics';
 import { unzipFiles, zipFiles } from '../core/io/zip';
 
@@ -32,7 +33,7 @@ import {
   type CheckpointRecord, type RunRecord,
 } from '../store/runs';
 import type {
-  AdapterInfo, RunBroadcast, StorageInfo, TuneRunInfo, BackendFallback, BackendReport, DataProgress, DatasetInfo, DatasetPreview, DatasetRequest, SaveDatasetRequest, BackendRequest, Diagnostics, EvalInfo, FileEntry, FinetuneRequest, FinetuneResult, GenerateRequest, GenerateResult, GeneratedPiece,
+  AdapterInfo, RunBroadcast, StorageInfo, StorageItem, TuneRunInfo, BackendFallback, BackendReport, DataProgress, DatasetInfo, DatasetPreview, DatasetRequest, SaveDatasetRequest, BackendRequest, Diagnostics, EvalInfo, SampleInfo, FileEntry, FinetuneRequest, FinetuneResult, GenerateRequest, GenerateResult, GeneratedPiece,
   ModelInfo, ModelProgress, PresetInfo, RunInfo, StudioApi, TrainRequest,
 } from './protocol';
 
@@ -333,24 +334,30 @@ export class Studio implements StudioApi {
     this.releasePause();
   }
 
-  async finetuneModel(req: FinetuneRequest, onStep: (r: StepReport) => void, onEval?: (e: EvalInfo) => void): Promise<FinetuneResult> {
+  async finetuneModel(req: FinetuneRequest, onStep: (r: StepReport) => void, onEval?: (e: EvalInfo) => void, onSample?: (s: SampleInfo) => void): Promise<FinetuneResult> {
     const id = newTuneRunId(req.modelId, req.method);
-    if (!this.deps.locks) return this.tune(id, (hooks) => this.library.finetune(req, hooks, id), onStep, onEval);
+    if (!this.deps.locks) return this.tune(id, (hooks) => this.library.finetune(req, hooks, id), onStep, onEval, onSample);
     // The run belongs to this tab while it trains: another tab sees it, and cannot resume it.
-    const r = await this.deps.locks.tryWith(id, () => this.tune(id, (hooks) => this.library.finetune(req, hooks, id), onStep, onEval));
+    const r = await this.deps.locks.tryWith(id, () => this.tune(id, (hooks) => this.library.finetune(req, hooks, id), onStep, onEval, onSample));
     if (r.held) throw new TabtuneError(`run ${id} is already training`);
     return r.value;
   }
 
   /** Continues a kept fine-tuning run from its latest checkpoint (after a reload, a crash, a stop). */
-  async resumeTuneRun(runId: string, onStep: (r: StepReport) => void, onEval?: (e: EvalInfo) => void): Promise<FinetuneResult> {
-    if (!this.deps.locks) return this.tune(runId, (hooks) => this.library.resumeTuneRun(runId, hooks), onStep, onEval);
-    const r = await this.deps.locks.tryWith(runId, () => this.tune(runId, (hooks) => this.library.resumeTuneRun(runId, hooks), onStep, onEval));
+  async resumeTuneRun(runId: string, onStep: (r: StepReport) => void, onEval?: (e: EvalInfo) => void, onSample?: (s: SampleInfo) => void): Promise<FinetuneResult> {
+    if (!this.deps.locks) return this.tune(runId, (hooks) => this.library.resumeTuneRun(runId, hooks), onStep, onEval, onSample);
+    const r = await this.deps.locks.tryWith(runId, () => this.tune(runId, (hooks) => this.library.resumeTuneRun(runId, hooks), onStep, onEval, onSample));
     if (r.held) throw new TabtuneError(`run ${runId} is training in another tab; pause it there, or wait for it to finish`);
     return r.value;
   }
 
-  private async tune(runId: string, work: (hooks: TuneHooks) => Promise<FinetuneResult>, onStep: (r: StepReport) => void, onEval?: (e: EvalInfo) => void): Promise<FinetuneResult> {
+  private async tune(
+    runId: string,
+    work: (hooks: TuneHooks) => Promise<FinetuneResult>,
+    onStep: (r: StepReport) => void,
+    onEval?: (e: EvalInfo) => void,
+    onSample?: (s: SampleInfo) => void,
+  ): Promise<FinetuneResult> {
     this.requireIdleModel();
     if (this.active) throw new TabtuneError(`run ${this.active.id} is training; pause it first`);
     // The same flag as generation: while the model trains, nothing else may swap or use it.
@@ -375,6 +382,7 @@ export class Studio implements StudioApi {
           tell({ type: 'step', runId, step: r.step, loss: r.loss, totalSteps: r.totalSteps });
         },
         onEval: quiet(onEval ?? (() => undefined)),
+        onSample: quiet(onSample ?? (() => undefined)),
         shouldStop: () => state.stop,
         gate: () => this.tuningPause?.promise ?? Promise.resolve(),
         // A pause and a hidden tab both write a checkpoint before waiting.
@@ -407,6 +415,43 @@ export class Studio implements StudioApi {
     return { usage, quota, persisted };
   }
 
+  /**
+   * What can go to make room, biggest first: each run's checkpoints (a finished run does not need
+   * them), models and datasets, each with what deleting it costs and whether a run still needs it.
+   */
+  async storageItems(): Promise<StorageItem[]> {
+    const kv = this.deps.kv;
+    const runs = await listTuneRuns(kv);
+    const resumable = runs.filter(isTuneResumable);
+    const items: StorageItem[] = [];
+    for (const r of runs) {
+      const { bytes, count } = await tuneCheckpointBytes(kv, r.id);
+      if (!count) continue;
+      const training = r.id === this.tuningId || (await this.deps.locks?.isHeld(r.id)) === true;
+      items.push({
+        kind: 'checkpoints', id: r.id, name: `checkpoints of ${r.modelName} · ${String(r.request.method)} · ${r.datasetName}`, bytes,
+        detail: isTuneResumable(r) ? `the run can no longer resume from step ${r.step}; its metrics and adapter stay` : `the run is ${r.status}; its metrics and adapter stay`,
+        blockedBy: training ? 'it is training now' : null,
+      });
+    }
+    const neededBy = (pred: (r: TuneRunRecord) => boolean) => {
+      const r = resumable.find(pred);
+      return r ? `run ${r.id} needs it to resume (step ${r.step} of ${r.totalSteps})` : null;
+    };
+    for (const m of await listModels(kv)) {
+      items.push({ kind: 'model', id: m.id, name: m.name, bytes: m.storedBytes, detail: 'import it again to use it', blockedBy: neededBy((r) => r.modelId === m.id) });
+    }
+    for (const d of await listDatasets(kv)) {
+      items.push({ kind: 'dataset', id: d.id, name: d.name, bytes: d.bytes, detail: `${d.summary.rows.toLocaleString('en')} rows; choose the file again to use it`, blockedBy: neededBy((r) => tuneDatasetIds(r).includes(d.id)) });
+    }
+    return items.sort((a, b) => b.bytes - a.bytes);
+  }
+
+  async deleteTuneCheckpoints(runId: string): Promise<void> {
+    if (runId === this.tuningId || (await this.deps.locks?.isHeld(runId))) throw new TabtuneError(`run ${runId} is training; stop it before deleting its checkpoints`);
+    await deleteTuneCheckpoints(this.deps.kv, runId);
+  }
+
   /** Writes a checkpoint of the fine-tuning run after its current step (the tab is being hidden or closed). */
   async checkpointNow(): Promise<void> {
     if (this.generating?.what === 'a fine-tuning run') this.checkpointAsked = true;
@@ -422,7 +467,7 @@ export class Studio implements StudioApi {
       const status = r.status === 'running' && !here && !elsewhere ? 'interrupted' : elsewhere ? 'elsewhere' : r.status;
       out.push({
         id: r.id, modelId: r.modelId, modelName: r.modelName, dataset: r.datasetName, method: String(r.request.method), status,
-        step: r.step, totalSteps: r.totalSteps, best: r.best, history: r.history, evals: r.evals as unknown as EvalInfo[],
+        step: r.step, totalSteps: r.totalSteps, best: r.best, history: r.history, evals: r.evals as unknown as EvalInfo[], samples: r.samples,
         resumable: isTuneResumable(r) && status !== 'elsewhere', hasFiles: r.status === 'done' || r.status === 'stopped', error: r.error, updatedAt: r.updatedAt,
       });
     }

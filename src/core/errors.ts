@@ -52,3 +52,8 @@ export class TrainingError extends TabtuneError {
 export class StorageFullError extends TabtuneError {
   override name = 'StorageFullError';
 }
+
+/** A stored thing cannot go: something kept still needs it (a resumable run needs its model and data). */
+export class InUseError extends TabtuneError {
+  override name = 'InUseError';
+}

@@ -6,7 +6,7 @@
 export type RecordKind = 'run' | 'checkpoint' | 'model' | 'dataset' | 'tune' | 'tuneCheckpoint';
 
 /** The version each kind of record is written with now. */
-export const SCHEMA: Record<RecordKind, number> = { run: 1, checkpoint: 1, model: 1, dataset: 1, tune: 2, tuneCheckpoint: 1 };
+export const SCHEMA: Record<RecordKind, number> = { run: 1, checkpoint: 1, model: 1, dataset: 1, tune: 3, tuneCheckpoint: 1 };
 
 type Migration = (r: Record<string, unknown>) => Record<string, unknown>;
 
@@ -15,6 +15,8 @@ const MIGRATIONS: Partial<Record<RecordKind, Record<number, Migration>>> = {
   tune: {
     // v2: the dataset a run trained on is named at the top of the record (for lists and exports).
     1: (r) => ({ ...r, schema: 2, datasetId: ((r.request as { datasetId?: string }) ?? {}).datasetId ?? null }),
+    // v3: sample generations from fixed prompts, kept with the run (none were kept before).
+    2: (r) => ({ ...r, schema: 3, samples: [] }),
   },
 };
 

@@ -32,12 +32,20 @@ export interface TuneRunRecord {
   best: { step: number; valLoss: number } | null;
   history: StepReport[];
   evals: Record<string, unknown>[];
+  /** Greedy continuations of fixed prompts at steps of the run (schema 3), so the change shows. */
+  samples: TuneSample[];
   /** The dataset report and the run's outcome, once known. */
   report: Record<string, unknown> | null;
   outcome: Record<string, unknown> | null;
   error: string | null;
   createdAt: number;
   updatedAt: number;
+}
+
+export interface TuneSample {
+  step: number;
+  prompt: string;
+  text: string;
 }
 
 export interface TuneCheckpointRecord extends FinetuneCheckpoint {
@@ -49,7 +57,11 @@ export interface TuneCheckpointRecord extends FinetuneCheckpoint {
 const runKey = (id: string) => `tune/${id}`;
 const ckptPrefix = (id: string) => `tuneckpt/${id}/`;
 const ckptKey = (id: string, step: number) => ckptPrefix(id) + String(step).padStart(9, '0');
-const bestKey = (id: string) => `tunebest/${id}`;
+/** Best weights by their step: each kept checkpoint can find the best it knew (see saveTuneBest). */
+const bestPrefix = (id: string) => `tunebest/${id}/`;
+const bestKey = (id: string, step: number) => bestPrefix(id) + String(step).padStart(9, '0');
+/** Schema-2 runs kept one best, under this key. */
+const oldBestKey = (id: string) => `tunebest/${id}`;
 const adapterKey = (id: string) => `tuneadapter/${id}`;
 
 /** Complete checkpoints kept per run: the latest and the one before it (plus the best, apart). */
@@ -95,6 +107,7 @@ export async function saveTuneCheckpoint(
   c: FinetuneCheckpoint,
   history: StepReport[],
   evals: Record<string, unknown>[],
+  samples: TuneSample[] = run.samples,
 ): Promise<TuneRunRecord> {
   const key = ckptKey(run.id, c.trainer.step);
   const record: TuneCheckpointRecord = { ...c, schema: SCHEMA.tuneCheckpoint, runId: run.id, savedAt: Date.now() };
@@ -106,11 +119,30 @@ export async function saveTuneCheckpoint(
     latestCheckpoint: key,
     history: history.filter((h) => h.step <= step),
     evals: evals.filter((e) => (e.step as number) <= step),
+    samples: samples.filter((x) => x.step <= step),
   });
   const keys = (await kv.keys()).filter((k) => k.startsWith(ckptPrefix(run.id))).sort();
   const keep = new Set(keys.filter((k) => k <= key).slice(-KEEP_TUNE_CHECKPOINTS));
   for (const k of keys) if (!keep.has(k)) await kv.del(k);
+  await pruneBests(kv, run.id);
   return next;
+}
+
+/**
+ * Best weights no one can need: those that are neither the newest nor the best some kept
+ * checkpoint knew (a resume from that checkpoint restores its own best, not one found after it).
+ */
+async function pruneBests(kv: KV, id: string): Promise<void> {
+  const all = await kv.keys();
+  const bests = all.filter((k) => k.startsWith(bestPrefix(id))).sort();
+  if (bests.length <= 1) return;
+  const wanted = new Set([bests.at(-1)!]);
+  for (const k of all.filter((k) => k.startsWith(ckptPrefix(id)))) {
+    const c = await kv.get<TuneCheckpointRecord>(k);
+    const step = c?.watch?.best?.step;
+    if (typeof step === 'number') wanted.add(bestKey(id, step));
+  }
+  for (const k of bests) if (!wanted.has(k)) await kv.del(k);
 }
 
 export async function loadTuneCheckpoint(kv: KV, key: string): Promise<TuneCheckpointRecord | undefined> {
@@ -123,15 +155,58 @@ export async function listTuneCheckpoints(kv: KV, id: string): Promise<string[]>
   return (await kv.keys()).filter((k) => k.startsWith(ckptPrefix(id))).sort().reverse();
 }
 
-/** The weights of the best validation loss so far, then the run's note of it. */
+/**
+ * The weights of the best validation loss so far, then the run's note of it. Each best is kept
+ * under its step, beside the ones the kept checkpoints knew: a best found after the latest
+ * checkpoint must not take the place of the best that checkpoint would resume with.
+ */
 export async function saveTuneBest(kv: KV, run: TuneRunRecord, weights: NamedWeights, best: { step: number; valLoss: number }): Promise<TuneRunRecord> {
-  await kv.set(bestKey(run.id), { schema: SCHEMA.tuneCheckpoint, weights, ...best });
-  return saveTuneRun(kv, { ...run, best });
+  await kv.set(bestKey(run.id, best.step), { schema: SCHEMA.tuneCheckpoint, weights, ...best });
+  const next = await saveTuneRun(kv, { ...run, best });
+  await pruneBests(kv, run.id);
+  return next;
 }
 
-export async function loadTuneBest(kv: KV, id: string): Promise<{ weights: NamedWeights; step: number } | null> {
-  const b = await kv.get<{ weights: NamedWeights; step: number }>(bestKey(id));
-  return b ? { weights: b.weights, step: b.step } : null;
+/** The best weights of the given step (the best a checkpoint knew), if they are kept. */
+export async function loadTuneBest(kv: KV, id: string, step: number): Promise<NamedWeights | null> {
+  const b = (await kv.get<{ weights: NamedWeights; step: number }>(bestKey(id, step))) ?? (await kv.get<{ weights: NamedWeights; step: number }>(oldBestKey(id)));
+  return b && b.step === step ? b.weights : null;
+}
+
+/**
+ * Lets go of a run's checkpoints and best weights to make room: the run keeps its settings,
+ * metrics, samples and adapter, but can no longer be resumed.
+ */
+export async function deleteTuneCheckpoints(kv: KV, id: string): Promise<TuneRunRecord | undefined> {
+  const run = await loadTuneRun(kv, id);
+  // The run first stops pointing at its checkpoint, so a crash in between leaves no dangling name.
+  const next = run && (await saveTuneRun(kv, { ...run, latestCheckpoint: null, status: run.status === 'running' || run.status === 'paused' ? 'stopped' : run.status }));
+  for (const k of await kv.keys()) if (k.startsWith(ckptPrefix(id)) || k.startsWith(bestPrefix(id)) || k === oldBestKey(id)) await kv.del(k);
+  return next;
+}
+
+/** How many bytes a run's checkpoints and best weights take (typed arrays counted by their length). */
+export async function tuneCheckpointBytes(kv: KV, id: string): Promise<{ bytes: number; count: number }> {
+  let bytes = 0;
+  let count = 0;
+  for (const k of await kv.keys()) {
+    if (!(k.startsWith(ckptPrefix(id)) || k.startsWith(bestPrefix(id)) || k === oldBestKey(id))) continue;
+    bytes += approxBytes(await kv.get(k));
+    count++;
+  }
+  return { bytes, count };
+}
+
+/** The stored size of a value, roughly: typed arrays and strings by length, the rest small. */
+export function approxBytes(v: unknown): number {
+  if (v == null) return 0;
+  if (ArrayBuffer.isView(v)) return v.byteLength;
+  if (v instanceof ArrayBuffer) return v.byteLength;
+  if (typeof v === 'string') return v.length * 2;
+  if (typeof v !== 'object') return 8;
+  let n = 0;
+  for (const x of Array.isArray(v) ? v : Object.values(v as object)) n += approxBytes(x);
+  return n;
 }
 
 /** The files a finished run gave (a PEFT adapter folder), kept to download again. */
@@ -146,8 +221,8 @@ export async function loadTuneFiles(kv: KV, id: string): Promise<{ name: string;
 /** The record first (so a half-deleted run is never listed), then all it owns. */
 export async function deleteTuneRun(kv: KV, id: string): Promise<void> {
   await kv.del(runKey(id));
-  for (const k of await kv.keys()) if (k.startsWith(ckptPrefix(id))) await kv.del(k);
-  await kv.del(bestKey(id));
+  for (const k of await kv.keys()) if (k.startsWith(ckptPrefix(id)) || k.startsWith(bestPrefix(id))) await kv.del(k);
+  await kv.del(oldBestKey(id));
   await kv.del(adapterKey(id));
 }
 

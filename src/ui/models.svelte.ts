@@ -1,6 +1,6 @@
 import type { StudioClient } from '../api/client';
 import { message } from './errors';
-import type { AdapterInfo, RunBroadcast, StorageInfo, DataProgress, DatasetFormatName, DatasetInfo, DatasetPreview, TuneRunInfo, EvalInfo, FileEntry, FinetuneMethod, FinetuneResult, GenerateResult, ModelInfo, ModelProgress, SamplingOptions, StepReport } from '../api/protocol';
+import type { AdapterInfo, RunBroadcast, StorageInfo, DataProgress, StorageItem, DatasetFormatName, DatasetInfo, DatasetPreview, TuneRunInfo, EvalInfo, FileEntry, FinetuneMethod, FinetuneResult, GenerateResult, ModelInfo, ModelProgress, SampleInfo, SamplingOptions, StepReport } from '../api/protocol';
 
 /** The methods offered, with QLoRA's two base precisions as two choices. */
 export type TuneChoice = FinetuneMethod | 'qlora4';
@@ -55,6 +55,8 @@ export class ModelsState {
     batchSize: 4,
     blockSize: 128,
     validation: 0.1, evalEvery: 10, patience: 3, forgetting: false,
+    /** Watched as the run goes: '' takes the first held-out prompts. */
+    samplePrompt: '', sampleEvery: 10,
   });
   /** A data file chosen instead of pasted text (read in the worker as it streams). */
   tuneFile = $state.raw<File | null>(null);
@@ -78,6 +80,8 @@ export class ModelsState {
   /** The last step's report: learning rate, gradient norm, speed, device memory. */
   tuneStep = $state.raw<StepReport | null>(null);
   tuneEvals = $state.raw<EvalInfo[]>([]);
+  /** What the model wrote for the watched prompts: before training (step 0) and as it went. */
+  tuneSamples = $state.raw<SampleInfo[]>([]);
   tuning = $state(false);
   paused = $state(false);
   /** Why the last fine-tune could not start or failed: shown by its button. */
@@ -143,7 +147,7 @@ export class ModelsState {
     try {
       this.datasets = await this.client.listDatasets();
     } catch (e) {
-      this.error = message(e);
+      this.error = this.failed(e);
     }
     await this.refreshStorage();
   }
@@ -169,7 +173,7 @@ export class ModelsState {
       }
       await this.refreshDatasets();
     } catch (e) {
-      this.error = message(e);
+      this.error = this.failed(e);
     }
   }
 
@@ -252,12 +256,12 @@ export class ModelsState {
       if (preview.problem) return;
       this.keepWarning = null;
       // The data reads well; not being able to keep it is a warning, not a reason to refuse training.
-      await this.keep(preview).catch((e) => (this.keepWarning = `${preview.file} could not be kept in this browser: ${message(e)}`));
+      await this.keep(preview).catch((e) => (this.keepWarning = `${preview.file} could not be kept in this browser: ${this.failed(e)}`));
       this.announcement = `${preview.file}: ${preview.format}, ${preview.rows.toLocaleString('en')} rows, ${preview.rejectedCount} rejected.`;
     } catch (e) {
       if (seq !== this.inspectSeq) return;
       this.dataPreview = null;
-      this.dataError = message(e);
+      this.dataError = this.failed(e);
     } finally {
       if (seq === this.inspectSeq) {
         this.inspecting = false;
@@ -273,7 +277,7 @@ export class ModelsState {
     try {
       this.models = await this.client.listModels();
     } catch (e) {
-      this.error = message(e);
+      this.error = this.failed(e);
     }
     await this.refreshStorage();
   }
@@ -293,7 +297,7 @@ export class ModelsState {
     try {
       this.pending = { kind: 'files', files, info: await this.client.inspectModelFiles(files) };
     } catch (e) {
-      this.error = message(e);
+      this.error = this.failed(e);
     }
   }
 
@@ -325,7 +329,7 @@ export class ModelsState {
         this.announcement = `${info.name} is imported, kept in this browser, and loaded.`;
       } catch (e) {
         // What was read is kept; the same action continues from there.
-        throw new Error(`${message(e)} What was already ${p.kind === 'hub' ? 'downloaded' : 'read'} is kept: press the button again to continue.`);
+        throw new Error(`${this.failed(e)} What was already ${p.kind === 'hub' ? 'downloaded' : 'read'} is kept: press the button again to continue.`);
       }
     });
   }
@@ -361,7 +365,7 @@ export class ModelsState {
       this.output = this.result.text;
       this.announcement = `Generated ${this.result.ids.length} tokens.`;
     } catch (e) {
-      this.error = message(e);
+      this.error = this.failed(e);
     } finally {
       this.generating = false;
     }
@@ -394,7 +398,7 @@ export class ModelsState {
       return;
     }
     const modelId = this.loadedId!;
-    await this.runTune(async (onStep, onEval) => {
+    await this.runTune(async (onStep, onEval, onSample) => {
       let forgetting: { name: string; text: string } | undefined;
       if (t.forgetting && this.general) {
         const res = await fetch(this.general.url);
@@ -423,9 +427,11 @@ export class ModelsState {
           evalEvery,
           patience: t.patience,
           forgetting,
+          samples: { every: Math.max(1, Math.round(t.sampleEvery)), prompts: t.samplePrompt.trim() ? [t.samplePrompt] : undefined },
         },
         onStep,
         onEval,
+        onSample,
       );
     });
   }
@@ -437,7 +443,7 @@ export class ModelsState {
     // The run's model is loaded by the resume; the panel shows it from now (and goes back if it fails).
     const before = this.loadedId;
     this.loadedId = run.modelId;
-    const ok = await this.runTune((onStep, onEval) => this.client.resumeTuneRun(run.id, onStep, onEval), run);
+    const ok = await this.runTune((onStep, onEval, onSample) => this.client.resumeTuneRun(run.id, onStep, onEval, onSample), run);
     if (!ok) this.loadedId = before;
   }
 
@@ -446,7 +452,7 @@ export class ModelsState {
    * run's results stay until this one's first step, so a refused start loses nothing.
    */
   private async runTune(
-    start: (onStep: (r: StepReport) => void, onEval: (e: EvalInfo) => void) => Promise<FinetuneResult>,
+    start: (onStep: (r: StepReport) => void, onEval: (e: EvalInfo) => void, onSample: (s: SampleInfo) => void) => Promise<FinetuneResult>,
     prior?: TuneRunInfo,
   ): Promise<boolean> {
     this.tuning = true;
@@ -459,6 +465,7 @@ export class ModelsState {
       this.tuneLosses = prior ? prior.history.map((h) => h.loss) : [];
       this.tunePoints = prior ? prior.history.map((h) => ({ step: h.step, loss: h.loss })) : [];
       this.tuneEvals = prior ? prior.evals.slice() : [];
+      this.tuneSamples = prior ? prior.samples.slice() : [];
       this.tuneStep = null;
       this.tuneResult = null;
       for (const d of this.downloads) URL.revokeObjectURL(d.url);
@@ -479,6 +486,11 @@ export class ModelsState {
           this.tuneEvals = [...this.tuneEvals, e];
           if (e.overfitting) this.announcement = `Step ${e.step}: validation loss is rising while training loss falls: the model is starting to overfit.`;
         },
+        (x) => {
+          // A new run's first word is its samples before training (step 0): the last run's results go then.
+          if (!fresh) clearLast();
+          this.tuneSamples = [...this.tuneSamples, x];
+        },
       );
       if (!fresh) clearLast();
       const r = (this.tuneResult = result);
@@ -492,7 +504,7 @@ export class ModelsState {
         (r.restoredBest && r.best ? `; the weights of step ${r.best.step} (the best validation loss) are kept.` : '.');
       return true;
     } catch (e) {
-      this.tuneError = message(e);
+      this.tuneError = this.failed(e);
       return false;
     } finally {
       this.tuning = false;
@@ -512,7 +524,7 @@ export class ModelsState {
     try {
       this.tuneRuns = await this.client.listTuneRuns();
     } catch (e) {
-      this.error = message(e);
+      this.error = this.failed(e);
     }
     await this.refreshStorage();
   }
@@ -539,6 +551,55 @@ export class ModelsState {
 
   /** This site's storage: used, allowed, persistent. */
   storage = $state.raw<StorageInfo | null>(null);
+  /** What takes the room, offered for deletion (shown on demand, and when storage is full). */
+  storageItems = $state.raw<StorageItem[] | null>(null);
+  /** Storage filled up at the last write: the offer to free space says so. */
+  storageFull = $state(false);
+  storageError = $state<string | null>(null);
+
+  /** An error as shown; a full storage also opens the offer to delete old checkpoints, models or datasets. */
+  private failed(e: unknown): string {
+    if ((e as Error | null)?.name === 'StorageFullError') {
+      this.storageFull = true;
+      void this.showStorageItems();
+    }
+    return message(e);
+  }
+
+  async showStorageItems(): Promise<void> {
+    try {
+      this.storageItems = await this.client.storageItems();
+      this.storageError = null;
+    } catch (e) {
+      this.storageError = message(e);
+    }
+  }
+
+  /** Deletes one offered item, then shows what is left and the storage used. */
+  async freeSpace(item: StorageItem): Promise<void> {
+    if (item.blockedBy) return;
+    try {
+      if (item.kind === 'checkpoints') await this.client.deleteTuneCheckpoints(item.id);
+      else if (item.kind === 'model') {
+        await this.client.deleteModel(item.id);
+        if (this.loadedId === item.id) this.loadedId = null;
+        await this.refresh();
+      } else {
+        await this.client.deleteDataset(item.id);
+        if (this.datasetId === item.id) {
+          this.datasetId = null;
+          this.dataPreview = null;
+        }
+        await this.refreshDatasets();
+      }
+      this.storageFull = false;
+      this.announcement = `Deleted ${item.name} (${formatBytes(item.bytes)}).`;
+      await this.refreshRuns();
+      await this.showStorageItems();
+    } catch (e) {
+      this.storageError = message(e);
+    }
+  }
 
   async refreshStorage(): Promise<void> {
     this.storage = await this.client.storageInfo().catch(() => null);
@@ -556,7 +617,7 @@ export class ModelsState {
       await this.client.deleteTuneRun(id);
       await this.refreshRuns();
     } catch (e) {
-      this.runsError = message(e);
+      this.runsError = this.failed(e);
     }
   }
 
@@ -574,7 +635,7 @@ export class ModelsState {
     try {
       this.save(`${run.id}-metrics.csv`, await this.client.tuneRunMetrics(run.id), 'text/csv');
     } catch (e) {
-      this.runsError = message(e);
+      this.runsError = this.failed(e);
     }
   }
 
@@ -583,7 +644,7 @@ export class ModelsState {
       const { name, bytes } = await this.client.exportTuneRun(run.id);
       this.save(name, bytes as BlobPart, 'application/zip');
     } catch (e) {
-      this.runsError = message(e);
+      this.runsError = this.failed(e);
     }
   }
 
@@ -596,7 +657,7 @@ export class ModelsState {
       this.announcement = `The run ${info.id} is kept in this browser.`;
       await this.refreshRuns();
     } catch (e) {
-      this.runsError = message(e);
+      this.runsError = this.failed(e);
     }
   }
 
@@ -608,7 +669,7 @@ export class ModelsState {
     try {
       for (const f of await this.client.tuneRunFiles(run.id)) this.save(f.name, f.bytes as BlobPart);
     } catch (e) {
-      this.runsError = message(e);
+      this.runsError = this.failed(e);
     }
   }
 
@@ -672,7 +733,7 @@ export class ModelsState {
       this.save(name, bytes as BlobPart, 'application/zip');
       this.announcement = `${name} is ready: a Hugging Face folder that transformers loads.`;
     } catch (e) {
-      this.error = message(e);
+      this.error = this.failed(e);
     } finally {
       this.exporting = false;
     }
@@ -703,7 +764,7 @@ export class ModelsState {
         this.announcement = `Fine-tuning paused after step ${this.tuneLosses.length}.`;
       }
     } catch (e) {
-      this.error = message(e);
+      this.error = this.failed(e);
     }
   }
 
@@ -714,7 +775,7 @@ export class ModelsState {
     try {
       await work();
     } catch (e) {
-      this.error = message(e);
+      this.error = this.failed(e);
     } finally {
       this.busy = false;
       this.progress = null;

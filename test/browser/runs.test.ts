@@ -85,7 +85,7 @@ function smallDisk(): string | null {
 
 const disk = skip ? null : smallDisk();
 
-test('a full disk: a big dataset is refused with a plain message, and nothing saved before is harmed', { skip: skip || (!disk && 'cannot mount a small tmpfs here (needs root with mount rights) to fill a disk for real'), timeout: 180_000 }, async () => {
+test('a full disk: a big dataset is refused with a plain message, nothing saved before is harmed, and old checkpoints can go to make room', { skip: skip || (!disk && 'cannot mount a small tmpfs here (needs root with mount rights) to fill a disk for real'), timeout: 180_000 }, async () => {
   const { context } = await launch(join(disk!, 'profile'));
   const page = await context.newPage();
   const errors = watchErrors(page);
@@ -95,6 +95,12 @@ test('a full disk: a big dataset is refused with a plain message, and nothing sa
   await page.setInputFiles('[data-testid=tune-data]', { name: 'small.jsonl', mimeType: 'application/jsonl', buffer: Buffer.from(ROWS) });
   await until('the small dataset kept', () => page.$$eval('[data-testid=dataset-use]', (b) => b.length), (n) => n === 1);
   await page.waitForSelector('[data-testid=storage-usage]');
+  // A short run: it keeps checkpoints (every 10 steps) that a finished run no longer needs.
+  await page.fill('[data-testid=tune-steps]', '12');
+  await page.fill('[data-testid=tune-validation]', '0');
+  await page.fill('[data-testid=tune-block]', '16');
+  await page.click('[data-testid=tune-start]');
+  await until('the short run', () => status(page), (s) => s === 'done');
 
   // Fill the disk but for about 2 MB, then bring an 8 MB dataset.
   const filler = join(disk!, 'filler');
@@ -105,6 +111,18 @@ test('a full disk: a big dataset is refused with a plain message, and nothing sa
   await page.waitForSelector('[data-testid=data-keep-warning]', { timeout: 60_000 });
   assert.match((await page.textContent('[data-testid=data-keep-warning]')) ?? '', /big\.jsonl could not be kept in this browser: this browser's storage for tabtune is full; nothing saved before was changed/);
   assert.deepEqual(await page.$$eval('[data-testid=dataset-use]', (b) => b.map((x) => x.textContent)), ['small.jsonl'], 'the big one is not listed');
+
+  // The page offers what can go, biggest first; the finished run's checkpoints go, the run stays.
+  await page.waitForSelector('[data-testid=storage-full]');
+  const offered = page.locator('[data-testid=storage-item]');
+  await until('the offer', () => offered.count(), (n) => n === 3);
+  assert.deepEqual(await offered.evaluateAll((rows) => rows.map((r) => r.getAttribute('data-kind')).sort()), ['checkpoints', 'dataset', 'model']);
+  const ckpt = page.locator('[data-testid=storage-item][data-kind=checkpoints]');
+  assert.match((await ckpt.textContent()) ?? '', /the run is done; its metrics and adapter stay/);
+  await ckpt.locator('[data-testid=storage-delete]').click();
+  await until('the checkpoints gone', () => offered.count(), (n) => n === 2);
+  assert.equal(await page.locator('[data-testid=storage-full]').count(), 0, 'the alert goes once room was made');
+  assert.equal(await page.locator('[data-testid=run][data-status=done]').count(), 1, 'the run is still listed');
 
   // Room again, and a reload: the model and the small dataset are whole, and no chunk of the big one is left.
   rmSync(filler);
@@ -125,9 +143,10 @@ test('a full disk: a big dataset is refused with a plain message, and nothing sa
       const r = db.transaction('kv').objectStore('kv').getAllKeys();
       r.onsuccess = () => res(r.result);
     });
-    return keys.map(String).filter((k) => k.startsWith('dataset'));
+    return keys.map(String).filter((k) => k.startsWith('dataset') || k.startsWith('tuneckpt') || k.startsWith('tunebest'));
   });
   assert.equal(leftovers.filter((k) => k.includes('big')).length, 0, 'no chunk of the refused dataset is left behind');
+  assert.deepEqual(leftovers.filter((k) => k.startsWith('tune')), [], 'the deleted checkpoints are gone from storage');
   assert.deepEqual(errors, []);
   await context.close();
   spawnSync('umount', [disk!]);

@@ -388,6 +388,7 @@ test('a fine-tuning run is kept: stopped at 10 or crashed at 12, a new Studio (a
   const req = (modelId: string) => ({
     modelId, dataset: 'words.jsonl', bytes: new TextEncoder().encode(rows), method: 'lora' as const, lora: { r: 4, lora_dropout: 0.1 },
     train: { steps: 20, block_size: 16, batch_size: 4, learning_rate: 1e-2, checkpoint_every: 5 }, validation: 0.25, evalEvery: 4, patience: 10,
+    samples: { every: 5, maxNewTokens: 6 },
   });
   // Uninterrupted.
   const kv0 = memoryKV();
@@ -395,11 +396,18 @@ test('a fine-tuning run is kept: stopped at 10 or crashed at 12, a new Studio (a
   const m0 = await s0.importModel(entries('tiny-gpt2'), () => undefined);
   const straight: number[] = [];
   const straightEvals: number[] = [];
-  const full = await s0.finetuneModel(req(m0.id), (r) => straight.push(r.loss), (e) => straightEvals.push(e.valLoss));
+  const heard: string[] = [];
+  const full = await s0.finetuneModel(req(m0.id), (r) => straight.push(r.loss), (e) => straightEvals.push(e.valLoss), (x) => heard.push(`${x.step}: ${x.prompt} -> ${x.text}`));
   assert.equal(straight.length, 20);
+  // Two watched prompts (the first held-out ones), before training and every 5 steps.
+  assert.deepEqual(full.samples.map((x) => x.step), [0, 0, 5, 5, 10, 10, 15, 15, 20, 20]);
+  assert.deepEqual(full.samples.map((x) => `${x.step}: ${x.prompt} -> ${x.text}`), heard, 'each sample is heard as it is made');
+  assert.match(full.samples[0].prompt, /^say \w+/, 'the prompt of a held-out row');
+  assert.notEqual(full.samples[0].text, full.samples[8].text, 'what the model writes changes as it learns');
   const kept = await s0.listTuneRuns();
   assert.deepEqual(kept.map((r) => [r.id, r.status, r.step, r.resumable, r.hasFiles]), [[full.runId, 'done', 20, false, true]]);
   assert.equal(kept[0].history.length, 20);
+  assert.deepEqual(kept[0].samples, full.samples, 'the samples are kept with the run');
   assert.deepEqual((await s0.tuneRunFiles(full.runId)).map((f) => f.name), ['adapter_config.json', 'adapter_model.safetensors']);
 
   for (const how of ['stop', 'crash'] as const) {
@@ -436,8 +444,10 @@ test('a fine-tuning run is kept: stopped at 10 or crashed at 12, a new Studio (a
     }
     const resumed: number[] = [];
     const resumedEvals: number[] = [];
+    assert.deepEqual(r.samples, full.samples.filter((x) => x.step <= 10), 'the samples up to the checkpoint');
     const out = await s2.resumeTuneRun(r.id, (x) => resumed.push(x.loss), (e) => resumedEvals.push(e.valLoss));
     assert.equal(out.runId, r.id);
+    assert.deepEqual(out.samples, full.samples, 'a resumed run writes what the uninterrupted one wrote');
     const all = [...first.slice(0, 10), ...resumed];
     all.forEach((l, i) => assert.ok(Math.abs(l - straight[i]) < 1e-5, `${how}: step ${i + 1}: ${l} vs ${straight[i]}`));
     assert.deepEqual(out.evals.map((e) => e.step), [4, 8, 12, 16, 20]);
@@ -496,7 +506,8 @@ test('a run leaves as one file (settings, dataset references, metrics CSV, adapt
   assert.ok(listed, 'the old record is listed');
   const stored = (await kv.get<{ schema: number; datasetId: string }>('tune/old-run'))!;
   assert.deepEqual([stored.schema, stored.datasetId], [SCHEMA.tune, runJson.run.request.datasetId]);
-  assert.throws(() => migrate('tune', { ...v1, schema: SCHEMA.tune + 1 }, 'run future'), /run future was written by a newer tabtune \(schema 3; this one reads up to 2\)/);
+  assert.deepEqual((await kv.get<{ samples: unknown[] }>('tune/old-run'))!.samples, [], 'schema 3 keeps samples; older runs had none');
+  assert.throws(() => migrate('tune', { ...v1, schema: SCHEMA.tune + 1 }, 'run future'), /run future was written by a newer tabtune \(schema 4; this one reads up to 3\)/);
   await kv.set('tune/future-run', { ...v1, id: 'future-run', schema: SCHEMA.tune + 1 });
   assert.equal((await studio.listTuneRuns()).find((r) => r.id === 'future-run'), undefined, 'a newer record is left alone, unlisted');
   assert.ok(await kv.get('tune/future-run'), 'and not deleted');
@@ -516,4 +527,48 @@ test('a run refused before training leaves nothing behind; a test part too small
   assert.deepEqual(steps, [], 'refused before the first step');
   assert.deepEqual(await studio.listTuneRuns(), []);
   assert.deepEqual(await studio.listDatasets(), [], 'the copy kept for the refused run is gone');
+});
+
+test('storage: what takes the space is listed; the model and datasets a resumable run needs are kept until its checkpoints go', async () => {
+  const kv = memoryKV();
+  const studio = new Studio({ kv, selectBackend: (r, onLost, exclude) => selectBackend(r, { onLost, exclude }) });
+  await studio.init('cpu');
+  const info = await studio.importModel(entries('tiny-gpt2'), () => undefined);
+  const rows = ['sea', 'ship', 'whale', 'sail', 'rope', 'deck'].map((w) => JSON.stringify({ prompt: `say ${w}:`, completion: ` ${w}` })).join('\n');
+  const out = await studio.finetuneModel(
+    { modelId: info.id, dataset: 'words.jsonl', bytes: new TextEncoder().encode(rows), method: 'lora', lora: { r: 4 }, train: { steps: 8, block_size: 16, checkpoint_every: 3 } },
+    (r) => {
+      if (r.step === 4) void studio.stopGenerating();
+    },
+  );
+  assert.ok(out.cancelled);
+  const [run] = await studio.listTuneRuns();
+  assert.deepEqual([run.status, run.step, run.resumable], ['stopped', 4, true], 'a stop writes a checkpoint');
+  const [dataset] = await studio.listDatasets();
+
+  const items = await studio.storageItems();
+  assert.deepEqual(items.map((x) => x.kind).sort(), ['checkpoints', 'dataset', 'model']);
+  assert.deepEqual(items.map((x) => x.bytes), items.map((x) => x.bytes).sort((a, b) => b - a), 'biggest first');
+  const ck = items.find((x) => x.kind === 'checkpoints')!;
+  assert.equal(ck.id, run.id);
+  assert.ok(ck.bytes > 0);
+  assert.match(ck.detail, /can no longer resume from step 4; its metrics and adapter stay/);
+  assert.match(items.find((x) => x.kind === 'model')!.blockedBy ?? '', new RegExp(`run ${run.id} needs it to resume \\(step 4 of 8\\)`));
+  assert.ok(items.find((x) => x.kind === 'dataset')!.blockedBy);
+
+  // Refused, named, and nothing deleted.
+  await assert.rejects(studio.deleteDataset(dataset.id), (e: Error) => e.name === 'InUseError' && /the dataset words\.jsonl is needed to resume the fine-tuning run .* \(step 4 of 8\).*Nothing was deleted/.test(e.message));
+  await assert.rejects(studio.deleteModel(info.id), (e: Error) => e.name === 'InUseError' && /the model tiny-gpt2 is needed to resume/.test(e.message));
+  assert.equal((await studio.listDatasets()).length, 1);
+  assert.equal((await studio.listModels()).length, 1);
+
+  // The checkpoints go: the run keeps its history and adapter, cannot resume, and no longer holds the rest.
+  await studio.deleteTuneCheckpoints(run.id);
+  const [after] = await studio.listTuneRuns();
+  assert.deepEqual([after.status, after.resumable, after.history.length, after.hasFiles], ['stopped', false, 4, true]);
+  assert.deepEqual((await kv.keys()).filter((k) => k.startsWith('tuneckpt/') || k.startsWith('tunebest/')), []);
+  assert.deepEqual((await studio.storageItems()).map((x) => [x.kind, x.blockedBy]).sort(), [['dataset', null], ['model', null]]);
+  await studio.deleteDataset(dataset.id);
+  await studio.deleteModel(info.id);
+  assert.deepEqual(await studio.storageItems(), []);
 });

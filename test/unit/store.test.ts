@@ -79,3 +79,44 @@ test('a record from another schema version is refused, not misread', async () =>
   await kv.set('run/r1', { ...newRun(), schema: SCHEMA_VERSION + 1 });
   await assert.rejects(loadRun(kv, 'r1'), /schema/);
 });
+
+test('each best is kept under its step: a best found after the latest checkpoint never replaces the one that checkpoint resumes with', async () => {
+  const { deleteTuneCheckpoints, isTuneResumable, loadTuneBest, saveTuneBest, saveTuneCheckpoint, saveTuneRun, tuneCheckpointBytes } = await import('../../src/store/tunes');
+  const { SCHEMA } = await import('../../src/store/schema');
+  const kv = memoryKV();
+  let run = await saveTuneRun(kv, {
+    schema: SCHEMA.tune, id: 't1', modelId: 'm', datasetId: 'd', modelName: 'm', request: { method: 'lora' }, datasetName: 'd.jsonl', totalSteps: 40, status: 'running', step: 0,
+    latestCheckpoint: null, best: null, history: [], evals: [], samples: [], report: null, outcome: null, error: null, createdAt: 0, updatedAt: 0,
+  });
+  const weights = (v: number) => ({ w: { shape: [2], data: Float32Array.of(v, v) } });
+  const point = (step: number) => ({ step, valLoss: 5 - step / 100, trainLoss: 5 });
+  const fc = (step: number, bestStep: number) => ({
+    trainer: ckpt(step),
+    watch: { history: [], best: point(bestStep), sinceBest: 0, recent: [], perplexityBefore: null },
+  });
+  run = await saveTuneBest(kv, run, weights(8), point(8));
+  run = await saveTuneCheckpoint(kv, run, fc(10, 8), [], [], [{ step: 0, prompt: 'p', text: 'a' }, { step: 12, prompt: 'p', text: 'b' }]);
+  assert.deepEqual(run.samples.map((x) => x.step), [0], 'samples after the checkpoint are not in it');
+  // A better loss at step 12, then the tab dies before the next checkpoint.
+  run = await saveTuneBest(kv, run, weights(12), point(12));
+  assert.deepEqual(Array.from((await loadTuneBest(kv, 't1', 8))!.w.data), [8, 8], 'the checkpoint at 10 still finds its best, of step 8');
+  assert.deepEqual(Array.from((await loadTuneBest(kv, 't1', 12))!.w.data), [12, 12]);
+  // Later checkpoints that know only the best of step 12: the best of step 8 is no longer needed.
+  run = await saveTuneCheckpoint(kv, run, fc(15, 12), [], []);
+  assert.ok(await loadTuneBest(kv, 't1', 8), 'the checkpoint at 10 is still kept, and with it its best');
+  run = await saveTuneCheckpoint(kv, run, fc(20, 12), [], []);
+  assert.equal(await loadTuneBest(kv, 't1', 8), null, 'no kept checkpoint knows the best of step 8: it went');
+  assert.deepEqual((await kv.keys()).filter((k) => k.startsWith('tunebest/')), ['tunebest/t1/000000012']);
+  // A run of schema 2 kept one best under the run's own key: it is still found.
+  await kv.set('tunebest/old', { weights: weights(3), step: 3, valLoss: 1 });
+  assert.deepEqual(Array.from((await loadTuneBest(kv, 'old', 3))!.w.data), [3, 3]);
+  assert.equal(await loadTuneBest(kv, 'old', 4), null, 'but only for the step it is of');
+
+  const size = await tuneCheckpointBytes(kv, 't1');
+  assert.equal(size.count, 3, 'two checkpoints and one best');
+  assert.ok(size.bytes >= 3 * 8 && size.bytes < 1000, `their weights and a little more: ${size.bytes}`);
+  assert.ok(isTuneResumable(run));
+  const after = await deleteTuneCheckpoints(kv, 't1');
+  assert.deepEqual([after!.latestCheckpoint, after!.status, after!.history.length, isTuneResumable(after!)], [null, 'stopped', 0, false]);
+  assert.deepEqual((await kv.keys()).filter((k) => k.includes('t1')), ['tune/t1'], 'the run record stays, its checkpoints and bests go');
+});
