@@ -3,6 +3,7 @@ import { StudioClient } from './api/client';
 import App from './ui/App.svelte';
 import { ModelsState } from './ui/models.svelte';
 import { BACKEND_CHOICES, BACKEND_SETTING, StudioState } from './ui/studio.svelte';
+import { parseWorkshop } from './ui/workshop';
 import type { BackendRequest } from './api/protocol';
 
 const params = new URLSearchParams(location.search);
@@ -33,7 +34,22 @@ const models = new ModelsState(client, params.get('hub') ?? undefined, { url: `$
 (globalThis as { tabtune?: unknown }).tabtune = { client, studio, models };
 
 mount(App, { target: document.getElementById('app')!, props: { studio, models } });
-void studio.start().then(() => Promise.all([models.refresh(), models.refreshDatasets(), models.refreshRuns()]));
+// ?workshop= opens a workshop file (a URL, or a name in the studio's samples) once the worker is up.
+const workshop = params.get('workshop');
+void studio
+  .start()
+  .then(() => Promise.all([models.refresh(), models.refreshDatasets(), models.refreshRuns()]))
+  .then(async () => {
+    if (!workshop) return;
+    const url = /^https?:\/\//.test(workshop) ? workshop : `${import.meta.env.BASE_URL}samples/${workshop.replace(/[^\w.-]/g, '')}`;
+    try {
+      const res = await fetch(url);
+      if (!res.ok) throw new Error(`the workshop file ${workshop} could not be fetched: HTTP ${res.status}`);
+      await models.openWorkshop(parseWorkshop(await res.text(), workshop), false, import.meta.env.BASE_URL);
+    } catch (e) {
+      models.workshopError = e instanceof Error ? e.message : String(e);
+    }
+  });
 
 // Runs trained in another tab of this site, watched live.
 let ownTab: string | null = null;

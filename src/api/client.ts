@@ -3,7 +3,7 @@
  * the UI never imports comlink, tfjs or the core.
  */
 import { proxy, wrap, type Remote } from 'comlink';
-import type { DataProgress, DatasetInfo, DatasetRequest, SaveDatasetRequest, EvalInfo, FileEntry, FinetuneRequest, GenerateRequest, GeneratedPiece, ModelProgress, SampleInfo, StepReport, StudioApi, TrainRequest } from './protocol';
+import type { DataProgress, DatasetInfo, DatasetRequest, SaveDatasetRequest, EvalInfo, FileEntry, FinetuneRequest, GenerateRequest, GeneratedPiece, ModelProgress, SampleInfo, ScoreProgress, StepReport, StudioApi, TrainRequest } from './protocol';
 
 export class StudioClient {
   private readonly remote: Remote<StudioApi>;
@@ -47,8 +47,13 @@ export class StudioClient {
   logits: StudioApi['logits'] = (id, input) => this.call(this.remote.logits(id, input));
   generate = (req: GenerateRequest, onPiece: (p: GeneratedPiece) => void) => this.call(this.remote.generate(req, proxy(onPiece)));
   stopGenerating: StudioApi['stopGenerating'] = () => this.call(this.remote.stopGenerating());
-  finetuneModel = (req: FinetuneRequest, onStep: (r: StepReport) => void, onEval: (e: EvalInfo) => void = () => undefined, onSample: (s: SampleInfo) => void = () => undefined) =>
-    this.call(this.remote.finetuneModel(req, proxy(onStep), proxy(onEval), proxy(onSample)));
+  finetuneModel = (
+    req: FinetuneRequest,
+    onStep: (r: StepReport) => void,
+    onEval: (e: EvalInfo) => void = () => undefined,
+    onSample: (s: SampleInfo) => void = () => undefined,
+    onScore: (p: ScoreProgress) => void = () => undefined,
+  ) => this.call(this.remote.finetuneModel(req, proxy(onStep), proxy(onEval), proxy(onSample), proxy(onScore)));
   saveDataset = (req: SaveDatasetRequest, onProgress: (p: DataProgress) => void = () => undefined) => this.call(this.remote.saveDataset(req, proxy(onProgress)));
   listDatasets = () => this.call(this.remote.listDatasets());
   updateDataset = (id: string, change: Partial<Pick<DatasetInfo, 'options' | 'split' | 'summary'>>) => this.call(this.remote.updateDataset(id, change));
@@ -56,8 +61,13 @@ export class StudioClient {
   inspectDataset = (req: DatasetRequest, onProgress: (p: DataProgress) => void = () => undefined) => this.call(this.remote.inspectDataset(req, proxy(onProgress)));
   exportMerged = (modelId: string) => this.call(this.remote.exportMerged(modelId));
   applyAdapter = (modelId: string, files: FileEntry[]) => this.call(this.remote.applyAdapter(modelId, files));
-  resumeTuneRun = (runId: string, onStep: (r: StepReport) => void, onEval: (e: EvalInfo) => void = () => undefined, onSample: (s: SampleInfo) => void = () => undefined) =>
-    this.call(this.remote.resumeTuneRun(runId, proxy(onStep), proxy(onEval), proxy(onSample)));
+  resumeTuneRun = (
+    runId: string,
+    onStep: (r: StepReport) => void,
+    onEval: (e: EvalInfo) => void = () => undefined,
+    onSample: (s: SampleInfo) => void = () => undefined,
+    onScore: (p: ScoreProgress) => void = () => undefined,
+  ) => this.call(this.remote.resumeTuneRun(runId, proxy(onStep), proxy(onEval), proxy(onSample), proxy(onScore)));
   listTuneRuns = () => this.call(this.remote.listTuneRuns());
   deleteTuneRun = (runId: string) => this.call(this.remote.deleteTuneRun(runId));
   tuneRunFiles = (runId: string) => this.call(this.remote.tuneRunFiles(runId));

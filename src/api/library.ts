@@ -25,9 +25,9 @@ import { UNNAMED } from './blob-files';
 import {
   deleteModel, listModels, loadModelRecord, loadTensorBytes, loadTextFile, resumableTensors, saveModel, type ModelRecord,
 } from '../store/models';
-import type { AdapterInfo, DataProgress, DataSource, DatasetInfo, SaveDatasetRequest, DatasetPreview, DatasetRequest, EvalInfo, FinetuneRequest, FinetuneResult, GenerateRequest, GenerateResult, GeneratedPiece, ModelInfo, ModelProgress, SampleInfo, StepReport } from './protocol';
+import type { AdapterInfo, DataProgress, DataSource, DatasetInfo, SaveDatasetRequest, DatasetPreview, DatasetRequest, EvalInfo, FinetuneRequest, FinetuneResult, GenerateRequest, GenerateResult, GeneratedPiece, ModelInfo, ModelProgress, SampleInfo, ScoreProgress, StepReport } from './protocol';
 import { resolveTrainConfig, type TrainConfig } from '../core/config';
-import { checkTokens } from '../core/data/batch';
+import { checkTokens, type ExampleList } from '../core/data/batch';
 import { DatasetBuilder, decodedPairs, splitDataset, type BuiltDataset } from '../core/data/dataset';
 import { readParquet } from '../core/data/parquet';
 import { kindOf, sniffKind, type FileKind } from '../core/data/parse';
@@ -35,7 +35,7 @@ import { adapterFolder, applyAdapterFolder, mergedFolder, promptFolder } from '.
 import { scaleOutRecipe, type RecipeInput } from '../core/io/recipe';
 import { zipFiles } from '../core/io/zip';
 import { resolveLoraConfig, trainableParameters, type LoraConfig } from '../core/peft/lora';
-import { defaultSamplePrompts, greedyIds, type SamplePrompt } from '../core/train/samples';
+import { defaultSamplePrompts, exactMatch, greedyIds, type ExactMatch, type SamplePrompt } from '../core/train/samples';
 import { attachMethod, checkHeldOut, dataLoss, defaultLearningRate, perplexityOn, runFinetune, type EvalReport, type FinetuneResume, type Method } from '../core/train/finetune';
 
 const TEXT_FILES = ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json', 'chat_template.jinja'];
@@ -50,6 +50,7 @@ export interface TuneHooks {
   onCheckpoint?(step: number): void;
   onData?(p: DataProgress): void;
   onSample?(s: SampleInfo): void;
+  onScore?(p: ScoreProgress): void;
 }
 
 interface Loaded {
@@ -527,6 +528,17 @@ export class ModelLibrary {
     }
     // The forgetting check's "before" is the base's perplexity: measured before the method is attached.
     const perplexityBefore = forgetting && !resuming ? await perplexityOn(m.model, forgetting, train.block_size) : null;
+    // Exact match needs answers to compare: rows with a prompt and a completion, and a test part.
+    const matchLimit = req.exactMatch ?? 0;
+    if (matchLimit > 0 && !(scoreTest && data.kind === 'examples')) {
+      throw new ConfigError('exact match is scored on a test part of rows with a prompt and a completion: set a test share or a test file of such rows', { field: 'exactMatch' });
+    }
+    const decodeText = (ids: number[]) => tokenizer.decode(ids, { skipSpecialTokens: true });
+    const scoreMatch = async (what: 'before' | 'after'): Promise<ExactMatch> =>
+      exactMatch(m.model, (data as { test: ExampleList }).test, decodeText, m.stopIds, matchLimit, 5, (done, total) => hooks.onScore?.({ what, done, total }));
+    // The base's score, before anything is attached; a resumed run kept it with its report.
+    const matchBefore: ExactMatch | null =
+      matchLimit > 0 ? ((run.report as { exactMatchBefore?: ExactMatch } | null)?.exactMatchBefore ?? (resuming ? null : await scoreMatch('before'))) : null;
     m.changed = true;
     const attached = await attachMethod(m.model, { method, lora, virtualTokens: req.numVirtualTokens ?? 8, bits: req.bits ?? 8 }, train.block_size, train.seed);
     const history: StepReport[] = run.history.slice();
@@ -550,7 +562,8 @@ export class ModelLibrary {
     // must see the same token ids (the detected format and default template are written down).
     const frozen = { ...req, format: req.format ?? (built.examples ? (built.format as FinetuneRequest['format']) : undefined), template: req.template ?? (built.examples ? (built.template as FinetuneRequest['template']) : undefined), mapping: req.mapping ?? {} };
     run = await saveTuneRun(this.kv, {
-      ...run, request: frozen as unknown as Record<string, unknown>, totalSteps: train.steps, status: 'running', error: null, report: datasetInfo as unknown as Record<string, unknown>,
+      ...run, request: frozen as unknown as Record<string, unknown>, totalSteps: train.steps, status: 'running', error: null,
+      report: { ...datasetInfo, ...(matchBefore ? { exactMatchBefore: matchBefore } : {}) } as unknown as Record<string, unknown>,
     });
     // Writes to storage go one after another: a checkpoint and a best never race on the record.
     let writes: Promise<unknown> = Promise.resolve();
@@ -613,6 +626,7 @@ export class ModelLibrary {
       // The finished adapter is kept with the run first, to download again later: what follows may fail.
       if (files.length) await saveTuneFiles(this.kv, run.id, files);
       const testLoss = scoreTest ? await dataLoss(m.model, data, 'test', train.block_size, eos ?? 0) : null;
+      const matchAfter = matchLimit > 0 ? await scoreMatch('after') : null;
       // The same run for bigger machines: the training split, and TRL + PEFT and Axolotl settings.
       const recipe = scaleOutRecipe({
         baseModel: m.info.name,
@@ -642,6 +656,7 @@ export class ModelLibrary {
         forgetting: outcome.forgetting && req.forgetting ? { file: req.forgetting.name, ...outcome.forgetting } : null,
         testLoss,
         samples,
+        exactMatch: matchAfter && { before: matchBefore, after: matchAfter },
       };
       const { files: _f, zip: _z, recipe: _r, evals: _e, dataset: _d, samples: _s, ...summary } = result;
       await saveTuneRun(this.kv, { ...run, samples, status: outcome.cancelled ? 'stopped' : 'done', outcome: summary as unknown as Record<string, unknown> });

@@ -265,6 +265,25 @@ export interface FinetuneRequest extends DataSource {
    * kept with the run. No prompts: the first held-out prompts (or the held-out text's start).
    */
   samples?: { every: number; prompts?: string[]; maxNewTokens?: number };
+  /**
+   * Exact match on the test part (rows with prompt and completion): greedy answers to at most this
+   * many test prompts, from the base before training and from the tuned model after. 0: not scored.
+   */
+  exactMatch?: number;
+}
+
+export interface ExactMatchInfo {
+  correct: number;
+  total: number;
+  rate: number;
+  examples: { prompt: string; expected: string; got: string; ok: boolean }[];
+}
+
+/** Where the exact-match scoring is: the base before training, or the tuned model after. */
+export interface ScoreProgress {
+  what: 'before' | 'after';
+  done: number;
+  total: number;
 }
 
 /** What the model wrote for a watched prompt at a step of a run (step 0: before training). */
@@ -323,6 +342,8 @@ export interface FinetuneResult {
   testLoss: number | null;
   /** What the model wrote for the watched prompts, before training and as it went. */
   samples: SampleInfo[];
+  /** Exact match on the test part, before and after (when asked for). */
+  exactMatch: { before: ExactMatchInfo | null; after: ExactMatchInfo } | null;
   /** The scale-out recipe as a zip: the training split as JSONL, a TRL + PEFT script, an Axolotl YAML. */
   recipe: Uint8Array;
 }
@@ -426,7 +447,13 @@ export interface StudioApi {
    * Fine-tunes the loaded model on text: the method is attached to it (so generation afterwards
    * uses the result), and an adapter's PEFT files come back.
    */
-  finetuneModel(req: FinetuneRequest, onStep: (r: StepReport) => void, onEval?: (e: EvalInfo) => void, onSample?: (s: SampleInfo) => void): Promise<FinetuneResult>;
+  finetuneModel(
+    req: FinetuneRequest,
+    onStep: (r: StepReport) => void,
+    onEval?: (e: EvalInfo) => void,
+    onSample?: (s: SampleInfo) => void,
+    onScore?: (p: ScoreProgress) => void,
+  ): Promise<FinetuneResult>;
   /** The held model with its fine-tuning folded in, as a zipped Hugging Face folder. */
   exportMerged(modelId: string): Promise<{ name: string; bytes: Uint8Array }>;
   /** Keeps a data file in this browser with how it is read and split (a run can then name it by id). */
@@ -447,7 +474,13 @@ export interface StudioApi {
   /** Deletes a run's checkpoints and best weights (it keeps its metrics, samples and adapter, but can no longer resume). */
   deleteTuneCheckpoints(runId: string): Promise<void>;
   /** Continues a kept fine-tuning run from its latest checkpoint. */
-  resumeTuneRun(runId: string, onStep: (r: StepReport) => void, onEval?: (e: EvalInfo) => void, onSample?: (s: SampleInfo) => void): Promise<FinetuneResult>;
+  resumeTuneRun(
+    runId: string,
+    onStep: (r: StepReport) => void,
+    onEval?: (e: EvalInfo) => void,
+    onSample?: (s: SampleInfo) => void,
+    onScore?: (p: ScoreProgress) => void,
+  ): Promise<FinetuneResult>;
   /** The fine-tuning runs kept in this browser, newest first. */
   listTuneRuns(): Promise<TuneRunInfo[]>;
   deleteTuneRun(runId: string): Promise<void>;

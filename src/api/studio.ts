@@ -33,7 +33,7 @@ import {
   type CheckpointRecord, type RunRecord,
 } from '../store/runs';
 import type {
-  AdapterInfo, RunBroadcast, StorageInfo, StorageItem, TuneRunInfo, BackendFallback, BackendReport, DataProgress, DatasetInfo, DatasetPreview, DatasetRequest, SaveDatasetRequest, BackendRequest, Diagnostics, EvalInfo, SampleInfo, FileEntry, FinetuneRequest, FinetuneResult, GenerateRequest, GenerateResult, GeneratedPiece,
+  AdapterInfo, RunBroadcast, StorageInfo, StorageItem, TuneRunInfo, BackendFallback, BackendReport, DataProgress, DatasetInfo, DatasetPreview, DatasetRequest, SaveDatasetRequest, BackendRequest, Diagnostics, EvalInfo, SampleInfo, ScoreProgress, FileEntry, FinetuneRequest, FinetuneResult, GenerateRequest, GenerateResult, GeneratedPiece,
   ModelInfo, ModelProgress, PresetInfo, RunInfo, StudioApi, TrainRequest,
 } from './protocol';
 
@@ -334,19 +334,19 @@ export class Studio implements StudioApi {
     this.releasePause();
   }
 
-  async finetuneModel(req: FinetuneRequest, onStep: (r: StepReport) => void, onEval?: (e: EvalInfo) => void, onSample?: (s: SampleInfo) => void): Promise<FinetuneResult> {
+  async finetuneModel(req: FinetuneRequest, onStep: (r: StepReport) => void, onEval?: (e: EvalInfo) => void, onSample?: (s: SampleInfo) => void, onScore?: (p: ScoreProgress) => void): Promise<FinetuneResult> {
     const id = newTuneRunId(req.modelId, req.method);
-    if (!this.deps.locks) return this.tune(id, (hooks) => this.library.finetune(req, hooks, id), onStep, onEval, onSample);
+    if (!this.deps.locks) return this.tune(id, (hooks) => this.library.finetune(req, hooks, id), onStep, onEval, onSample, onScore);
     // The run belongs to this tab while it trains: another tab sees it, and cannot resume it.
-    const r = await this.deps.locks.tryWith(id, () => this.tune(id, (hooks) => this.library.finetune(req, hooks, id), onStep, onEval, onSample));
+    const r = await this.deps.locks.tryWith(id, () => this.tune(id, (hooks) => this.library.finetune(req, hooks, id), onStep, onEval, onSample, onScore));
     if (r.held) throw new TabtuneError(`run ${id} is already training`);
     return r.value;
   }
 
   /** Continues a kept fine-tuning run from its latest checkpoint (after a reload, a crash, a stop). */
-  async resumeTuneRun(runId: string, onStep: (r: StepReport) => void, onEval?: (e: EvalInfo) => void, onSample?: (s: SampleInfo) => void): Promise<FinetuneResult> {
-    if (!this.deps.locks) return this.tune(runId, (hooks) => this.library.resumeTuneRun(runId, hooks), onStep, onEval, onSample);
-    const r = await this.deps.locks.tryWith(runId, () => this.tune(runId, (hooks) => this.library.resumeTuneRun(runId, hooks), onStep, onEval, onSample));
+  async resumeTuneRun(runId: string, onStep: (r: StepReport) => void, onEval?: (e: EvalInfo) => void, onSample?: (s: SampleInfo) => void, onScore?: (p: ScoreProgress) => void): Promise<FinetuneResult> {
+    if (!this.deps.locks) return this.tune(runId, (hooks) => this.library.resumeTuneRun(runId, hooks), onStep, onEval, onSample, onScore);
+    const r = await this.deps.locks.tryWith(runId, () => this.tune(runId, (hooks) => this.library.resumeTuneRun(runId, hooks), onStep, onEval, onSample, onScore));
     if (r.held) throw new TabtuneError(`run ${runId} is training in another tab; pause it there, or wait for it to finish`);
     return r.value;
   }
@@ -357,6 +357,7 @@ export class Studio implements StudioApi {
     onStep: (r: StepReport) => void,
     onEval?: (e: EvalInfo) => void,
     onSample?: (s: SampleInfo) => void,
+    onScore?: (p: ScoreProgress) => void,
   ): Promise<FinetuneResult> {
     this.requireIdleModel();
     if (this.active) throw new TabtuneError(`run ${this.active.id} is training; pause it first`);
@@ -383,6 +384,7 @@ export class Studio implements StudioApi {
         },
         onEval: quiet(onEval ?? (() => undefined)),
         onSample: quiet(onSample ?? (() => undefined)),
+        onScore: quiet(onScore ?? (() => undefined)),
         shouldStop: () => state.stop,
         gate: () => this.tuningPause?.promise ?? Promise.resolve(),
         // A pause and a hidden tab both write a checkpoint before waiting.

@@ -5,7 +5,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { resolveTrainConfig, type TrainConfig } from '../core/config';
-import { checkTokens } from '../core/data/batch';
+import { checkTokens, type ExampleList } from '../core/data/batch';
 import { DatasetBuilder, decodedPairs, splitDataset } from '../core/data/dataset';
 import { type ChatMessage, type ColumnMapping, type DatasetFormat, type Template } from '../core/data/formats';
 import { kindOf, type FileKind } from '../core/data/parse';
@@ -15,6 +15,7 @@ import { scaleOutRecipe, type RecipeInput } from '../core/io/recipe';
 import { buildModel, inspectModel, loadWeights, type ModelFiles, type ModelSummary } from '../core/model/hf';
 import { resolveLoraConfig, type LoraConfig } from '../core/peft/lora';
 import { loadTokenizer, stopTokenIds, type HFTokenizer } from '../core/tokenizer/hf';
+import { exactMatch } from '../core/train/samples';
 import { attachMethod, checkHeldOut, checkMethodFits, dataLoss, perplexityOn, defaultLearningRate, METHODS, runFinetune, type Method } from '../core/train/finetune';
 import { feedBuilder, folderFiles } from './files';
 
@@ -96,6 +97,11 @@ export async function finetune(args: FinetuneArgs, write: (line: string) => void
   if (data.kind === 'tokens') checkTokens(data.train, train.block_size, dataName);
   if (evalEvery > 0) checkHeldOut(data, 'validation', train.block_size);
   if (testFraction > 0 || testFile) checkHeldOut(data, 'test', train.block_size);
+  // Exact match: greedy answers to the first N test prompts, compared with their completions.
+  const matchLimit = num(args, 'exact-match') ?? 0;
+  if (matchLimit > 0 && !((testFraction > 0 || testFile) && data.kind === 'examples')) {
+    throw new ConfigError('--exact-match scores a test part of rows with a prompt and a completion: add --test-data or --test-fraction', { field: 'exact-match' });
+  }
   let forgetTokens: Int32Array | null = null;
   if (typeof args.forgetting === 'string') {
     try {
@@ -139,6 +145,17 @@ export async function finetune(args: FinetuneArgs, write: (line: string) => void
   try {
     // The forgetting check's "before" is the base's perplexity, measured before the method is attached.
     const perplexityBefore = forgetTokens ? await perplexityOn(model, forgetTokens, train.block_size) : null;
+    const stopIds = matchLimit > 0 ? [await eosOf(files, tokenizer)] : [];
+    const decodeText = (ids: number[]) => tokenizer.decode(ids, { skipSpecialTokens: true });
+    const score = async (what: string) => {
+      const m = await exactMatch(model, (data as { test: ExampleList }).test, decodeText, stopIds, matchLimit);
+      write(
+        args.json
+          ? JSON.stringify({ exactMatch: { what, correct: m.correct, total: m.total, rate: m.rate, examples: m.examples } })
+          : `exact match ${what}: ${m.correct}/${m.total} (${(100 * m.rate).toFixed(1)}%)` + m.examples.map((x) => `\n  ${x.ok ? 'ok ' : 'no '} ${JSON.stringify(x.prompt)} -> ${JSON.stringify(x.got)} (want ${JSON.stringify(x.expected)})`).join(''),
+      );
+    };
+    if (matchLimit > 0) await score('before');
     const attached = await attachMethod(model, { method, lora, virtualTokens, bits }, train.block_size, train.seed);
     if (attached.quantized) {
       const { bytesBefore, bytesAfter } = attached.quantized;
@@ -188,6 +205,7 @@ export async function finetune(args: FinetuneArgs, write: (line: string) => void
       const testLoss = await dataLoss(model, data, 'test', train.block_size, eos);
       write(args.json ? JSON.stringify({ test: { loss: testLoss, perplexity: Math.exp(testLoss) } }) : `test split: loss ${testLoss.toFixed(4)}, perplexity ${Math.exp(testLoss).toFixed(2)}`);
     }
+    if (matchLimit > 0) await score('after');
     const out = resolve(args.out!);
     const folder = lora
       ? await adapterFolder(model, lora, summary.source)

@@ -37,7 +37,7 @@ Usage:
                 [--eval-every N] [--val-fraction F] [--patience P] [--min-delta D] [--forgetting FILE]
                 [--num-virtual-tokens N] [--bits 8|4] [--recipe DIR] [--test-fraction F]
                 [--format F] [--map role=column,...] [--template none|alpaca|chatml|model]
-                [--train-on-prompt] [--packing] [--val-data FILE] [--test-data FILE]
+                [--train-on-prompt] [--packing] [--val-data FILE] [--test-data FILE] [--exact-match N]
   tabtune data  FILE [--format F] [--map role=column,...] [--template T] [--model DIR] [--block-size N]
                 the dataset report as JSON: format, rows kept, each rejected row with its line and
                 reason; with a model, tokens, a length histogram and rows cut to the context;
@@ -117,6 +117,7 @@ export async function main(argv: string[]): Promise<number> {
         'test-fraction': { type: 'string' },
         'val-data': { type: 'string' },
         'test-data': { type: 'string' },
+        'exact-match': { type: 'string' },
         format: { type: 'string' },
         template: { type: 'string' },
         map: { type: 'string' },

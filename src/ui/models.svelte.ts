@@ -1,5 +1,6 @@
 import type { StudioClient } from '../api/client';
 import { message } from './errors';
+import { BUNDLED_MODELS, parseWorkshop, sourceName, sourceUrl, WORKSHOP_FORMAT, type WorkshopFile, type WorkshopSource } from './workshop';
 import type { AdapterInfo, RunBroadcast, StorageInfo, DataProgress, StorageItem, DatasetFormatName, DatasetInfo, DatasetPreview, TuneRunInfo, EvalInfo, FileEntry, FinetuneMethod, FinetuneResult, GenerateResult, ModelInfo, ModelProgress, SampleInfo, SamplingOptions, StepReport } from '../api/protocol';
 
 /** The methods offered, with QLoRA's two base precisions as two choices. */
@@ -17,6 +18,18 @@ export const FORMAT_ROLES: Record<DatasetFormatName, string[]> = {
   preference: ['prompt', 'chosen', 'rejected'],
   classification: ['text', 'label'],
 };
+
+/**
+ * Ready-made settings for the Fine-tune form. Quick demo: a visible change in a couple of minutes;
+ * Balanced: LoRA as most people run it; Careful: a low learning rate, validation and early stopping
+ * to keep what the model knew.
+ */
+export const TUNE_PRESETS = {
+  quick: { label: 'Quick demo', help: 'LoRA r=8, a high learning rate, 60 steps: a visible change in a couple of minutes', method: 'lora', steps: 60, learningRate: 3e-3, r: 8, batchSize: 16, validation: 0.05, evalEvery: 20, patience: 0 },
+  balanced: { label: 'Balanced LoRA', help: 'LoRA r=16, learning rate 1e-3, 300 steps, validation every 25 steps', method: 'lora', steps: 300, learningRate: 1e-3, r: 16, batchSize: 8, validation: 0.1, evalEvery: 25, patience: 4 },
+  careful: { label: 'Careful: low learning rate, early stopping', help: 'LoRA r=8, learning rate 2e-4, up to 600 steps, stops when validation loss has not improved in 3 checks', method: 'lora', steps: 600, learningRate: 2e-4, r: 8, batchSize: 8, validation: 0.1, evalEvery: 20, patience: 3 },
+} as const satisfies Record<string, { label: string; help: string; method: TuneChoice; steps: number; learningRate: number; r: number; batchSize: number; validation: number; evalEvery: number; patience: number }>;
+export type TunePresetName = keyof typeof TUNE_PRESETS;
 
 /** Bring-your-own models: pick or drop a Hugging Face folder, see it, import it, generate with it. */
 export class ModelsState {
@@ -57,7 +70,16 @@ export class ModelsState {
     validation: 0.1, evalEvery: 10, patience: 3, forgetting: false,
     /** Watched as the run goes: '' takes the first held-out prompts. */
     samplePrompt: '', sampleEvery: 10,
+    /** Test prompts answered before and after, scored by exact match (0: not scored; needs a test part). */
+    exactMatch: 0,
+    seed: 1337,
   });
+  /** The workshop file in use (its settings were applied), and where opening it is. */
+  workshop = $state.raw<WorkshopFile | null>(null);
+  workshopPhase = $state<string | null>(null);
+  workshopError = $state<string | null>(null);
+  /** Where exact-match scoring is (the base before training, the tuned model after). */
+  scoring = $state.raw<{ what: 'before' | 'after'; done: number; total: number } | null>(null);
   /** A data file chosen instead of pasted text (read in the worker as it streams). */
   tuneFile = $state.raw<File | null>(null);
   /** Datasets kept in this browser, and the one in use (null: a new file or pasted text). */
@@ -419,7 +441,7 @@ export class ModelsState {
           lora: { r: t.r, lora_alpha: 2 * t.r },
           // Prompt tuning's virtual tokens come before the block: leave them room in the context.
           // A checkpoint every 10 steps: a lost page costs at most 10 steps (LoRA's are small to write).
-          train: { steps: t.steps, checkpoint_every: 10, learning_rate: t.learningRate, batch_size: t.batchSize, block_size: Math.min(t.blockSize, (this.loaded?.contextLength ?? t.blockSize) - (t.method === 'prompt' ? t.virtualTokens : 0)) },
+          train: { seed: t.seed, steps: t.steps, checkpoint_every: 10, learning_rate: t.learningRate, batch_size: t.batchSize, block_size: Math.min(t.blockSize, (this.loaded?.contextLength ?? t.blockSize) - (t.method === 'prompt' ? t.virtualTokens : 0)) },
           numVirtualTokens: t.virtualTokens,
           validation: t.validation,
           validationFile: this.validationFile ? { dataset: this.validationFile.name, file: this.validationFile } : undefined,
@@ -428,10 +450,12 @@ export class ModelsState {
           patience: t.patience,
           forgetting,
           samples: { every: Math.max(1, Math.round(t.sampleEvery)), prompts: t.samplePrompt.trim() ? [t.samplePrompt] : undefined },
+          exactMatch: (t.test > 0 || this.testFile) && t.exactMatch > 0 ? Math.round(t.exactMatch) : undefined,
         },
         onStep,
         onEval,
         onSample,
+        (p) => (this.scoring = p),
       );
     });
   }
@@ -443,7 +467,7 @@ export class ModelsState {
     // The run's model is loaded by the resume; the panel shows it from now (and goes back if it fails).
     const before = this.loadedId;
     this.loadedId = run.modelId;
-    const ok = await this.runTune((onStep, onEval, onSample) => this.client.resumeTuneRun(run.id, onStep, onEval, onSample), run);
+    const ok = await this.runTune((onStep, onEval, onSample) => this.client.resumeTuneRun(run.id, onStep, onEval, onSample, (p) => (this.scoring = p)), run);
     if (!ok) this.loadedId = before;
   }
 
@@ -509,6 +533,7 @@ export class ModelsState {
     } finally {
       this.tuning = false;
       this.paused = false;
+      this.scoring = null;
       await this.refreshRuns();
       if (this.readAfterRun) {
         this.readAfterRun = false;
@@ -766,6 +791,137 @@ export class ModelsState {
     } catch (e) {
       this.error = this.failed(e);
     }
+  }
+
+  /** Sets the Fine-tune form from a preset (the data and model stay). */
+  applyPreset(name: TunePresetName): void {
+    const p = TUNE_PRESETS[name];
+    Object.assign(this.tune, { method: p.method, steps: p.steps, learningRate: p.learningRate, r: p.r, batchSize: p.batchSize, validation: p.validation, evalEvery: p.evalEvery, patience: p.patience });
+    this.announcement = `${p.label}: ${p.help}.`;
+  }
+
+  /**
+   * Opens a workshop: the model (the bundled one is imported from the studio's own files on first
+   * use), the data and test files, the settings and seed; `start` then fine-tunes at once.
+   */
+  async openWorkshop(w: WorkshopFile, start: boolean, base: string): Promise<void> {
+    if (this.tuning || this.busy) {
+      this.workshopError = 'A run or an import is going on; wait for it, or stop it, first.';
+      return;
+    }
+    this.workshopError = null;
+    this.workshop = w;
+    try {
+      this.workshopPhase = 'model';
+      await this.workshopModel(w, base);
+      const want = 'bundled' in w.model ? w.model.bundled : w.model.hub;
+      if (this.models.find((m) => m.id === this.loadedId)?.name !== want) throw new Error(this.error ?? `${want} could not be loaded`);
+      this.workshopPhase = 'data';
+      const fetchFile = async (src: WorkshopSource) => {
+        const url = sourceUrl(src, base);
+        const res = await fetch(url);
+        if (!res.ok) throw new Error(`${sourceName(src)} could not be fetched from ${url}: HTTP ${res.status}`);
+        return new File([await res.blob()], sourceName(src));
+      };
+      const data = await fetchFile(w.data);
+      this.testFile = w.test ? await fetchFile(w.test) : null;
+      this.validationFile = null;
+      const c = w.config;
+      Object.assign(this.tune, {
+        method: c.method, steps: c.steps, learningRate: c.learning_rate, r: c.r, batchSize: c.batch_size, blockSize: c.block_size, validation: c.validation,
+        evalEvery: c.eval_every, patience: c.patience, test: w.test ? 0 : c.test, exactMatch: c.exact_match, sampleEvery: c.sample_every, samplePrompt: c.sample_prompt, seed: w.seed,
+      });
+      await this.chooseData(data);
+      if (this.dataError) throw new Error(this.dataError);
+      this.workshopPhase = start ? 'training' : 'ready';
+      this.announcement = `Workshop "${w.title}" is set up${start ? ': fine-tuning starts.' : '. Press Fine-tune to start.'}`;
+      if (start) await this.finetune();
+      this.workshopPhase = this.tuneError ? null : 'ready';
+      if (this.tuneError) this.workshopError = this.tuneError;
+    } catch (e) {
+      this.workshopPhase = null;
+      this.workshopError = this.failed(e);
+    }
+  }
+
+  /** The workshop's model, imported if it is not kept here yet, and loaded. */
+  private async workshopModel(w: WorkshopFile, base: string): Promise<void> {
+    const name = 'bundled' in w.model ? w.model.bundled : w.model.hub;
+    const kept = this.models.find((m) => m.name === name);
+    if (kept) {
+      if (this.loadedId !== kept.id) await this.load(kept.id);
+      return;
+    }
+    if ('hub' in w.model) {
+      this.repo = w.model.hub;
+      await this.lookUp();
+      await this.importPending();
+      return;
+    }
+    const bundled = w.model.bundled;
+    await this.run(async () => {
+      const files: FileEntry[] = [];
+      const paths = BUNDLED_MODELS[bundled];
+      for (const [i, path] of paths.entries()) {
+        this.progress = { phase: 'reading', done: i, total: paths.length, detail: `${bundled}/${path}` };
+        const res = await fetch(`${base}models/${bundled}/${path}`);
+        if (!res.ok) throw new Error(`the bundled model's ${path} could not be fetched: HTTP ${res.status}`);
+        files.push({ path: `${bundled}/${path}`, file: await res.blob() });
+      }
+      const info = await this.client.importModel(files, (x) => (this.progress = x));
+      this.adopt(info);
+      await this.refresh();
+    });
+  }
+
+  /** The one-click demo: the workshop file shipped with the studio, opened and started. */
+  async quickDemo(base: string): Promise<void> {
+    try {
+      const res = await fetch(`${base}samples/quick-demo.workshop.json`);
+      if (!res.ok) throw new Error(`the quick demo's workshop file could not be fetched: HTTP ${res.status}`);
+      await this.openWorkshop(parseWorkshop(await res.text(), 'quick-demo.workshop.json'), true, base);
+    } catch (e) {
+      this.workshopError = message(e);
+    }
+  }
+
+  /** Reads a workshop file chosen by the person and applies it (without starting). */
+  async openWorkshopFile(file: File | undefined, base: string): Promise<void> {
+    if (!file) return;
+    try {
+      await this.openWorkshop(parseWorkshop(await file.text(), file.name), false, base);
+    } catch (e) {
+      this.workshopError = message(e);
+    }
+  }
+
+  /** The Fine-tune form as a workshop file, to share: the same model, data, settings and seed on every machine. */
+  workshopFile(): WorkshopFile | string {
+    const model = this.models.find((m) => m.id === this.loadedId);
+    if (!model) return 'Load a model first: a workshop file names the model it starts from.';
+    const sample = (f: File | null): WorkshopSource | null => (f ? { sample: f.name } : null);
+    const data = sample(this.tuneFile) ?? (this.workshop?.data ?? null);
+    if (!data) return 'Choose a data file first: a workshop file names its data (a bundled sample, or a URL you edit in).';
+    const t = this.tune;
+    return {
+      format: WORKSHOP_FORMAT, version: 1, title: this.workshop?.title ?? `${model.name} on ${sourceName(data)}`, description: this.workshop?.description ?? '',
+      model: BUNDLED_MODELS[model.name] ? { bundled: model.name } : { hub: model.name }, data, test: sample(this.testFile),
+      config: {
+        method: t.method, steps: t.steps, learning_rate: t.learningRate, r: t.r, batch_size: t.batchSize, block_size: t.blockSize, validation: t.validation,
+        eval_every: t.evalEvery, patience: t.patience, test: t.test, exact_match: t.exactMatch, sample_every: t.sampleEvery, sample_prompt: t.samplePrompt,
+      },
+      seed: t.seed,
+    };
+  }
+
+  downloadWorkshop(): void {
+    const w = this.workshopFile();
+    if (typeof w === 'string') {
+      this.workshopError = w;
+      return;
+    }
+    this.workshopError = null;
+    this.save(`${w.title.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '') || 'workshop'}.workshop.json`, JSON.stringify(w, null, 2) + '\n', 'application/json');
   }
 
   private async run(work: () => Promise<void>): Promise<void> {
