@@ -61,3 +61,8 @@ document.addEventListener('visibilitychange', () => {
   if (document.visibilityState === 'hidden') models.checkpointSoon();
 });
 addEventListener('pagehide', () => models.checkpointSoon());
+
+// After the first visit the studio works offline: the build's service worker keeps its files (see vite.config.ts).
+if (import.meta.env.PROD && 'serviceWorker' in navigator) {
+  void navigator.serviceWorker.register(`${import.meta.env.BASE_URL}sw.js`).catch((e) => console.warn('tabtune: no offline copy:', e));
+}
