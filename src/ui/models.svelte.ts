@@ -440,8 +440,9 @@ export class ModelsState {
           bits: t.method === 'qlora4' ? 4 : 8,
           lora: { r: t.r, lora_alpha: 2 * t.r },
           // Prompt tuning's virtual tokens come before the block: leave them room in the context.
-          // A checkpoint every 10 steps: a lost page costs at most 10 steps (LoRA's are small to write).
-          train: { seed: t.seed, steps: t.steps, checkpoint_every: 10, learning_rate: t.learningRate, batch_size: t.batchSize, block_size: Math.min(t.blockSize, (this.loaded?.contextLength ?? t.blockSize) - (t.method === 'prompt' ? t.virtualTokens : 0)) },
+          // A checkpoint every 10 steps: a lost page costs at most 10 steps (LoRA's are small to write);
+          // full fine-tuning writes every weight and its two moments, so every 50.
+          train: { seed: t.seed, steps: t.steps, checkpoint_every: t.method === 'full' ? 50 : 10, learning_rate: t.learningRate, batch_size: t.batchSize, block_size: Math.min(t.blockSize, (this.loaded?.contextLength ?? t.blockSize) - (t.method === 'prompt' ? t.virtualTokens : 0)) },
           numVirtualTokens: t.virtualTokens,
           validation: t.validation,
           validationFile: this.validationFile ? { dataset: this.validationFile.name, file: this.validationFile } : undefined,
