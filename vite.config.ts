@@ -1,6 +1,6 @@
 import { svelte } from '@sveltejs/vite-plugin-svelte';
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve, sep } from 'node:path';
 import { defineConfig, type Plugin, type ResolvedConfig } from 'vite';
 
@@ -30,6 +30,8 @@ function offline(): Plugin {
     },
     closeBundle() {
       const out = resolve(config.root, config.build.outDir);
+      // A build that failed leaves nothing to list: its own error is the one to see.
+      if (!existsSync(join(out, 'index.html'))) return;
       const files = filesUnder(out).filter((f) => f !== 'sw.js');
       const hash = createHash('sha256');
       for (const f of files) hash.update(f).update(readFileSync(join(out, f)));

@@ -1,14 +1,17 @@
 // The studio's service worker (the build fills in the version and the file list; see vite.config.ts).
 // Online, every request goes to the network as it would without it; offline, the files of the build
 // answer from the cache, so the studio opens and fine-tunes with no connection after the first visit.
-const VERSION = '__VERSION__';
+// The cache is named by the build's content and by where the studio is served (another deployment
+// under another path on the same origin keeps its own).
+const VERSION = `__VERSION__@${self.registration.scope}`;
 const FILES = __FILES__;
 
 self.addEventListener('install', (event) => {
   event.waitUntil(
     caches
       .open(VERSION)
-      .then((cache) => cache.addAll(FILES))
+      // Fresh from the server, never from the HTTP cache: an old index.html must not name new files.
+      .then((cache) => cache.addAll(FILES.map((f) => new Request(f, { cache: 'reload' }))))
       .then(() => self.skipWaiting()),
   );
 });
@@ -17,7 +20,7 @@ self.addEventListener('activate', (event) => {
   event.waitUntil(
     caches
       .keys()
-      .then((keys) => Promise.all(keys.filter((k) => k.startsWith('tabtune-') && k !== VERSION).map((k) => caches.delete(k))))
+      .then((keys) => Promise.all(keys.filter((k) => k.startsWith('tabtune-') && k.endsWith(`@${self.registration.scope}`) && k !== VERSION).map((k) => caches.delete(k))))
       .then(() => self.clients.claim()),
   );
 });

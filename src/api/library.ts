@@ -170,15 +170,20 @@ export class ModelLibrary {
     return (await listTuneRuns(this.kv)).filter(isTuneResumable);
   }
 
-  /** A resumable run reads its model and datasets again: while one is kept, they stay. */
+  /** The run training now (before its first checkpoint it is not resumable yet, but it needs its data). */
+  private training: TuneRunRecord | null = null;
+
+  /** A resumable run reads its model and datasets again: while one is kept, or one trains, they stay. */
   private async refuseIfNeeded(id: string, needs: (r: TuneRunRecord) => boolean, what: string): Promise<void> {
-    const runs = (await this.resumableRuns()).filter(needs);
+    const runs = [...(this.training ? [this.training] : []), ...(await this.resumableRuns()).filter((r) => r.id !== this.training?.id)].filter(needs);
     if (!runs.length) return;
     const r = runs[0];
+    const field = what.startsWith('the model') ? 'model' : 'dataset';
+    if (r.id === this.training?.id) throw new InUseError(`${what} is in use by the fine-tuning run ${r.id}, training now: stop it first. Nothing was deleted.`, { field });
     throw new InUseError(
       `${what} is needed to resume the fine-tuning run ${r.id} (step ${r.step} of ${r.totalSteps})${runs.length > 1 ? ` and ${runs.length - 1} more` : ''}: ` +
         `finish that run, or delete it or its checkpoints, first. Nothing was deleted.`,
-      { field: 'delete' },
+      { field },
     );
   }
 
@@ -473,6 +478,15 @@ export class ModelLibrary {
   }
 
   private async execute(run: TuneRunRecord, hooks: TuneHooks, resuming: boolean): Promise<FinetuneResult> {
+    this.training = run;
+    try {
+      return await this.executeRun(run, hooks, resuming);
+    } finally {
+      this.training = null;
+    }
+  }
+
+  private async executeRun(run: TuneRunRecord, hooks: TuneHooks, resuming: boolean): Promise<FinetuneResult> {
     const req = run.request as unknown as FinetuneRequest;
     let m = this.require(run.modelId);
     const tokenizer = this.tokenizerOf(m);
@@ -525,17 +539,25 @@ export class ModelLibrary {
       // The best weights the checkpoint knew (not those of a best found after it).
       const bestStep = ckpt.watch.best?.step;
       resume = { from: { trainer: ckpt.trainer, watch: ckpt.watch }, bestWeights: bestStep === undefined ? null : await loadTuneBest(this.kv, run.id, bestStep) };
+      // A best found after the checkpoint belongs to a timeline that is being replayed: the run's best is the checkpoint's again.
+      run = { ...run, best: ckpt.watch.best ? { step: ckpt.watch.best.step, valLoss: ckpt.watch.best.valLoss } : null };
     }
     // The forgetting check's "before" is the base's perplexity: measured before the method is attached.
     const perplexityBefore = forgetting && !resuming ? await perplexityOn(m.model, forgetting, train.block_size) : null;
     // Exact match needs answers to compare: rows with a prompt and a completion, and a test part.
     const matchLimit = req.exactMatch ?? 0;
+    if (!Number.isInteger(matchLimit) || matchLimit < 0) throw new ConfigError(`exactMatch must be a whole number of test rows (0: none), got ${req.exactMatch}`, { field: 'exactMatch' });
+    if (req.samples) {
+      const { every, maxNewTokens = 24 } = req.samples;
+      if (!Number.isInteger(every) || every < 0) throw new ConfigError(`samples.every must be a whole number of steps (0: none), got ${every}`, { field: 'samples.every' });
+      if (!Number.isInteger(maxNewTokens) || maxNewTokens < 1) throw new ConfigError(`samples.maxNewTokens must be a whole number of at least 1, got ${maxNewTokens}`, { field: 'samples.maxNewTokens' });
+    }
     if (matchLimit > 0 && !(scoreTest && data.kind === 'examples')) {
       throw new ConfigError('exact match is scored on a test part of rows with a prompt and a completion: set a test share or a test file of such rows', { field: 'exactMatch' });
     }
     const decodeText = (ids: number[]) => tokenizer.decode(ids, { skipSpecialTokens: true });
     const scoreMatch = async (what: 'before' | 'after'): Promise<ExactMatch> =>
-      exactMatch(m.model, (data as { test: ExampleList }).test, decodeText, m.stopIds, matchLimit, 5, (done, total) => hooks.onScore?.({ what, done, total }));
+      exactMatch(m.model, (data as { test: ExampleList }).test, decodeText, m.stopIds, matchLimit, 5, (done, total) => hooks.onScore?.({ what, done, total }), hooks.shouldStop);
     // The base's score, before anything is attached; a resumed run kept it with its report.
     const matchBefore: ExactMatch | null =
       matchLimit > 0 ? ((run.report as { exactMatchBefore?: ExactMatch } | null)?.exactMatchBefore ?? (resuming ? null : await scoreMatch('before'))) : null;
@@ -550,10 +572,13 @@ export class ModelLibrary {
       : sampling.prompts?.length
         ? sampling.prompts.filter((p) => p.length > 0).map((p) => ({ text: p, ids: tokenizer.encode(p, { addSpecialTokens: true }) }))
         : defaultSamplePrompts(data, (ids) => tokenizer.decode(ids, { skipSpecialTokens: true }));
-    const sampleAt = async (step: number) => {
+    const sampleAt = async (step: number, final = false) => {
       for (const p of watched) {
+        // A stop skips the samples before training; those of a step are made even then, so a run
+        // resumed from that step's checkpoint has them, as an uninterrupted run does.
+        if (step === 0 && hooks.shouldStop()) return;
         const ids = await greedyIds(m.model, p.ids, sampling?.maxNewTokens ?? 24, m.stopIds);
-        const s = { step, prompt: p.text, text: tokenizer.decode(ids, { skipSpecialTokens: true }) };
+        const s: SampleInfo = { step, prompt: p.text, text: tokenizer.decode(ids, { skipSpecialTokens: true }), ...(final ? { final } : {}) };
         samples.push(s);
         hooks.onSample?.(s);
       }
@@ -612,8 +637,6 @@ export class ModelLibrary {
       throw e;
     }
     await writes;
-    // The end, as it is kept (after a best was restored), if the last step was not sampled already.
-    if (sampling && outcome.steps > 0 && samples.at(-1)?.step !== outcome.steps) await sampleAt(outcome.steps);
     try {
       const folder = lora
         ? await adapterFolder(m.model, lora, m.info.name)
@@ -626,7 +649,12 @@ export class ModelLibrary {
       // The finished adapter is kept with the run first, to download again later: what follows may fail.
       if (files.length) await saveTuneFiles(this.kv, run.id, files);
       const testLoss = scoreTest ? await dataLoss(m.model, data, 'test', train.block_size, eos ?? 0) : null;
-      const matchAfter = matchLimit > 0 ? await scoreMatch('after') : null;
+      // A stopped run is not scored or sampled again: the person asked it to end.
+      const matchAfter = matchLimit > 0 && !outcome.cancelled ? await scoreMatch('after') : null;
+      // The model as it is kept (the best weights, if they were restored), unless the last step showed it already.
+      if (sampling && outcome.steps > 0 && !outcome.cancelled && (outcome.restoredBest || samples.at(-1)?.step !== outcome.steps)) {
+        await sampleAt(outcome.restoredBest && outcome.best ? outcome.best.step : outcome.steps, true);
+      }
       // The same run for bigger machines: the training split, and TRL + PEFT and Axolotl settings.
       const recipe = scaleOutRecipe({
         baseModel: m.info.name,

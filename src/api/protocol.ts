@@ -291,6 +291,8 @@ export interface SampleInfo {
   step: number;
   prompt: string;
   text: string;
+  /** The model as the run kept it, at the end (after early stopping, the weights of the best step). */
+  final?: boolean;
 }
 
 export interface DatasetReportInfo {

@@ -430,9 +430,14 @@ export class Studio implements StudioApi {
       const { bytes, count } = await tuneCheckpointBytes(kv, r.id);
       if (!count) continue;
       const training = r.id === this.tuningId || (await this.deps.locks?.isHeld(r.id)) === true;
+      const adapter = (await loadTuneFiles(kv, r.id))?.length;
       items.push({
         kind: 'checkpoints', id: r.id, name: `checkpoints of ${r.modelName} · ${String(r.request.method)} · ${r.datasetName}`, bytes,
-        detail: isTuneResumable(r) ? `the run can no longer resume from step ${r.step}; its metrics and adapter stay` : `the run is ${r.status}; its metrics and adapter stay`,
+        detail: !adapter
+          ? `everything this run learned (${r.step} steps) is lost: it has no adapter to keep; only its metrics stay`
+          : isTuneResumable(r)
+            ? `the run can no longer resume from step ${r.step}; its metrics and adapter stay`
+            : `the run is ${r.status}; its metrics and adapter stay`,
         blockedBy: training ? 'it is training now' : null,
       });
     }

@@ -99,6 +99,7 @@ export async function finetune(args: FinetuneArgs, write: (line: string) => void
   if (testFraction > 0 || testFile) checkHeldOut(data, 'test', train.block_size);
   // Exact match: greedy answers to the first N test prompts, compared with their completions.
   const matchLimit = num(args, 'exact-match') ?? 0;
+  if (!Number.isInteger(matchLimit) || matchLimit < 0) throw new ConfigError(`--exact-match must be a whole number of test rows, got ${args['exact-match']}`, { field: 'exact-match' });
   if (matchLimit > 0 && !((testFraction > 0 || testFile) && data.kind === 'examples')) {
     throw new ConfigError('--exact-match scores a test part of rows with a prompt and a completion: add --test-data or --test-fraction', { field: 'exact-match' });
   }
@@ -145,7 +146,7 @@ export async function finetune(args: FinetuneArgs, write: (line: string) => void
   try {
     // The forgetting check's "before" is the base's perplexity, measured before the method is attached.
     const perplexityBefore = forgetTokens ? await perplexityOn(model, forgetTokens, train.block_size) : null;
-    const stopIds = matchLimit > 0 ? [await eosOf(files, tokenizer)] : [];
+    const stopIds = matchLimit > 0 ? await stopTokenIds(files, tokenizer) : [];
     const decodeText = (ids: number[]) => tokenizer.decode(ids, { skipSpecialTokens: true });
     const score = async (what: string) => {
       const m = await exactMatch(model, (data as { test: ExampleList }).test, decodeText, stopIds, matchLimit);

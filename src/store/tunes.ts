@@ -46,6 +46,7 @@ export interface TuneSample {
   step: number;
   prompt: string;
   text: string;
+  final?: boolean;
 }
 
 export interface TuneCheckpointRecord extends FinetuneCheckpoint {
@@ -57,6 +58,13 @@ export interface TuneCheckpointRecord extends FinetuneCheckpoint {
 const runKey = (id: string) => `tune/${id}`;
 const ckptPrefix = (id: string) => `tuneckpt/${id}/`;
 const ckptKey = (id: string, step: number) => ckptPrefix(id) + String(step).padStart(9, '0');
+/** Beside each checkpoint, what pruning and the storage list need without reading it whole. */
+const metaPrefix = (id: string) => `tuneckptmeta/${id}/`;
+const metaOf = (key: string) => key.replace(/^tuneckpt\//, 'tuneckptmeta/');
+interface CheckpointMeta {
+  bestStep: number | null;
+  bytes: number;
+}
 /** Best weights by their step: each kept checkpoint can find the best it knew (see saveTuneBest). */
 const bestPrefix = (id: string) => `tunebest/${id}/`;
 const bestKey = (id: string, step: number) => bestPrefix(id) + String(step).padStart(9, '0');
@@ -112,6 +120,7 @@ export async function saveTuneCheckpoint(
   const key = ckptKey(run.id, c.trainer.step);
   const record: TuneCheckpointRecord = { ...c, schema: SCHEMA.tuneCheckpoint, runId: run.id, savedAt: Date.now() };
   await kv.set(key, record);
+  await kv.set(metaOf(key), { bestStep: c.watch.best?.step ?? null, bytes: approxBytes(record) } satisfies CheckpointMeta);
   const step = c.trainer.step;
   const next = await saveTuneRun(kv, {
     ...run,
@@ -123,26 +132,43 @@ export async function saveTuneCheckpoint(
   });
   const keys = (await kv.keys()).filter((k) => k.startsWith(ckptPrefix(run.id))).sort();
   const keep = new Set(keys.filter((k) => k <= key).slice(-KEEP_TUNE_CHECKPOINTS));
-  for (const k of keys) if (!keep.has(k)) await kv.del(k);
-  await pruneBests(kv, run.id);
+  for (const k of keys) {
+    if (keep.has(k)) continue;
+    await kv.del(k);
+    await kv.del(metaOf(k));
+  }
+  await pruneBests(kv, next);
   return next;
 }
 
+/** The best step a kept checkpoint knew: from its note, or (a checkpoint written before notes) from itself. */
+async function checkpointBestStep(kv: KV, key: string): Promise<number | null> {
+  const meta = await kv.get<CheckpointMeta>(metaOf(key));
+  if (meta) return meta.bestStep;
+  const c = await kv.get<TuneCheckpointRecord>(key);
+  return c?.watch?.best?.step ?? null;
+}
+
 /**
- * Best weights no one can need: those that are neither the newest nor the best some kept
- * checkpoint knew (a resume from that checkpoint restores its own best, not one found after it).
+ * Best weights no one can need: those that are neither the run's current best nor the best some
+ * kept checkpoint knew (a resume from that checkpoint restores its own best, not one found after it).
  */
-async function pruneBests(kv: KV, id: string): Promise<void> {
+async function pruneBests(kv: KV, run: TuneRunRecord): Promise<void> {
+  const id = run.id;
   const all = await kv.keys();
-  const bests = all.filter((k) => k.startsWith(bestPrefix(id))).sort();
-  if (bests.length <= 1) return;
-  const wanted = new Set([bests.at(-1)!]);
+  const bests = all.filter((k) => k.startsWith(bestPrefix(id)) || k === oldBestKey(id)).sort();
+  if (!bests.length) return;
+  const wantedSteps = new Set<number>();
+  if (run.best) wantedSteps.add(run.best.step);
   for (const k of all.filter((k) => k.startsWith(ckptPrefix(id)))) {
-    const c = await kv.get<TuneCheckpointRecord>(k);
-    const step = c?.watch?.best?.step;
-    if (typeof step === 'number') wanted.add(bestKey(id, step));
+    const step = await checkpointBestStep(kv, k);
+    if (step !== null) wantedSteps.add(step);
   }
-  for (const k of bests) if (!wanted.has(k)) await kv.del(k);
+  for (const k of bests) {
+    // The one best of a schema-2 run is under the run's own key, with its step inside.
+    const step = k === oldBestKey(id) ? ((await kv.get<{ step: number }>(k))?.step ?? -1) : Number(k.slice(bestPrefix(id).length));
+    if (!wantedSteps.has(step)) await kv.del(k);
+  }
 }
 
 export async function loadTuneCheckpoint(kv: KV, key: string): Promise<TuneCheckpointRecord | undefined> {
@@ -163,7 +189,7 @@ export async function listTuneCheckpoints(kv: KV, id: string): Promise<string[]>
 export async function saveTuneBest(kv: KV, run: TuneRunRecord, weights: NamedWeights, best: { step: number; valLoss: number }): Promise<TuneRunRecord> {
   await kv.set(bestKey(run.id, best.step), { schema: SCHEMA.tuneCheckpoint, weights, ...best });
   const next = await saveTuneRun(kv, { ...run, best });
-  await pruneBests(kv, run.id);
+  await pruneBests(kv, next);
   return next;
 }
 
@@ -179,19 +205,31 @@ export async function loadTuneBest(kv: KV, id: string, step: number): Promise<Na
  */
 export async function deleteTuneCheckpoints(kv: KV, id: string): Promise<TuneRunRecord | undefined> {
   const run = await loadTuneRun(kv, id);
+  // A run that never finished has no adapter: its checkpoints were all it had learned, and it says so.
+  const unfinished = run && (run.status === 'running' || run.status === 'paused' || (run.status === 'failed' && !(await loadTuneFiles(kv, id))));
   // The run first stops pointing at its checkpoint, so a crash in between leaves no dangling name.
-  const next = run && (await saveTuneRun(kv, { ...run, latestCheckpoint: null, status: run.status === 'running' || run.status === 'paused' ? 'stopped' : run.status }));
-  for (const k of await kv.keys()) if (k.startsWith(ckptPrefix(id)) || k.startsWith(bestPrefix(id)) || k === oldBestKey(id)) await kv.del(k);
+  const next =
+    run &&
+    (await saveTuneRun(kv, {
+      ...run,
+      latestCheckpoint: null,
+      ...(unfinished ? { status: 'failed' as const, error: `its checkpoints were deleted to make room at step ${run.step}, before it finished: nothing of it can be resumed or downloaded` } : {}),
+    }));
+  for (const k of await kv.keys()) if (ownedCheckpointKey(k, id)) await kv.del(k);
   return next;
 }
+
+const ownedCheckpointKey = (k: string, id: string) => k.startsWith(ckptPrefix(id)) || k.startsWith(metaPrefix(id)) || k.startsWith(bestPrefix(id)) || k === oldBestKey(id);
 
 /** How many bytes a run's checkpoints and best weights take (typed arrays counted by their length). */
 export async function tuneCheckpointBytes(kv: KV, id: string): Promise<{ bytes: number; count: number }> {
   let bytes = 0;
   let count = 0;
   for (const k of await kv.keys()) {
-    if (!(k.startsWith(ckptPrefix(id)) || k.startsWith(bestPrefix(id)) || k === oldBestKey(id))) continue;
-    bytes += approxBytes(await kv.get(k));
+    if (!ownedCheckpointKey(k, id) || k.startsWith(metaPrefix(id))) continue;
+    // A checkpoint's size is in its note; a best (or a checkpoint written before notes) is measured.
+    const meta = k.startsWith(ckptPrefix(id)) ? await kv.get<CheckpointMeta>(metaOf(k)) : undefined;
+    bytes += meta ? meta.bytes : approxBytes(await kv.get(k));
     count++;
   }
   return { bytes, count };
@@ -221,8 +259,7 @@ export async function loadTuneFiles(kv: KV, id: string): Promise<{ name: string;
 /** The record first (so a half-deleted run is never listed), then all it owns. */
 export async function deleteTuneRun(kv: KV, id: string): Promise<void> {
   await kv.del(runKey(id));
-  for (const k of await kv.keys()) if (k.startsWith(ckptPrefix(id)) || k.startsWith(bestPrefix(id))) await kv.del(k);
-  await kv.del(oldBestKey(id));
+  for (const k of await kv.keys()) if (ownedCheckpointKey(k, id)) await kv.del(k);
   await kv.del(adapterKey(id));
 }
 

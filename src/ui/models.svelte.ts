@@ -78,6 +78,8 @@ export class ModelsState {
   workshop = $state.raw<WorkshopFile | null>(null);
   workshopPhase = $state<string | null>(null);
   workshopError = $state<string | null>(null);
+  /** Files fetched for a workshop, with the source each came from. */
+  private readonly workshopSources = new WeakMap<File, WorkshopSource>();
   /** Where exact-match scoring is (the base before training, the tuned model after). */
   scoring = $state.raw<{ what: 'before' | 'after'; done: number; total: number } | null>(null);
   /** A data file chosen instead of pasted text (read in the worker as it streams). */
@@ -450,8 +452,9 @@ export class ModelsState {
           evalEvery,
           patience: t.patience,
           forgetting,
-          samples: { every: Math.max(1, Math.round(t.sampleEvery)), prompts: t.samplePrompt.trim() ? [t.samplePrompt] : undefined },
-          exactMatch: (t.test > 0 || this.testFile) && t.exactMatch > 0 ? Math.round(t.exactMatch) : undefined,
+          // Every 0 (or an emptied field) samples nothing.
+          samples: { every: Number.isFinite(t.sampleEvery) && t.sampleEvery > 0 ? Math.max(1, Math.round(t.sampleEvery)) : 0, prompts: t.samplePrompt.trim() ? [t.samplePrompt] : undefined },
+          exactMatch: (t.test > 0 || this.testFile) && Number.isFinite(t.exactMatch) && t.exactMatch > 0 ? Math.round(t.exactMatch) : undefined,
         },
         onStep,
         onEval,
@@ -506,6 +509,7 @@ export class ModelsState {
           this.tuneLosses = [...this.tuneLosses, r.loss];
           this.tunePoints = [...this.tunePoints, { step: r.step, loss: r.loss }];
           this.tuneStep = r;
+          this.scoring = null;
         },
         (e) => {
           this.tuneEvals = [...this.tuneEvals, e];
@@ -806,8 +810,8 @@ export class ModelsState {
    * use), the data and test files, the settings and seed; `start` then fine-tunes at once.
    */
   async openWorkshop(w: WorkshopFile, start: boolean, base: string): Promise<void> {
-    if (this.tuning || this.busy) {
-      this.workshopError = 'A run or an import is going on; wait for it, or stop it, first.';
+    if (this.tuning || this.busy || this.workshopPhase === 'model' || this.workshopPhase === 'data') {
+      this.workshopError = 'A run, an import or a workshop is being set up; wait for it, or stop it, first.';
       return;
     }
     this.workshopError = null;
@@ -822,7 +826,10 @@ export class ModelsState {
         const url = sourceUrl(src, base);
         const res = await fetch(url);
         if (!res.ok) throw new Error(`${sourceName(src)} could not be fetched from ${url}: HTTP ${res.status}`);
-        return new File([await res.blob()], sourceName(src));
+        const file = new File([await res.blob()], sourceName(src));
+        // Remembered, so that "Save these settings" names the same source again.
+        this.workshopSources.set(file, src);
+        return file;
       };
       const data = await fetchFile(w.data);
       this.testFile = w.test ? await fetchFile(w.test) : null;
@@ -836,9 +843,13 @@ export class ModelsState {
       if (this.dataError) throw new Error(this.dataError);
       this.workshopPhase = start ? 'training' : 'ready';
       this.announcement = `Workshop "${w.title}" is set up${start ? ': fine-tuning starts.' : '. Press Fine-tune to start.'}`;
-      if (start) await this.finetune();
-      this.workshopPhase = this.tuneError ? null : 'ready';
-      if (this.tuneError) this.workshopError = this.tuneError;
+      if (start) {
+        const before = this.tuneResult;
+        await this.finetune();
+        if (this.tuneError) this.workshopError = this.tuneError;
+        else if (this.tuneResult === before) this.workshopError = 'Fine-tuning did not start: the model is busy (a generation?). Press Fine-tune when it is free.';
+      }
+      this.workshopPhase = this.workshopError ? null : 'ready';
     } catch (e) {
       this.workshopPhase = null;
       this.workshopError = this.failed(e);
@@ -854,10 +865,14 @@ export class ModelsState {
       return;
     }
     if ('hub' in w.model) {
+      // A download of a Hub model can be large: it is shown, and waits for the person's click.
       this.repo = w.model.hub;
       await this.lookUp();
-      await this.importPending();
-      return;
+      throw new Error(
+        this.pending
+          ? `This workshop starts from ${w.model.hub} (${formatBytes(this.pending.info.fileBytes)}), which is not in this browser yet: press Import below, then open the workshop again.`
+          : `This workshop starts from ${w.model.hub}, which could not be looked up: ${this.error ?? 'no answer'}.`,
+      );
     }
     const bundled = w.model.bundled;
     await this.run(async () => {
@@ -900,19 +915,30 @@ export class ModelsState {
   workshopFile(): WorkshopFile | string {
     const model = this.models.find((m) => m.id === this.loadedId);
     if (!model) return 'Load a model first: a workshop file names the model it starts from.';
-    const sample = (f: File | null): WorkshopSource | null => (f ? { sample: f.name } : null);
-    const data = sample(this.tuneFile) ?? (this.workshop?.data ?? null);
-    if (!data) return 'Choose a data file first: a workshop file names its data (a bundled sample, or a URL you edit in).';
+    if (!BUNDLED_MODELS[model.name] && !/^[\w.-]+\/[\w.-]+$/.test(model.name)) {
+      return `${model.name} was imported from files on this machine: a workshop file can name the bundled model or a Hugging Face Hub repository, which every attendee can get.`;
+    }
+    if (!this.tuneFile || this.datasetId) return 'Choose the data from a workshop (or the Quick demo) first: a workshop file names data every attendee can fetch.';
+    const data = this.workshopSources.get(this.tuneFile);
+    if (!data) return `${this.tuneFile.name} came from this machine: a workshop file can name the studio's samples or a URL. Put the file online, or start from a workshop file that names it.`;
+    const test = this.testFile ? this.workshopSources.get(this.testFile) : null;
+    if (this.testFile && !test) return `The test file ${this.testFile.name} came from this machine: a workshop file can name the studio's samples or a URL.`;
     const t = this.tune;
-    return {
+    const w: WorkshopFile = {
       format: WORKSHOP_FORMAT, version: 1, title: this.workshop?.title ?? `${model.name} on ${sourceName(data)}`, description: this.workshop?.description ?? '',
-      model: BUNDLED_MODELS[model.name] ? { bundled: model.name } : { hub: model.name }, data, test: sample(this.testFile),
+      model: BUNDLED_MODELS[model.name] ? { bundled: model.name } : { hub: model.name }, data, test: test ?? null,
       config: {
         method: t.method, steps: t.steps, learning_rate: t.learningRate, r: t.r, batch_size: t.batchSize, block_size: t.blockSize, validation: t.validation,
         eval_every: t.evalEvery, patience: t.patience, test: t.test, exact_match: t.exactMatch, sample_every: t.sampleEvery, sample_prompt: t.samplePrompt,
       },
       seed: t.seed,
     };
+    // What is written must open again: the same checks as reading it.
+    try {
+      return parseWorkshop(JSON.stringify(w), 'this workshop');
+    } catch (e) {
+      return `These settings cannot be shared as they are: ${message(e)}`;
+    }
   }
 
   downloadWorkshop(): void {

@@ -50,11 +50,19 @@ export async function closeAll(): Promise<void> {
 }
 
 /** A persistent profile, so IndexedDB survives reloads and even a browser restart. */
-export async function launch(profileDir = mkdtempSync(join(tmpdir(), 'tabtune-profile-'))): Promise<{ context: BrowserContext; profileDir: string }> {
+/**
+ * A browser with its own profile. The studio's service worker (the offline copy) is blocked unless
+ * a test asks for it: it copies the whole build into the profile on the first visit.
+ */
+export async function launch(
+  profileDir = mkdtempSync(join(tmpdir(), 'tabtune-profile-')),
+  options: { serviceWorkers?: 'allow' | 'block' } = {},
+): Promise<{ context: BrowserContext; profileDir: string }> {
   const context = await chromium.launchPersistentContext(profileDir, {
     executablePath: CHROMIUM,
     headless: true,
     args: CHROMIUM_FLAGS,
+    serviceWorkers: options.serviceWorkers ?? 'block',
   });
   open.add(context);
   context.on('close', () => open.delete(context));

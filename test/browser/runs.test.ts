@@ -119,6 +119,10 @@ test('a full disk: a big dataset is refused with a plain message, nothing saved 
   assert.deepEqual(await offered.evaluateAll((rows) => rows.map((r) => r.getAttribute('data-kind')).sort()), ['checkpoints', 'dataset', 'model']);
   const ckpt = page.locator('[data-testid=storage-item][data-kind=checkpoints]');
   assert.match((await ckpt.textContent()) ?? '', /the run is done; its metrics and adapter stay/);
+  // Deleting asks twice.
+  await ckpt.locator('[data-testid=storage-delete]').click();
+  assert.equal(await ckpt.locator('[data-testid=storage-delete]').textContent(), 'Really delete?');
+  assert.equal(await offered.count(), 3, 'one click deletes nothing');
   await ckpt.locator('[data-testid=storage-delete]').click();
   await until('the checkpoints gone', () => offered.count(), (n) => n === 2);
   assert.equal(await page.locator('[data-testid=storage-full]').count(), 0, 'the alert goes once room was made');

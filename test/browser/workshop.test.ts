@@ -9,7 +9,7 @@ import { launch, studioForTests, until, watchErrors } from './harness';
 const { skip, server } = studioForTests();
 
 test('after the first visit the studio opens offline: its service worker answers with the build, the bundled model and the samples', { skip, timeout: 120_000 }, async () => {
-  const { context } = await launch();
+  const { context } = await launch(undefined, { serviceWorkers: 'allow' });
   const page = await context.newPage();
   const errors = watchErrors(page);
   page.on('requestfailed', (r) => errors.push(`failed: ${r.url()} ${r.failure()?.errorText}`));

@@ -400,7 +400,9 @@ test('a fine-tuning run is kept: stopped at 10 or crashed at 12, a new Studio (a
   const full = await s0.finetuneModel(req(m0.id), (r) => straight.push(r.loss), (e) => straightEvals.push(e.valLoss), (x) => heard.push(`${x.step}: ${x.prompt} -> ${x.text}`));
   assert.equal(straight.length, 20);
   // Two watched prompts (the first held-out ones), before training and every 5 steps.
-  assert.deepEqual(full.samples.map((x) => x.step), [0, 0, 5, 5, 10, 10, 15, 15, 20, 20]);
+  // At the end, the kept weights (the best validation loss was at step 4, so those are restored) are sampled once more.
+  assert.equal(full.restoredBest && full.best?.step, 4);
+  assert.deepEqual(full.samples.map((x) => `${x.step}${x.final ? ' final' : ''}`), ['0', '0', '5', '5', '10', '10', '15', '15', '20', '20', '4 final', '4 final']);
   assert.deepEqual(full.samples.map((x) => `${x.step}: ${x.prompt} -> ${x.text}`), heard, 'each sample is heard as it is made');
   assert.match(full.samples[0].prompt, /^say \w+/, 'the prompt of a held-out row');
   assert.notEqual(full.samples[0].text, full.samples[8].text, 'what the model writes changes as it learns');
@@ -444,7 +446,7 @@ test('a fine-tuning run is kept: stopped at 10 or crashed at 12, a new Studio (a
     }
     const resumed: number[] = [];
     const resumedEvals: number[] = [];
-    assert.deepEqual(r.samples, full.samples.filter((x) => x.step <= 10), 'the samples up to the checkpoint');
+    assert.deepEqual(r.samples, full.samples.filter((x) => x.step <= 10 && !x.final), 'the samples up to the checkpoint');
     const out = await s2.resumeTuneRun(r.id, (x) => resumed.push(x.loss), (e) => resumedEvals.push(e.valLoss));
     assert.equal(out.runId, r.id);
     assert.deepEqual(out.samples, full.samples, 'a resumed run writes what the uninterrupted one wrote');
@@ -568,6 +570,21 @@ test('storage: what takes the space is listed; the model and datasets a resumabl
   assert.deepEqual([after.status, after.resumable, after.history.length, after.hasFiles], ['stopped', false, 4, true]);
   assert.deepEqual((await kv.keys()).filter((k) => k.startsWith('tuneckpt/') || k.startsWith('tunebest/')), []);
   assert.deepEqual((await studio.storageItems()).map((x) => [x.kind, x.blockedBy]).sort(), [['dataset', null], ['model', null]]);
+
+  // A run interrupted before it finished has no adapter: its checkpoints are all it learned, and the offer says so.
+  const again = await studio.finetuneModel(
+    { modelId: info.id, dataset: 'words.jsonl', datasetId: dataset.id, method: 'lora', lora: { r: 4 }, train: { steps: 8, block_size: 16, checkpoint_every: 3 } },
+    () => undefined,
+  );
+  await kv.set(`tune/${again.runId}`, { ...(await kv.get<Record<string, unknown>>(`tune/${again.runId}`))!, status: 'running', step: 6, latestCheckpoint: `tuneckpt/${again.runId}/000000006` });
+  await kv.del(`tuneadapter/${again.runId}`);
+  const offer = (await studio.storageItems()).find((x) => x.kind === 'checkpoints' && x.id === again.runId)!;
+  assert.match(offer.detail, /everything this run learned \(6 steps\) is lost: it has no adapter to keep/);
+  await studio.deleteTuneCheckpoints(again.runId);
+  const lost = (await studio.listTuneRuns()).find((r) => r.id === again.runId)!;
+  assert.deepEqual([lost.status, lost.resumable, lost.hasFiles], ['failed', false, false], 'it is not called stopped, and offers no download');
+  await studio.deleteTuneRun(again.runId);
+
   await studio.deleteDataset(dataset.id);
   await studio.deleteModel(info.id);
   assert.deepEqual(await studio.storageItems(), []);

@@ -112,11 +112,18 @@ test('each best is kept under its step: a best found after the latest checkpoint
   assert.deepEqual(Array.from((await loadTuneBest(kv, 'old', 3))!.w.data), [3, 3]);
   assert.equal(await loadTuneBest(kv, 'old', 4), null, 'but only for the step it is of');
 
+  // A resume from step 20 replays a timeline: a best found now at a lower step than one of the
+  // abandoned timeline is kept (it is the run's best), and the abandoned one goes.
+  run = await saveTuneBest(kv, { ...run, best: point(12) }, weights(19), point(19));
+  run = await saveTuneBest(kv, run, weights(16), { step: 16, valLoss: 1 });
+  assert.deepEqual(Array.from((await loadTuneBest(kv, 't1', 16))!.w.data), [16, 16], 'the best just written is kept, whatever came before it');
+  assert.deepEqual((await kv.keys()).filter((k) => k.startsWith('tunebest/t1')).sort(), ['tunebest/t1/000000012', 'tunebest/t1/000000016'], 'the checkpoints\' best and the run\'s');
   const size = await tuneCheckpointBytes(kv, 't1');
-  assert.equal(size.count, 3, 'two checkpoints and one best');
+  assert.equal(size.count, 4, 'two checkpoints and two bests');
   assert.ok(size.bytes >= 3 * 8 && size.bytes < 1000, `their weights and a little more: ${size.bytes}`);
   assert.ok(isTuneResumable(run));
   const after = await deleteTuneCheckpoints(kv, 't1');
-  assert.deepEqual([after!.latestCheckpoint, after!.status, after!.history.length, isTuneResumable(after!)], [null, 'stopped', 0, false]);
+  assert.deepEqual([after!.latestCheckpoint, after!.status, isTuneResumable(after!)], [null, 'failed', false]);
+  assert.match(after!.error ?? '', /its checkpoints were deleted to make room at step 20, before it finished: nothing of it can be resumed or downloaded/);
   assert.deepEqual((await kv.keys()).filter((k) => k.includes('t1')), ['tune/t1'], 'the run record stays, its checkpoints and bests go');
 });

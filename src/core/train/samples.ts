@@ -18,7 +18,8 @@ export interface SamplePrompt {
 export async function greedyIds(model: CausalLM, prompt: number[], maxNewTokens: number, stopIds: number[]): Promise<number[]> {
   const room = model.contextLength - prompt.length - 1;
   const out: number[] = [];
-  if (room < 1) return out;
+  // No prompt, or no room after it: no answer (counted wrong, not an error).
+  if (room < 1 || prompt.length === 0) return out;
   for await (const t of generate(model, prompt, { maxNewTokens: Math.min(maxNewTokens, room), temperature: 0, stopIds })) {
     if (t.done === 'stop') break;
     out.push(t.id);
@@ -66,10 +67,15 @@ export async function exactMatch(
   limit = 100,
   shown = 5,
   onProgress?: (done: number, total: number) => void,
+  shouldStop: () => boolean = () => false,
 ): Promise<ExactMatch> {
-  const total = Math.min(limit, examples.length);
-  const out: ExactMatch = { correct: 0, total, rate: 0, examples: [] };
-  for (let i = 0; i < total; i++) {
+  const out: ExactMatch = { correct: 0, total: Math.min(limit, examples.length), rate: 0, examples: [] };
+  for (let i = 0; i < out.total; i++) {
+    // Stopped: the score is of the rows answered so far.
+    if (shouldStop()) {
+      out.total = i;
+      break;
+    }
     const e = examples.get(i);
     const want = Array.from(e.completion).filter((id) => !stopIds.includes(id));
     const got = await greedyIds(model, Array.from(e.prompt), want.length + 4, stopIds);
@@ -78,8 +84,8 @@ export async function exactMatch(
     const ok = answer === expected;
     if (ok) out.correct++;
     if (out.examples.length < shown) out.examples.push({ prompt: decode(Array.from(e.prompt)), expected, got: answer, ok });
-    onProgress?.(i + 1, total);
+    onProgress?.(i + 1, out.total);
   }
-  out.rate = total ? out.correct / total : 0;
+  out.rate = out.total ? out.correct / out.total : 0;
   return out;
 }
