@@ -3,7 +3,9 @@
  * on the bundled model, whose exact match on unseen test dates rises above the base model's.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
+import { parseWorkshop } from '../../src/ui/workshop';
 import { launch, studioForTests, until, watchErrors } from './harness';
 
 const { skip, server } = studioForTests();
@@ -39,5 +41,76 @@ test('after the first visit the studio opens offline: its service worker answers
     unknown: 'failed',
   });
   assert.deepEqual(errors.filter((e) => !/no-such-file|Failed to load resource/.test(e)), []);
+  await context.close();
+});
+
+const status = (page: import('playwright-core').Page) => page.getAttribute('[data-testid=tune-status]', 'data-state').catch(() => null);
+/** Fewer steps and test rows than the shipped quick demo: SwiftShader is a GPU emulated on the CPU. */
+const BROWSER_STEPS = 40;
+const BROWSER_ROWS = 20;
+
+test(`the quick demo on WebGPU (SwiftShader) with ${BROWSER_STEPS} steps: opened from its workshop file, exact match on unseen dates rises above the base model's`, { skip, timeout: 1_200_000 }, async () => {
+  const { context } = await launch();
+  const page = await context.newPage();
+  const errors = watchErrors(page);
+  await page.goto(`${server.url}?backend=webgpu&workshop=quick-demo.workshop.json`);
+  await page.waitForSelector('[data-testid=backend-name]');
+  assert.equal(await page.textContent('[data-testid=backend-name]'), 'webgpu');
+  // The bundled model is imported from the studio's own files, the dates are fetched and read.
+  await until('the workshop set up', () => page.textContent('[data-testid=workshop-status]'), (t) => /Quick demo: dates to ISO: Ready/.test(t ?? ''), 120_000);
+  await until('its report', () => page.textContent('[data-testid=data-report]').catch(() => ''), (t) => /dates-train\.jsonl: prompt_completion/.test((t ?? '').replace(/\s+/g, ' ')));
+  assert.equal(await page.inputValue('[data-testid=tune-seed]'), '1337');
+  await page.fill('[data-testid=tune-steps]', String(BROWSER_STEPS));
+  await page.fill('[data-testid=tune-exact-match]', String(BROWSER_ROWS));
+  const t0 = Date.now();
+  await page.click('[data-testid=tune-start]');
+  await until('the run', () => status(page), (s) => s === 'done', 1_100_000);
+  const seconds = (Date.now() - t0) / 1000;
+  const before = Number(/^(\d+)/.exec((await page.textContent('[data-testid=exact-match-before]')) ?? '')?.[1]);
+  const after = Number(/^(\d+)/.exec((await page.textContent('[data-testid=exact-match-after]')) ?? '')?.[1]);
+  console.log(`quick demo, browser WebGPU (SwiftShader), ${BROWSER_STEPS} steps and ${BROWSER_ROWS} test rows: ${seconds.toFixed(0)} s; exact match ${before} before, ${after} after`);
+  assert.ok(after > before, `exact match rises: ${before} before, ${after} after`);
+  // What the model writes for the watched prompt changed as it learned.
+  const first = await page.textContent('[data-testid=tune-sample] [data-testid=tune-sample-first]');
+  const last = await page.textContent('[data-testid=tune-sample] [data-testid=tune-sample-last]');
+  assert.notEqual(first?.replace(/^[^:]*:/, ''), last?.replace(/^[^:]*:/, ''));
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('one click: Quick demo imports the bundled model, reads the dates and starts; the settings save as a workshop file that opens the same way', { skip, timeout: 300_000 }, async () => {
+  const { context } = await launch();
+  const page = await context.newPage();
+  const errors = watchErrors(page);
+  await page.goto(`${server.url}?backend=wasm`);
+  await page.waitForSelector('[data-testid=backend-name]');
+  await page.click('[data-testid=workshop-quick]');
+  await until('the first steps', async () => (await page.evaluate(() => (globalThis as any).tabtune.models.tunePoints.length)) as number, (n) => n >= 2, 240_000);
+  assert.equal(await status(page), 'running');
+  assert.match((await page.textContent('[data-testid=tune] h3')) ?? '', /Fine-tune moby-gpt2/);
+  await page.click('[data-testid=tune-stop]');
+  await until('the stop', () => status(page), (s) => s === 'done');
+  assert.match((await page.textContent('[data-testid=tune-status]')) ?? '', /Stopped by you/);
+
+  const download = page.waitForEvent('download');
+  await page.click('[data-testid=workshop-save]');
+  const file = await download;
+  assert.equal(file.suggestedFilename(), 'quick-demo-dates-to-iso.workshop.json');
+  const saved = JSON.parse(readFileSync((await file.path())!, 'utf8'));
+  const shipped = parseWorkshop(readFileSync(new URL('../../public/samples/quick-demo.workshop.json', import.meta.url), 'utf8'), 'quick-demo.workshop.json');
+  assert.deepEqual(parseWorkshop(JSON.stringify(saved), 'quick-demo.workshop.json'), shipped, 'the same model, data, settings and seed as the shipped quick demo');
+
+  // A workshop file from this machine's disk opens the same state (without starting).
+  await page.reload();
+  await page.waitForSelector('[data-testid=backend-name]');
+  await page.setInputFiles('[data-testid=workshop-file]', { name: 'mine.workshop.json', mimeType: 'application/json', buffer: Buffer.from(JSON.stringify({ ...saved, config: { ...saved.config, steps: 7 } })) });
+  await until('the workshop set up', () => page.textContent('[data-testid=workshop-status]'), (t) => /Ready/.test(t ?? ''), 120_000);
+  assert.equal(await page.inputValue('[data-testid=tune-steps]'), '7');
+  // A broken one is refused by its field, and nothing changes.
+  await page.setInputFiles('[data-testid=workshop-file]', { name: 'bad.workshop.json', mimeType: 'application/json', buffer: Buffer.from(JSON.stringify({ ...saved, config: { steps: -1 } })) });
+  await page.waitForSelector('[data-testid=workshop-error]');
+  assert.match((await page.textContent('[data-testid=workshop-error]')) ?? '', /bad\.workshop\.json: "config\.steps" must be a whole number from 1 to 100000, got -1/);
+  assert.equal(await page.inputValue('[data-testid=tune-steps]'), '7');
+  assert.deepEqual(errors, []);
   await context.close();
 });
