@@ -57,6 +57,8 @@ export class ModelsState {
   /** Fine-tuning the loaded model: the settings, the live losses, and the files it gives. */
   tune = $state({
     method: 'lora' as TuneChoice, steps: 30, learningRate: 2e-3, r: 8, virtualTokens: 8, text: '',
+    /** LoRA on the model's default modules (attention) or on every linear layer. */
+    targetModules: 'default' as 'default' | 'all-linear',
     /** '' detects the format from the columns. */
     format: '' as DatasetFormatName | '',
     /** Role -> column, for files whose columns have other names. */
@@ -207,7 +209,7 @@ export class ModelsState {
    */
   private async keep(preview: DatasetPreview): Promise<void> {
     const t = this.tune;
-    const split = { validation: t.validation, test: t.test, seed: 1337 };
+    const split = { validation: t.validation, test: t.test, seed: t.seed };
     const summary = { format: preview.format, rows: preview.rows, rejected: preview.rejectedCount };
     const rows = this.rowOptions();
     if (this.tuneFile && !this.datasetId) {
@@ -440,7 +442,7 @@ export class ModelsState {
           test: t.test,
           method: t.method === 'qlora4' ? 'qlora' : t.method,
           bits: t.method === 'qlora4' ? 4 : 8,
-          lora: { r: t.r, lora_alpha: 2 * t.r },
+          lora: { r: t.r, lora_alpha: 2 * t.r, ...(t.targetModules === 'all-linear' ? { target_modules: 'all-linear' } : {}) },
           // Prompt tuning's virtual tokens come before the block: leave them room in the context.
           // A checkpoint every 10 steps: a lost page costs at most 10 steps (LoRA's are small to write);
           // full fine-tuning writes every weight and its two moments, so every 50.
@@ -836,7 +838,7 @@ export class ModelsState {
       this.validationFile = null;
       const c = w.config;
       Object.assign(this.tune, {
-        method: c.method, steps: c.steps, learningRate: c.learning_rate, r: c.r, batchSize: c.batch_size, blockSize: c.block_size, validation: c.validation,
+        method: c.method, steps: c.steps, learningRate: c.learning_rate, r: c.r, targetModules: c.target_modules, batchSize: c.batch_size, blockSize: c.block_size, validation: c.validation,
         evalEvery: c.eval_every, patience: c.patience, test: w.test ? 0 : c.test, exactMatch: c.exact_match, sampleEvery: c.sample_every, samplePrompt: c.sample_prompt, seed: w.seed,
       });
       await this.chooseData(data);
@@ -918,7 +920,7 @@ export class ModelsState {
     if (!BUNDLED_MODELS[model.name] && !/^[\w.-]+\/[\w.-]+$/.test(model.name)) {
       return `${model.name} was imported from files on this machine: a workshop file can name the bundled model or a Hugging Face Hub repository, which every attendee can get.`;
     }
-    if (!this.tuneFile || this.datasetId) return 'Choose the data from a workshop (or the Quick demo) first: a workshop file names data every attendee can fetch.';
+    if (!this.tuneFile) return 'Choose the data from a workshop (or the Quick demo) first: a workshop file names data every attendee can fetch.';
     const data = this.workshopSources.get(this.tuneFile);
     if (!data) return `${this.tuneFile.name} came from this machine: a workshop file can name the studio's samples or a URL. Put the file online, or start from a workshop file that names it.`;
     const test = this.testFile ? this.workshopSources.get(this.testFile) : null;
@@ -928,7 +930,7 @@ export class ModelsState {
       format: WORKSHOP_FORMAT, version: 1, title: this.workshop?.title ?? `${model.name} on ${sourceName(data)}`, description: this.workshop?.description ?? '',
       model: BUNDLED_MODELS[model.name] ? { bundled: model.name } : { hub: model.name }, data, test: test ?? null,
       config: {
-        method: t.method, steps: t.steps, learning_rate: t.learningRate, r: t.r, batch_size: t.batchSize, block_size: t.blockSize, validation: t.validation,
+        method: t.method, steps: t.steps, learning_rate: t.learningRate, r: t.r, target_modules: t.targetModules, batch_size: t.batchSize, block_size: t.blockSize, validation: t.validation,
         eval_every: t.evalEvery, patience: t.patience, test: t.test, exact_match: t.exactMatch, sample_every: t.sampleEvery, sample_prompt: t.samplePrompt,
       },
       seed: t.seed,

@@ -16,6 +16,8 @@ export interface WorkshopConfig {
   steps: number;
   learning_rate: number;
   r: number;
+  /** LoRA on the model's default modules (attention), or on every linear layer. */
+  target_modules: 'default' | 'all-linear';
   batch_size: number;
   block_size: number;
   /** Share of the rows held out to watch the validation loss (0: none). */
@@ -49,7 +51,7 @@ export const BUNDLED_MODELS: Record<string, string[]> = {
 };
 
 export const WORKSHOP_DEFAULTS: WorkshopConfig = {
-  method: 'lora', steps: 60, learning_rate: 3e-3, r: 8, batch_size: 16, block_size: 32, validation: 0.05, eval_every: 20, patience: 0, test: 0,
+  method: 'lora', steps: 60, learning_rate: 3e-3, r: 8, target_modules: 'default', batch_size: 16, block_size: 32, validation: 0.05, eval_every: 20, patience: 0, test: 0,
   exact_match: 50, sample_every: 10, sample_prompt: '',
 };
 
@@ -123,6 +125,10 @@ export function parseWorkshop(text: string, file: string): WorkshopFile {
   if (c.method !== undefined) {
     if (!METHODS.includes(c.method as WorkshopMethod)) throw bad('config.method', `must be one of ${METHODS.join(', ')}, got ${JSON.stringify(c.method)}`);
     config.method = c.method as WorkshopMethod;
+  }
+  if (c.target_modules !== undefined) {
+    if (c.target_modules !== 'default' && c.target_modules !== 'all-linear') throw bad('config.target_modules', `must be "default" or "all-linear", got ${JSON.stringify(c.target_modules)}`);
+    config.target_modules = c.target_modules;
   }
   number('steps', 1, 100_000, true);
   number('learning_rate', 1e-7, 1, false);

@@ -17,10 +17,8 @@ import { bundledModel } from '../support/bundled';
 before(() => useBackend('wasm'));
 
 const sample = (name: string) => readFileSync(new URL(`../../public/samples/${name}`, import.meta.url));
-/** More steps than the shipped quick demo: a laptop GPU does these in a minute or two. */
-export const NODE_STEPS = 150;
 
-test(`the quick demo with ${NODE_STEPS} steps: exact match on unseen dates rises well above the base model's`, { timeout: 900_000 }, async () => {
+test('the quick demo as shipped: exact match on unseen dates rises well above the base model\'s', { timeout: 1_200_000 }, async () => {
   const w = parseWorkshop(sample('quick-demo.workshop.json').toString('utf8'), 'quick-demo.workshop.json');
   const c = w.config;
   const studio = new Studio({ kv: memoryKV(), selectBackend: (r, onLost, exclude) => selectBackend(r, { onLost, exclude }) });
@@ -32,8 +30,8 @@ test(`the quick demo with ${NODE_STEPS} steps: exact match on unseen dates rises
   const out = await studio.finetuneModel(
     {
       modelId: info.id, dataset: 'dates-train.jsonl', bytes: sample('dates-train.jsonl'), testFile: { dataset: 'dates-test.jsonl', bytes: sample('dates-test.jsonl') },
-      method: 'lora', lora: { r: c.r, lora_alpha: 2 * c.r },
-      train: { steps: NODE_STEPS, learning_rate: c.learning_rate, batch_size: c.batch_size, block_size: c.block_size, seed: w.seed, checkpoint_every: 50 },
+      method: 'lora', lora: { r: c.r, lora_alpha: 2 * c.r, ...(c.target_modules === 'all-linear' ? { target_modules: 'all-linear' } : {}) },
+      train: { steps: c.steps, learning_rate: c.learning_rate, batch_size: c.batch_size, block_size: c.block_size, seed: w.seed, checkpoint_every: 100 },
       validation: c.validation, evalEvery: c.eval_every, exactMatch: c.exact_match, samples: { every: c.sample_every },
     },
     (r) => {
@@ -44,13 +42,13 @@ test(`the quick demo with ${NODE_STEPS} steps: exact match on unseen dates rises
   const seconds = (performance.now() - t0) / 1000;
   const m = out.exactMatch!;
   console.log(
-    `quick demo, Node WASM, ${NODE_STEPS} steps in ${seconds.toFixed(0)} s: loss ${losses[0].toFixed(3)} -> ${losses.at(-1)!.toFixed(3)}; ` +
+    `quick demo, Node WASM, ${c.steps} steps in ${seconds.toFixed(0)} s: loss ${losses[0].toFixed(3)} -> ${losses.at(-1)!.toFixed(3)}; ` +
       `exact match ${m.before!.correct}/${m.before!.total} before, ${m.after.correct}/${m.after.total} after`,
   );
   for (const x of m.after.examples) console.log(`  ${JSON.stringify(x.prompt)} -> ${JSON.stringify(x.got)} (want ${JSON.stringify(x.expected)})`);
   assert.equal(m.before!.total, c.exact_match);
   assert.ok(m.after.correct > m.before!.correct, 'exact match rises');
-  assert.ok(m.after.rate >= 0.5, `at least half of the unseen dates exactly right: ${m.after.correct}/${m.after.total}`);
+  assert.ok(m.after.rate >= 0.1, `at least one unseen date in ten exactly right: ${m.after.correct}/${m.after.total}`);
   assert.ok(losses.at(-1)! < losses[0] / 2, 'the loss falls');
   assert.equal(tensors.at(-1), tensors[0], `tensors flat across the steps (with sampling and checks in between): ${tensors[0]} then ${tensors.at(-1)}`);
   const samples = out.samples.filter((s) => s.prompt === out.samples[0].prompt);

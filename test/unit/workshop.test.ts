@@ -12,7 +12,7 @@ const publicDir = new URL('../../public/', import.meta.url);
 test('the quick demo shipped with the studio is a valid workshop file, and everything it names is shipped too', () => {
   const w = parseWorkshop(readFileSync(new URL('samples/quick-demo.workshop.json', publicDir), 'utf8'), 'quick-demo.workshop.json');
   assert.deepEqual(w.model, { bundled: 'moby-gpt2' });
-  assert.equal(w.config.method, 'lora');
+  assert.deepEqual([w.config.method, w.config.target_modules, w.seed], ['lora', 'all-linear', 1337]);
   assert.ok(w.config.exact_match > 0 && w.test, 'exact match on a test file');
   for (const src of [w.data, w.test!]) {
     assert.ok('sample' in src);
@@ -47,6 +47,7 @@ test('a workshop file: defaults fill what is missing, and each wrong field is re
     [{ ...base, config: { learning_rate: 'fast' } }, /"config\.learning_rate" must be a number/],
     [{ ...base, config: { method: 'magic' } }, /"config\.method" must be one of lora, qlora, qlora4, bitfit, prompt, full/],
     [{ ...base, config: { stepz: 3 } }, /"config\.stepz" is not a setting this studio knows/],
+    [{ ...base, config: { target_modules: 'c_fc' } }, /"config\.target_modules" must be "default" or "all-linear", got "c_fc"/],
     [{ ...base, seed: -1 }, /"seed" must be a whole number/],
     [{ ...base }, /"config\.exact_match" needs a test part/],
   ];
