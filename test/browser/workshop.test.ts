@@ -51,8 +51,8 @@ const status = (page: import('playwright-core').Page) => page.getAttribute('[dat
  * CPU. The first exact answers come after about 300 steps of 16 (see the README), which a software
  * GPU cannot reach in a test; this run shows the path end to end and the loss and samples moving.
  */
-const BROWSER_STEPS = Number(process.env.TABTUNE_QUICK_STEPS ?? 8);
-const BROWSER_ROWS = 8;
+const BROWSER_STEPS = Number(process.env.TABTUNE_QUICK_STEPS ?? 6);
+const BROWSER_ROWS = 4;
 
 test(`the quick demo on WebGPU (SwiftShader), ${BROWSER_STEPS} steps: opened from its workshop file, trained in the worker, scored before and after`, { skip, timeout: 1_200_000 }, async () => {
   const { context } = await launch();

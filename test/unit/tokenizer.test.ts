@@ -44,6 +44,7 @@ test('byte-level BPE: GPT-2 ids equal the reference encoder on awkward text, and
     assert.equal(tok.decode(ids), text, `round trip of ${JSON.stringify(text)}`);
   }
   assert.deepEqual(tok.encode('Hello world'), [15496, 995], 'the well-known GPT-2 ids');
+  assert.equal(tok.decode([]), '', 'no tokens, no text (a model that answers nothing at once)');
   // The special token is one id, not its characters.
   assert.deepEqual(tok.encode('end<|endoftext|>'), [437, 50256]);
 });

@@ -85,6 +85,8 @@ export class HFTokenizer {
 
   /** The text of the ids, exactly: no clean-up of spaces before punctuation (" ?" stays " ?"). */
   decode(ids: number[], opts: { skipSpecialTokens?: boolean } = {}): string {
+    // No tokens decode to no text (the library itself refuses an empty array).
+    if (ids.length === 0) return '';
     return this.tok.decode(ids, { skip_special_tokens: opts.skipSpecialTokens ?? false, clean_up_tokenization_spaces: false });
   }
 
