@@ -3,6 +3,7 @@ import { StudioClient } from './api/client';
 import App from './ui/App.svelte';
 import { ModelsState } from './ui/models.svelte';
 import { BACKEND_CHOICES, BACKEND_SETTING, StudioState } from './ui/studio.svelte';
+import { PRESENTER_SETTING, ScreensState } from './ui/screens.svelte';
 import { parseWorkshop } from './ui/workshop';
 import type { BackendRequest } from './api/protocol';
 
@@ -30,10 +31,13 @@ const studio = new StudioState(client, {
 // ?hub= points at a mirror of the Hugging Face Hub (as HF_ENDPOINT does for Python).
 const models = new ModelsState(client, params.get('hub') ?? undefined, { url: `${import.meta.env.BASE_URL}samples/moby-dick-ch1.txt`, name: 'moby-dick-ch1.txt' });
 
-// A handle for the browser tests and for curious users in the console.
-(globalThis as { tabtune?: unknown }).tabtune = { client, studio, models };
+// #train opens that screen; ?presenter=1 (or the choice last made) opens in large type.
+const screens = new ScreensState(location.hash, params.get('presenter') === '1' || localStorage.getItem(PRESENTER_SETTING) === '1');
 
-mount(App, { target: document.getElementById('app')!, props: { studio, models } });
+// A handle for the browser tests and for curious users in the console.
+(globalThis as { tabtune?: unknown }).tabtune = { client, studio, models, screens };
+
+mount(App, { target: document.getElementById('app')!, props: { studio, models, screens } });
 // ?workshop= opens a workshop file (a URL, or a name in the studio's samples) once the worker is up.
 const workshop = params.get('workshop');
 void studio

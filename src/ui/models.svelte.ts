@@ -105,6 +105,11 @@ export class ModelsState {
   tunePoints = $state.raw<{ step: number; loss: number }[]>([]);
   /** The last step's report: learning rate, gradient norm, speed, device memory. */
   tuneStep = $state.raw<StepReport | null>(null);
+  /** When this run's first step of this visit came (for the elapsed time and the ETA). */
+  tuneStartedAt = $state<number | null>(null);
+  tuneEndedAt = $state<number | null>(null);
+  /** The last steps' times, for the ETA. */
+  tuneStepTimes = $state.raw<number[]>([]);
   tuneEvals = $state.raw<EvalInfo[]>([]);
   /** What the model wrote for the watched prompts: before training (step 0) and as it went. */
   tuneSamples = $state.raw<SampleInfo[]>([]);
@@ -497,6 +502,9 @@ export class ModelsState {
       this.tuneEvals = prior ? prior.evals.slice() : [];
       this.tuneSamples = prior ? prior.samples.slice() : [];
       this.tuneStep = null;
+      this.tuneStartedAt = null;
+      this.tuneEndedAt = null;
+      this.tuneStepTimes = [];
       this.tuneResult = null;
       for (const d of this.downloads) URL.revokeObjectURL(d.url);
       this.downloads = [];
@@ -508,6 +516,8 @@ export class ModelsState {
       const result = await start(
         (r) => {
           if (!fresh) clearLast();
+          this.tuneStartedAt ??= Date.now() - r.stepMs;
+          this.tuneStepTimes = [...this.tuneStepTimes.slice(-19), r.stepMs];
           this.tuneLosses = [...this.tuneLosses, r.loss];
           this.tunePoints = [...this.tunePoints, { step: r.step, loss: r.loss }];
           this.tuneStep = r;
@@ -538,6 +548,7 @@ export class ModelsState {
       this.tuneError = this.failed(e);
       return false;
     } finally {
+      if (this.tuneStartedAt !== null) this.tuneEndedAt = Date.now();
       this.tuning = false;
       this.paused = false;
       this.scoring = null;
@@ -705,6 +716,17 @@ export class ModelsState {
     }
   }
 
+  /** Save checkpoint now: the run writes one after its current step (it can resume from there). */
+  async saveCheckpoint(): Promise<void> {
+    if (!this.tuning) return;
+    try {
+      await this.client.checkpointNow();
+      this.announcement = `A checkpoint is written after step ${this.tuneStep?.step ?? 0}.`;
+    } catch (e) {
+      this.error = this.failed(e);
+    }
+  }
+
   /** The tab is being hidden or closed: the run writes a checkpoint after its current step. */
   checkpointSoon(): void {
     if (this.tuning) void this.client.checkpointNow().catch(() => undefined);
@@ -820,7 +842,7 @@ export class ModelsState {
     this.workshop = w;
     try {
       this.workshopPhase = 'model';
-      await this.workshopModel(w, base);
+      await this.workshopModel(w.model, base);
       const want = 'bundled' in w.model ? w.model.bundled : w.model.hub;
       if (this.models.find((m) => m.id === this.loadedId)?.name !== want) throw new Error(this.error ?? `${want} could not be loaded`);
       this.workshopPhase = 'data';
@@ -859,24 +881,24 @@ export class ModelsState {
   }
 
   /** The workshop's model, imported if it is not kept here yet, and loaded. */
-  private async workshopModel(w: WorkshopFile, base: string): Promise<void> {
-    const name = 'bundled' in w.model ? w.model.bundled : w.model.hub;
+  private async workshopModel(model: WorkshopFile['model'], base: string): Promise<void> {
+    const name = 'bundled' in model ? model.bundled : model.hub;
     const kept = this.models.find((m) => m.name === name);
     if (kept) {
       if (this.loadedId !== kept.id) await this.load(kept.id);
       return;
     }
-    if ('hub' in w.model) {
+    if ('hub' in model) {
       // A download of a Hub model can be large: it is shown, and waits for the person's click.
-      this.repo = w.model.hub;
+      this.repo = model.hub;
       await this.lookUp();
       throw new Error(
         this.pending
-          ? `This workshop starts from ${w.model.hub} (${formatBytes(this.pending.info.fileBytes)}), which is not in this browser yet: press Import below, then open the workshop again.`
-          : `This workshop starts from ${w.model.hub}, which could not be looked up: ${this.error ?? 'no answer'}.`,
+          ? `This workshop starts from ${model.hub} (${formatBytes(this.pending.info.fileBytes)}), which is not in this browser yet: press Import below, then open the workshop again.`
+          : `This workshop starts from ${model.hub}, which could not be looked up: ${this.error ?? 'no answer'}.`,
       );
     }
-    const bundled = w.model.bundled;
+    const bundled = model.bundled;
     await this.run(async () => {
       const files: FileEntry[] = [];
       const paths = BUNDLED_MODELS[bundled];
@@ -890,6 +912,34 @@ export class ModelsState {
       this.adopt(info);
       await this.refresh();
     });
+  }
+
+  /** The bundled model, imported from the studio's own files the first time, and loaded. */
+  async useBundled(name: string, base: string): Promise<void> {
+    if (this.tuning || this.busy) return;
+    this.error = null;
+    try {
+      await this.workshopModel({ bundled: name }, base);
+    } catch (e) {
+      this.error = this.failed(e);
+    }
+  }
+
+  /** A sample shipped with the studio, fetched and read as the training data. */
+  async useSample(name: string, base: string): Promise<void> {
+    if (this.tuning) return;
+    this.dataError = null;
+    try {
+      const src: WorkshopSource = { sample: name };
+      const res = await fetch(sourceUrl(src, base));
+      if (!res.ok) throw new Error(`the sample ${name} could not be fetched: HTTP ${res.status}`);
+      const file = new File([await res.blob()], name);
+      // Remembered, so that "Save these settings" can name it in a workshop file.
+      this.workshopSources.set(file, src);
+      await this.chooseData(file);
+    } catch (e) {
+      this.dataError = this.failed(e);
+    }
   }
 
   /** The one-click demo: the workshop file shipped with the studio, opened and started. */

@@ -56,7 +56,7 @@ export async function closeAll(): Promise<void> {
  */
 export async function launch(
   profileDir = mkdtempSync(join(tmpdir(), 'tabtune-profile-')),
-  options: { serviceWorkers?: 'allow' | 'block' } = {},
+  options: { serviceWorkers?: 'allow' | 'block'; findScreens?: boolean } = {},
 ): Promise<{ context: BrowserContext; profileDir: string }> {
   const context = await chromium.launchPersistentContext(profileDir, {
     executablePath: CHROMIUM,
@@ -66,7 +66,48 @@ export async function launch(
   });
   open.add(context);
   context.on('close', () => open.delete(context));
+  if (options.findScreens !== false) {
+    const newPage = context.newPage.bind(context);
+    context.newPage = async () => findScreens(await newPage());
+  }
   return { context, profileDir };
+}
+
+const ACTIONS = ['click', 'dblclick', 'fill', 'check', 'uncheck', 'selectOption', 'setInputFiles', 'press', 'hover', 'focus'] as const;
+
+/**
+ * The studio shows one screen at a time. Tests of one feature act on its controls by name, as a
+ * person who knows where they are would: an action on a control of a hidden screen first clicks that
+ * screen's tab (a real click), and waiting for a control to show waits for it on its screen. The
+ * journey test turns this off and goes through the tabs itself.
+ */
+export function findScreens(page: Page): Page {
+  const reveal = async (selector: string) => {
+    const el = await page.$(selector).catch(() => null);
+    if (!el) return;
+    const tab = await el.evaluate((e) => {
+      const panel = e.closest('[role=tabpanel]') as HTMLElement | null;
+      return panel?.hidden ? panel.getAttribute('aria-labelledby') : null;
+    });
+    await el.dispose();
+    if (tab) await click(`#${tab}`);
+  };
+  const click = page.click.bind(page);
+  for (const name of ACTIONS) {
+    const action = (page[name] as (...a: unknown[]) => Promise<unknown>).bind(page);
+    (page as unknown as Record<string, unknown>)[name] = async (selector: string, ...rest: unknown[]) => {
+      await reveal(selector);
+      return action(selector, ...rest);
+    };
+  }
+  const wait = page.waitForSelector.bind(page) as (s: string, o?: { state?: string; timeout?: number }) => Promise<unknown>;
+  (page as unknown as Record<string, unknown>).waitForSelector = async (selector: string, opts: { state?: string; timeout?: number } = {}) => {
+    if (opts.state && opts.state !== 'visible') return wait(selector, opts);
+    await wait(selector, { ...opts, state: 'attached' });
+    await reveal(selector);
+    return wait(selector, opts);
+  };
+  return page;
 }
 
 /** Collects page errors and console errors so a test can assert there were none. */
