@@ -1,6 +1,7 @@
 import { mount } from 'svelte';
 import { StudioClient } from './api/client';
 import App from './ui/App.svelte';
+import { CompareState } from './ui/compare.svelte';
 import { ModelsState } from './ui/models.svelte';
 import { BACKEND_CHOICES, BACKEND_SETTING, StudioState } from './ui/studio.svelte';
 import { parseWorkshop } from './ui/workshop';
@@ -30,10 +31,12 @@ const studio = new StudioState(client, {
 // ?hub= points at a mirror of the Hugging Face Hub (as HF_ENDPOINT does for Python).
 const models = new ModelsState(client, params.get('hub') ?? undefined, { url: `${import.meta.env.BASE_URL}samples/moby-dick-ch1.txt`, name: 'moby-dick-ch1.txt' });
 
-// A handle for the browser tests and for curious users in the console.
-(globalThis as { tabtune?: unknown }).tabtune = { client, studio, models };
+const compare = new CompareState(client, models);
 
-mount(App, { target: document.getElementById('app')!, props: { studio, models } });
+// A handle for the browser tests and for curious users in the console.
+(globalThis as { tabtune?: unknown }).tabtune = { client, studio, models, compare };
+
+mount(App, { target: document.getElementById('app')!, props: { studio, models, compare } });
 // ?workshop= opens a workshop file (a URL, or a name in the studio's samples) once the worker is up.
 const workshop = params.get('workshop');
 void studio
