@@ -1,6 +1,7 @@
 import { mount } from 'svelte';
 import { StudioClient } from './api/client';
 import App from './ui/App.svelte';
+import { CompareState } from './ui/compare.svelte';
 import { ModelsState } from './ui/models.svelte';
 import { BACKEND_CHOICES, BACKEND_SETTING, StudioState } from './ui/studio.svelte';
 import { PRESENTER_SETTING, ScreensState } from './ui/screens.svelte';
@@ -33,11 +34,12 @@ const models = new ModelsState(client, params.get('hub') ?? undefined, { url: `$
 
 // #train opens that screen; ?presenter=1 (or the choice last made) opens in large type.
 const screens = new ScreensState(location.hash, params.get('presenter') === '1' || localStorage.getItem(PRESENTER_SETTING) === '1');
+const compare = new CompareState(client, models);
 
 // A handle for the browser tests and for curious users in the console.
-(globalThis as { tabtune?: unknown }).tabtune = { client, studio, models, screens };
+(globalThis as { tabtune?: unknown }).tabtune = { client, studio, models, screens, compare };
 
-mount(App, { target: document.getElementById('app')!, props: { studio, models, screens } });
+mount(App, { target: document.getElementById('app')!, props: { studio, models, screens, compare } });
 // ?workshop= opens a workshop file (a URL, or a name in the studio's samples) once the worker is up.
 const workshop = params.get('workshop');
 void studio

@@ -61,6 +61,10 @@ export class StudioClient {
   inspectDataset = (req: DatasetRequest, onProgress: (p: DataProgress) => void = () => undefined) => this.call(this.remote.inspectDataset(req, proxy(onProgress)));
   exportMerged = (modelId: string) => this.call(this.remote.exportMerged(modelId));
   applyAdapter = (modelId: string, files: FileEntry[]) => this.call(this.remote.applyAdapter(modelId, files));
+  addAdapter = (modelId: string, from: FileEntry[] | { runId: string }) => this.call(this.remote.addAdapter(modelId, from));
+  listAdapters = (modelId: string) => this.call(this.remote.listAdapters(modelId));
+  useAdapter = (modelId: string, adapterId: string | null) => this.call(this.remote.useAdapter(modelId, adapterId));
+  removeAdapter = (modelId: string, adapterId: string) => this.call(this.remote.removeAdapter(modelId, adapterId));
   resumeTuneRun = (
     runId: string,
     onStep: (r: StepReport) => void,

@@ -10,6 +10,7 @@ import {
   addParameter, buildModel, checkComplete, inspectModel, parseHFConfig, readParameters, type ModelFiles, type ModelSpec, type ModelSummary,
 } from '../core/model/hf';
 import type { NamedWeights } from '../core/model/base';
+import { AdapterBank, type AdapterSummary } from '../core/peft/adapters';
 import { HFTokenizer, loadTokenizer, stopTokenIds } from '../core/tokenizer/hf';
 import { CheckpointError, ConfigError, DataError, InUseError, TabtuneError } from '../core/errors';
 import {
@@ -19,7 +20,7 @@ import {
 import type { KV } from '../store/kv';
 import { SCHEMA } from '../store/schema';
 import {
-  deleteTuneRun as deleteTuneRunRecord, isTuneResumable, listTuneRuns, loadTuneBest, loadTuneCheckpoint, loadTuneRun, saveTuneBest, saveTuneCheckpoint, saveTuneFiles, saveTuneRun, type TuneRunRecord,
+  deleteTuneRun as deleteTuneRunRecord, isTuneResumable, listTuneRuns, loadTuneBest, loadTuneCheckpoint, loadTuneFiles, loadTuneRun, saveTuneBest, saveTuneCheckpoint, saveTuneFiles, saveTuneRun, type TuneRunRecord,
 } from '../store/tunes';
 import { UNNAMED } from './blob-files';
 import {
@@ -31,10 +32,10 @@ import { checkTokens, type ExampleList } from '../core/data/batch';
 import { DatasetBuilder, decodedPairs, splitDataset, type BuiltDataset } from '../core/data/dataset';
 import { readParquet } from '../core/data/parquet';
 import { kindOf, sniffKind, type FileKind } from '../core/data/parse';
-import { adapterFolder, applyAdapterFolder, mergedFolder, promptFolder } from '../core/io/export';
+import { adapterFolder, mergedFolder, promptFolder, readAdapterFolder } from '../core/io/export';
 import { scaleOutRecipe, type RecipeInput } from '../core/io/recipe';
 import { zipFiles } from '../core/io/zip';
-import { resolveLoraConfig, trainableParameters, type LoraConfig } from '../core/peft/lora';
+import { resolveLoraConfig, type LoraConfig } from '../core/peft/lora';
 import { defaultSamplePrompts, exactMatch, greedyIds, type ExactMatch, type SamplePrompt } from '../core/train/samples';
 import { attachMethod, checkHeldOut, dataLoss, defaultLearningRate, perplexityOn, runFinetune, type EvalReport, type FinetuneResume, type Method } from '../core/train/finetune';
 
@@ -59,12 +60,19 @@ interface Loaded {
   tokenizer: HFTokenizer | null;
   stopIds: number[];
   info: ModelInfo;
-  /** Fine-tuning or an adapter changed it since it was read: loading it again brings the base back. */
+  /**
+   * Fine-tuning changed it since it was read (its base weights, or a run left a method attached):
+   * loading it again brings the base back. Adapters held in `bank` do not change it.
+   */
   changed: boolean;
+  /** The adapters held for this base, one (or none) active: generation uses the active one. */
+  bank: AdapterBank;
 }
 
 export class ModelLibrary {
   private loaded: Loaded | null = null;
+  /** Times a model was built from its weights (an import or a load): switching adapters must not add to it. */
+  modelLoads = 0;
 
   /** `maxBufferBytes` tells the current device's buffer limit (null: none). */
   constructor(private readonly kv: KV, private readonly maxBufferBytes: () => number | null = () => null) {}
@@ -136,13 +144,25 @@ export class ModelLibrary {
   /** A stored model onto the device, without its original files. */
   async load(id: string, onProgress: (p: ModelProgress) => void): Promise<ModelInfo> {
     // Loading again the model that is held is free, unless it was fine-tuned: then the base comes back.
-    if (this.loaded?.id === id && !this.loaded.changed) return this.loaded.info;
+    if (this.loaded?.id === id && !this.loaded.changed) {
+      // The base, exactly: a held adapter stays held, not active. (A bank that refuses says the base
+      // is not the base any more: it is read again below.)
+      try {
+        this.loaded.bank.use(null);
+        return this.loaded.info;
+      } catch {
+        this.loaded.changed = true;
+      }
+    }
     const record = await loadModelRecord(this.kv, id);
     if (!record) throw new TabtuneError(`no stored model "${id}"`, { field: 'model' });
     const files = await this.kvFiles(record);
     const spec = parseHFConfig(JSON.parse(await files.text('config.json')));
     const info = await recordInfo(record, spec, files);
-    this.release();
+    // The same base read again: the adapters held for it stay (they never touched its weights).
+    const bank = this.loaded?.id === id ? this.loaded.bank : null;
+    bank?.letGo();
+    this.release(bank);
     const weights: NamedWeights = {};
     let done = 0;
     for (const t of record.tensors) {
@@ -153,7 +173,7 @@ export class ModelLibrary {
     checkComplete(spec, weights, record.name);
     const tokenizer = (await files.has('tokenizer.json')) ? await loadTokenizer(files) : null;
     const stopIds = tokenizer ? await stopTokenIds(files, tokenizer) : eosOf({ 'config.json': await files.text('config.json') });
-    await this.hold(info, spec, weights, tokenizer, stopIds);
+    await this.hold(info, spec, weights, tokenizer, stopIds, bank);
     onProgress({ phase: 'ready', done: record.storedBytes, total: record.storedBytes, detail: info.name });
     return info;
   }
@@ -208,6 +228,18 @@ export class ModelLibrary {
   async generate(req: GenerateRequest, onPiece: (p: GeneratedPiece) => void, shouldStop: () => boolean): Promise<GenerateResult> {
     const m = this.require(req.modelId);
     const tokenizer = this.tokenizerOf(m);
+    if (req.adapter === undefined) return this.sample(m, tokenizer, req, onPiece, shouldStop);
+    // This generation with the adapter asked for (null: the base); the active one is put back after.
+    const before = m.bank.active;
+    m.bank.use(req.adapter);
+    try {
+      return await this.sample(m, tokenizer, req, onPiece, shouldStop);
+    } finally {
+      m.bank.use(before);
+    }
+  }
+
+  private async sample(m: Loaded, tokenizer: HFTokenizer, req: GenerateRequest, onPiece: (p: GeneratedPiece) => void, shouldStop: () => boolean): Promise<GenerateResult> {
     // A chat template writes its own special tokens (BOS, role markers), so none are added again.
     const input = req.chat ? tokenizer.applyChatTemplate([{ role: 'user', content: req.prompt }]) : req.prompt;
     const prompt = tokenizer.encode(input, { addSpecialTokens: !req.chat });
@@ -530,6 +562,8 @@ export class ModelLibrary {
       await this.load(run.modelId, () => undefined);
       m = this.require(run.modelId);
     }
+    // A held adapter is set aside (kept, not active) while the run trains its own.
+    m.bank.use(null);
     const datasetInfo = { ...report, rejected: report.rejected.slice(0, 200) };
     // A resume reads its checkpoint before anything is written: a refusal leaves the run as it was.
     let resume: FinetuneResume | null = null;
@@ -562,6 +596,9 @@ export class ModelLibrary {
     const matchBefore: ExactMatch | null =
       matchLimit > 0 ? ((run.report as { exactMatchBefore?: ExactMatch } | null)?.exactMatchBefore ?? (resuming ? null : await scoreMatch('before'))) : null;
     m.changed = true;
+    // These change the base itself: the adapters held for it cannot be switched on it afterwards.
+    const changes = { full: 'full fine-tuning', bitfit: 'BitFit', qlora: `QLoRA (its base quantized to ${req.bits ?? 8} bits)` } as Partial<Record<Method, string>>;
+    if (changes[method]) m.bank.markBaseChanged(changes[method]!);
     const attached = await attachMethod(m.model, { method, lora, virtualTokens: req.numVirtualTokens ?? 8, bits: req.bits ?? 8 }, train.block_size, train.seed);
     const history: StepReport[] = run.history.slice();
     const evals: EvalInfo[] = (run.evals as unknown as EvalInfo[]).slice();
@@ -598,6 +635,7 @@ export class ModelLibrary {
       best: { step: e.best.step, valLoss: e.best.valLoss },
     });
     let outcome;
+    let result: FinetuneResult;
     try {
       // What the model writes before it learns anything (with the method attached: a quantized base is the start).
       if (!resuming) await sampleAt(0);
@@ -666,7 +704,7 @@ export class ModelLibrary {
         data: data.kind === 'tokens' ? { text: trainText! } : { pairs: trainTexts ?? decodedPairs(data.train, (ids) => tokenizer.decode(ids, { skipSpecialTokens: true })), completionOnly: data.completionOnly, packing: data.packing },
       });
       const enc = new TextEncoder();
-      const result: FinetuneResult = {
+      result = {
         runId: run.id,
         steps: outcome.steps,
         trainable: attached.trainable,
@@ -688,12 +726,19 @@ export class ModelLibrary {
       };
       const { files: _f, zip: _z, recipe: _r, evals: _e, dataset: _d, samples: _s, ...summary } = result;
       await saveTuneRun(this.kv, { ...run, samples, status: outcome.cancelled ? 'stopped' : 'done', outcome: summary as unknown as Record<string, unknown> });
-      return result;
     } catch (e) {
       // Trained, but what follows failed: the run says so (its checkpoint and any kept files stay).
       await saveTuneRun(this.kv, { ...run, status: 'failed', error: `after training: ${e instanceof Error ? e.message : String(e)}` }).catch(() => undefined);
       throw e;
     }
+    // The adapter just trained is held with the others, active: generation now uses it, and it can be compared.
+    const config = result.files.find((f) => f.name === 'adapter_config.json');
+    if (config) {
+      m.bank.adopt(run.id, `${req.dataset} (${method})`, JSON.parse(new TextDecoder().decode(config.bytes)), run.id);
+      // LoRA and prompt tuning leave the base as it was read.
+      if (!changes[method]) m.changed = false;
+    }
+    return result;
   }
 
   /**
@@ -705,13 +750,18 @@ export class ModelLibrary {
     if (m.model.softPrompt) throw new TabtuneError('a prompt-tuned model cannot be merged: its virtual tokens are inputs, not weights. Download the adapter instead.', { field: 'method' });
     const record = await loadModelRecord(this.kv, id);
     if (!record) throw new TabtuneError(`no stored model "${id}"`, { field: 'model' });
-    const folder = await mergedFolder(m.model, await this.kvFiles(record));
+    const files = await this.kvFiles(record);
+    // Merging folds the active adapter into the base and disposes it: it is no longer held apart.
+    if (m.model.adapters.size) m.bank.forgetActive('a merge (Download merged model)');
+    m.changed = true;
+    const folder = await mergedFolder(m.model, files);
     return { name: `${slug(m.info.name)}-merged.zip`, bytes: zipFiles(folder, new Date()) };
   }
 
   /**
    * A PEFT adapter (LoRA or prompt tuning, from tabtune or Python PEFT) onto the held model, from
-   * its base: the two files, a folder holding them, or a zip of them.
+   * its base: the two files, a folder holding them, or a zip of them. It is held with the others
+   * and made active.
    */
   async applyAdapter(id: string, adapter: ModelFiles): Promise<AdapterInfo> {
     let m = this.require(id);
@@ -719,21 +769,84 @@ export class ModelLibrary {
       await this.load(id, () => undefined);
       m = this.require(id);
     }
-    m.changed = true;
     try {
-      const { peftType, config } = await applyAdapterFolder(m.model, adapter);
-      const counts = trainableParameters(m.model);
-      return {
-        name: adapter.name, peftType, trainable: counts.trainable, total: counts.total,
-        r: typeof config.r === 'number' ? config.r : null,
-        targetModules: Array.isArray(config.target_modules) ? config.target_modules.map(String) : typeof config.target_modules === 'string' ? [config.target_modules] : [],
-        baseModel: typeof config.base_model_name_or_path === 'string' ? config.base_model_name_or_path : null,
-      };
+      const info = await this.addAdapter(id, adapter);
+      m.bank.use(info.id);
+      return { ...info, active: true };
     } catch (e) {
-      // A half-applied adapter must not stay: the base comes back.
-      await this.load(id, () => undefined);
+      // A refused adapter changed nothing held; the model is the base, as after a failed apply before.
+      // The refusal is what the person needs to read, not a second one from here.
+      try {
+        m.bank.use(null);
+      } catch {
+        m.changed = true;
+      }
       throw e;
     }
+  }
+
+  /**
+   * Holds a PEFT adapter for the loaded model's base, not active: from its files (the two files,
+   * a folder or a zip), checked against the base before anything is made.
+   */
+  async addAdapter(id: string, adapter: ModelFiles, runId: string | null = null): Promise<AdapterInfo> {
+    const m = this.require(id);
+    const { config, tensors } = await readAdapterFolder(adapter);
+    // Two files picked without a folder have no name of their own.
+    const name = adapter.name === UNNAMED ? 'adapter from files' : adapter.name;
+    const ids = new Set(m.bank.list().map((a) => a.id));
+    let adapterId = runId ?? slug(name);
+    for (let i = 2; ids.has(adapterId); i++) adapterId = `${slug(name)}-${i}`;
+    return this.adapterInfo(m, m.bank.add(adapterId, name, config, tensors, { runId }));
+  }
+
+  /** Holds the adapter a kept fine-tuning run finished with (once: asked again, the held one). */
+  async addRunAdapter(id: string, runId: string): Promise<AdapterInfo> {
+    const m = this.require(id);
+    if (m.bank.has(runId)) return this.adapterInfo(m, m.bank.list().find((a) => a.id === runId)!);
+    const run = await loadTuneRun(this.kv, runId);
+    if (!run) throw new TabtuneError(`no kept run "${runId}"`, { field: 'run' });
+    if (run.modelId !== m.id) throw new TabtuneError(`run ${runId} tuned ${run.modelName}, not the loaded ${m.info.name}: load that model to use its adapter`, { field: 'run' });
+    const files = await loadTuneFiles(this.kv, runId);
+    const method = String(run.request.method);
+    if (!files?.length) throw new TabtuneError(`run ${runId} kept no adapter: it stopped before its first step, or ${method} gives none`, { field: 'run' });
+    const byName = new Map(files.map((f) => [f.name, f.bytes]));
+    const folder: ModelFiles = {
+      name: `${run.datasetName} (${method})`,
+      has: async (p) => byName.has(p),
+      size: async (p) => byName.get(p)?.length ?? 0,
+      text: async (p) => new TextDecoder().decode(byName.get(p)),
+      read: async (p, start, end) => byName.get(p)!.slice(start, end),
+    };
+    return this.addAdapter(id, folder, runId);
+  }
+
+  /** The adapters held for the loaded model, in the order they came, and which is active. */
+  listAdapters(id: string): AdapterInfo[] {
+    const m = this.require(id);
+    return m.bank.list().map((a) => this.adapterInfo(m, a));
+  }
+
+  /** Makes a held adapter active, or none (null: the base exactly), without reading the base again. */
+  useAdapter(id: string, adapterId: string | null): AdapterInfo | null {
+    const m = this.require(id);
+    m.bank.use(adapterId);
+    const a = m.bank.list().find((x) => x.id === adapterId);
+    return a ? this.adapterInfo(m, a) : null;
+  }
+
+  /** Lets go of a held adapter (its tensors are disposed); if it was active, the model is the base again. */
+  removeAdapter(id: string, adapterId: string): void {
+    this.require(id).bank.remove(adapterId);
+  }
+
+  private adapterInfo(m: Loaded, a: AdapterSummary): AdapterInfo {
+    const total = m.model.numParams() + a.size;
+    return {
+      id: a.id, name: a.name, peftType: a.peftType, r: a.r, targetModules: a.targetModules, runId: a.runId, active: a.active,
+      baseModel: typeof a.config.base_model_name_or_path === 'string' ? a.config.base_model_name_or_path : null,
+      trainable: a.size, total,
+    };
   }
 
   private require(id: string): Loaded {
@@ -746,13 +859,18 @@ export class ModelLibrary {
     return m.tokenizer;
   }
 
-  private async hold(info: ModelInfo, spec: ModelSpec, weights: NamedWeights, tokenizer: HFTokenizer | null, stopIds: number[]) {
-    this.release();
+  /** Builds the model from its weights and holds it; `bank`: the adapters held for the same base before. */
+  private async hold(info: ModelInfo, spec: ModelSpec, weights: NamedWeights, tokenizer: HFTokenizer | null, stopIds: number[], bank: AdapterBank | null = null) {
+    this.release(bank);
     const model = buildModel(spec, weights, { maxTensorBytes: this.maxBufferBytes() ?? undefined });
-    this.loaded = { id: info.id, model, tokenizer, stopIds, info, changed: false };
+    this.modelLoads++;
+    bank?.moveTo(model);
+    this.loaded = { id: info.id, model, tokenizer, stopIds, info, changed: false, bank: bank ?? new AdapterBank(model) };
   }
 
-  private release(): void {
+  /** Disposes the held model and its adapters, except a bank kept for the same base. */
+  private release(keep: AdapterBank | null = null): void {
+    if (this.loaded && this.loaded.bank !== keep) this.loaded.bank.dispose();
     this.loaded?.model.dispose();
     this.loaded = null;
   }

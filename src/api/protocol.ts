@@ -86,6 +86,8 @@ export interface Diagnostics {
   checkpoints: string[];
   /** Whether the code answering runs in a worker scope rather than a window. */
   inWorker: boolean;
+  /** Times a model was built from its weights (an import or a load) by this Studio; switching adapters adds none. */
+  modelLoads: number;
 }
 
 /** A file of a model folder, as the page got it (a File from a picker or a drop). */
@@ -139,6 +141,11 @@ export interface GenerateRequest {
   options: Partial<SamplingOptions>;
   /** Wrap the prompt as a user message with the model's chat template (instruct models). */
   chat?: boolean;
+  /**
+   * A held adapter (its id) to generate with, or null for the base; the active adapter is put
+   * back afterwards. Absent: the model as it is (the active adapter, if any).
+   */
+  adapter?: string | null;
 }
 
 export interface GeneratedPiece {
@@ -403,12 +410,19 @@ export interface TuneRunInfo {
   updatedAt: number;
 }
 
+/** An adapter held for the loaded model's base. */
 export interface AdapterInfo {
+  /** Its id among the held adapters (a run's adapter: the run id). */
+  id: string;
   name: string;
   peftType: 'LORA' | 'PROMPT_TUNING';
   r: number | null;
   targetModules: string[];
   baseModel: string | null;
+  /** The fine-tuning run it came from, if any. */
+  runId: string | null;
+  /** Generation uses it now. */
+  active: boolean;
   trainable: number;
   total: number;
 }
@@ -465,8 +479,19 @@ export interface StudioApi {
   deleteDataset(id: string): Promise<void>;
   /** Reads a data file as the run will (streamed, in the worker) and reports what it will teach. */
   inspectDataset(req: DatasetRequest, onProgress: (p: DataProgress) => void): Promise<DatasetPreview>;
-  /** A PEFT adapter (its two files, a folder, or a zip of them) applied to the held model's base. */
+  /** A PEFT adapter (its two files, a folder, or a zip of them) applied to the held model's base: held and made active. */
   applyAdapter(modelId: string, files: FileEntry[]): Promise<AdapterInfo>;
+  /**
+   * Holds another adapter for the loaded model's base, not active: from PEFT files (two files, a
+   * folder, a zip) or from a kept fine-tuning run. Several are held at once.
+   */
+  addAdapter(modelId: string, from: FileEntry[] | { runId: string }): Promise<AdapterInfo>;
+  /** The adapters held for the loaded model (a run trained in this session among them). */
+  listAdapters(modelId: string): Promise<AdapterInfo[]>;
+  /** Makes a held adapter active, or none (null: the base), without reading the base again. */
+  useAdapter(modelId: string, adapterId: string | null): Promise<AdapterInfo | null>;
+  /** Lets go of a held adapter and its memory. */
+  removeAdapter(modelId: string, adapterId: string): Promise<void>;
   /** Tells this Studio's runs apart from other tabs' on the runs channel. */
   tabId(): Promise<string>;
   /** Storage used and allowed (null where the platform does not say, as in Node). */

@@ -578,6 +578,26 @@ export class Studio implements StudioApi {
     return this.library.applyAdapter(modelId, await adapterFiles(files));
   }
 
+  async addAdapter(modelId: string, from: FileEntry[] | { runId: string }): Promise<AdapterInfo> {
+    this.requireIdleModel();
+    if (Array.isArray(from)) return this.library.addAdapter(modelId, await adapterFiles(from));
+    return this.library.addRunAdapter(modelId, from.runId);
+  }
+
+  async listAdapters(modelId: string): Promise<AdapterInfo[]> {
+    return this.library.listAdapters(modelId);
+  }
+
+  async useAdapter(modelId: string, adapterId: string | null): Promise<AdapterInfo | null> {
+    this.requireIdleModel();
+    return this.library.useAdapter(modelId, adapterId);
+  }
+
+  async removeAdapter(modelId: string, adapterId: string): Promise<void> {
+    this.requireIdleModel();
+    this.library.removeAdapter(modelId, adapterId);
+  }
+
   /** Holds the fine-tuning run after its current step, with everything it learned, until resumeFinetune(). */
   async pauseFinetune(): Promise<void> {
     if (!this.generating || this.tuningPause) return;
@@ -607,6 +627,7 @@ export class Studio implements StudioApi {
       numBytes: mem.numBytes,
       checkpoints,
       inWorker: g.WorkerGlobalScope !== undefined && g.window === undefined,
+      modelLoads: this.library.modelLoads,
     };
   }
 

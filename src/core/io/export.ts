@@ -2,7 +2,7 @@
  * Files that leave tabtune in the ecosystem's formats: a PEFT adapter folder, and a merged model
  * as a Hugging Face folder (the base's config and tokenizer files, the merged weights).
  */
-import type { CausalLM } from '../model/base';
+import type { CausalLM, NamedWeights } from '../model/base';
 import type { ModelFiles } from '../model/hf';
 import { ConfigError } from '../errors';
 import { loadPeftAdapter, mergeLora, peftConfig, peftTensors, type LoraConfig } from '../peft/lora';
@@ -47,10 +47,10 @@ export async function mergedFolder(model: CausalLM, base: ModelFiles): Promise<M
 }
 
 /**
- * Applies a PEFT adapter folder (adapter_config.json and adapter_model.safetensors, LoRA or
- * prompt tuning, from tabtune or Python PEFT) to a base model; what is wrong is named by file.
+ * Reads a PEFT adapter folder (adapter_config.json and adapter_model.safetensors, LoRA or prompt
+ * tuning, from tabtune or Python PEFT); what is missing or unreadable is named by file.
  */
-export async function applyAdapterFolder(model: CausalLM, adapter: ModelFiles): Promise<{ peftType: 'LORA' | 'PROMPT_TUNING'; config: Record<string, unknown> }> {
+export async function readAdapterFolder(adapter: ModelFiles): Promise<{ peftType: 'LORA' | 'PROMPT_TUNING'; config: Record<string, unknown>; tensors: NamedWeights }> {
   for (const p of ['adapter_config.json', 'adapter_model.safetensors']) {
     if (!(await adapter.has(p))) throw new ConfigError(`${adapter.name} has no ${p}; a PEFT adapter is adapter_config.json plus adapter_model.safetensors`, { file: p });
   }
@@ -62,10 +62,13 @@ export async function applyAdapterFolder(model: CausalLM, adapter: ModelFiles): 
   }
   const path = 'adapter_model.safetensors';
   const tensors = readSafetensors(await adapter.read(path, 0, await adapter.size(path)), path).tensors;
-  if (config.peft_type === 'PROMPT_TUNING') {
-    loadPromptTuning(model, config, tensors);
-    return { peftType: 'PROMPT_TUNING', config };
-  }
-  loadPeftAdapter(model, config, tensors);
-  return { peftType: 'LORA', config };
+  return { peftType: config.peft_type === 'PROMPT_TUNING' ? 'PROMPT_TUNING' : 'LORA', config, tensors };
+}
+
+/** Applies a PEFT adapter folder to a base model; what is wrong is named by file. */
+export async function applyAdapterFolder(model: CausalLM, adapter: ModelFiles): Promise<{ peftType: 'LORA' | 'PROMPT_TUNING'; config: Record<string, unknown> }> {
+  const { peftType, config, tensors } = await readAdapterFolder(adapter);
+  if (peftType === 'PROMPT_TUNING') loadPromptTuning(model, config, tensors);
+  else loadPeftAdapter(model, config, tensors);
+  return { peftType, config };
 }

@@ -84,16 +84,23 @@ export function attachLora(model: CausalLM, cfg: LoraConfig, seed: number): void
 }
 
 function addAdapter(model: CausalLM, m: LinearModule, cfg: LoraConfig, data: { A: Float32Array; B: Float32Array }): void {
+  model.adapters.set(m.path, makeLayer(model, m, cfg, data));
+}
+
+/**
+ * One layer's A and B as variables. `tag` goes at the end of the variable names: two adapters held
+ * for one model at once need names of their own (tfjs refuses a name twice).
+ */
+function makeLayer(model: CausalLM, m: LinearModule, cfg: LoraConfig, data: { A: Float32Array; B: Float32Array }, tag = ''): AdapterLayer {
   // tidy disposes the temporary tensors; the variables survive it.
   const make = (key: string, values: Float32Array, shape: [number, number]) =>
-    tf.tidy(() => tf.variable(tf.tensor2d(values, shape), true, model.variableName(key)));
-  const layer: AdapterLayer = {
+    tf.tidy(() => tf.variable(tf.tensor2d(values, shape), true, model.variableName(key) + tag));
+  return {
     A: make(`${m.path}.lora_A.weight`, data.A, [cfg.r, m.in]),
     B: make(`${m.path}.lora_B.weight`, data.B, [m.out, cfg.r]),
     scaling: loraScaling(cfg),
     dropout: cfg.lora_dropout,
   };
-  model.adapters.set(m.path, layer);
 }
 
 /** Trainable and total parameters, as PEFT's print_trainable_parameters reports them. */
@@ -194,16 +201,18 @@ export async function peftTensors(model: CausalLM): Promise<NamedWeights> {
   return out;
 }
 
+/** An adapter read from PEFT's files and checked against a model, before any tensor is made. */
+interface CheckedPeft {
+  cfg: LoraConfig;
+  layers: { module: LinearModule; A: Float32Array; B: Float32Array }[];
+}
+
 /**
- * Attaches an adapter read from PEFT's files (adapter_config.json parsed, the safetensors'
- * tensors), checking that every key names a layer of this model with the right shapes.
+ * Checks an adapter read from PEFT's files (adapter_config.json parsed, the safetensors' tensors)
+ * against this model: every key names a layer of it, with the right shapes. Makes nothing, so a
+ * refusal leaves everything as it was.
  */
-export function loadPeftAdapter(
-  model: CausalLM,
-  config: Record<string, unknown>,
-  tensors: NamedWeights,
-  file = 'adapter_model.safetensors',
-): LoraConfig {
+function checkPeftAdapter(model: CausalLM, config: Record<string, unknown>, tensors: NamedWeights, file: string): CheckedPeft {
   const where = { file: 'adapter_config.json' };
   if (config.peft_type !== 'LORA') {
     throw new ConfigError(`adapter_config.json: peft_type ${JSON.stringify(config.peft_type)} is not LORA`, { ...where, field: 'peft_type' });
@@ -235,7 +244,7 @@ export function loadPeftAdapter(
     found.set(m[1], entry);
   }
   if (found.size === 0) throw new ConfigError(`${file} holds no LoRA weights`, { file });
-  if (model.adapters.size) throw new ConfigError('this model already has adapters; merge or remove them first', { field: 'lora' });
+  const layers: CheckedPeft['layers'] = [];
   for (const [key, { A, B }] of found) {
     const mod = byPeft.get(key)!;
     const want = { A: [rank, mod.in], B: [mod.out, rank] };
@@ -248,7 +257,38 @@ export function loadPeftAdapter(
         });
       }
     }
-    addAdapter(model, mod, cfg, { A: A!.data, B: B!.data });
+    layers.push({ module: mod, A: A!.data, B: B!.data });
   }
+  return { cfg, layers };
+}
+
+/**
+ * Attaches an adapter read from PEFT's files (adapter_config.json parsed, the safetensors'
+ * tensors), checking that every key names a layer of this model with the right shapes.
+ */
+export function loadPeftAdapter(
+  model: CausalLM,
+  config: Record<string, unknown>,
+  tensors: NamedWeights,
+  file = 'adapter_model.safetensors',
+): LoraConfig {
+  const { cfg, layers } = checkPeftAdapter(model, config, tensors, file);
+  if (model.adapters.size) throw new ConfigError('this model already has adapters; merge or remove them first', { field: 'lora' });
+  for (const l of layers) addAdapter(model, l.module, cfg, l);
   return cfg;
+}
+
+/**
+ * An adapter read from PEFT's files as layers of its own, not attached to the model: several can
+ * be held for one base (src/core/peft/adapters.ts). Everything is checked before a tensor is made.
+ */
+export function buildPeftLayers(
+  model: CausalLM,
+  config: Record<string, unknown>,
+  tensors: NamedWeights,
+  tag: string,
+  file = 'adapter_model.safetensors',
+): { cfg: LoraConfig; layers: Map<string, AdapterLayer> } {
+  const { cfg, layers } = checkPeftAdapter(model, config, tensors, file);
+  return { cfg, layers: new Map(layers.map((l) => [l.module.path, makeLayer(model, l.module, cfg, l, tag)])) };
 }

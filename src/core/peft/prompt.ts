@@ -52,8 +52,8 @@ export async function promptTensors(model: CausalLM): Promise<NamedWeights> {
   return { prompt_embeddings: { shape: p.shape.slice(), data: new Float32Array(await p.data()) } };
 }
 
-/** Attaches a prompt read from PEFT's files. */
-export function loadPromptTuning(model: CausalLM, config: Record<string, unknown>, tensors: NamedWeights, file = 'adapter_model.safetensors'): void {
+/** Checks a prompt read from PEFT's files against the model; makes nothing. */
+function checkPromptTuning(model: CausalLM, config: Record<string, unknown>, tensors: NamedWeights, file: string): NamedWeights[string] {
   if (config.peft_type !== 'PROMPT_TUNING') throw new ConfigError(`adapter_config.json: peft_type ${JSON.stringify(config.peft_type)} is not PROMPT_TUNING`, { file: 'adapter_config.json', field: 'peft_type' });
   const t = tensors.prompt_embeddings;
   if (!t) throw new ConfigError(`${file} has no prompt_embeddings`, { file, field: 'prompt_embeddings' });
@@ -61,6 +61,24 @@ export function loadPromptTuning(model: CausalLM, config: Record<string, unknown
   if (t.shape.length !== 2 || t.shape[1] !== C || t.shape[0] !== Number(config.num_virtual_tokens ?? t.shape[0])) {
     throw new ConfigError(`${file}: prompt_embeddings has shape [${t.shape}], expected [${config.num_virtual_tokens}, ${C}]`, { file, field: 'prompt_embeddings' });
   }
+  if (t.shape[0] >= model.contextLength) {
+    throw new ConfigError(`${file}: ${t.shape[0]} virtual tokens leave no room in a context of ${model.contextLength}`, { file, field: 'prompt_embeddings' });
+  }
+  return t;
+}
+
+/** Attaches a prompt read from PEFT's files. */
+export function loadPromptTuning(model: CausalLM, config: Record<string, unknown>, tensors: NamedWeights, file = 'adapter_model.safetensors'): void {
+  const t = checkPromptTuning(model, config, tensors, file);
   if (model.softPrompt || model.adapters.size) throw new ConfigError('this model already has a trainable method attached', { field: 'method' });
-  model.softPrompt = tf.tidy(() => tf.variable(tf.tensor2d(t.data, t.shape as [number, number]), true, model.variableName('prompt_embeddings')));
+  model.softPrompt = buildPrompt(model, t, '');
+}
+
+/** A prompt read from PEFT's files as a variable of its own (`tag` ends its name), not attached. */
+export function buildPromptVariable(model: CausalLM, config: Record<string, unknown>, tensors: NamedWeights, tag: string, file = 'adapter_model.safetensors'): tf.Variable {
+  return buildPrompt(model, checkPromptTuning(model, config, tensors, file), tag);
+}
+
+function buildPrompt(model: CausalLM, t: NamedWeights[string], tag: string): tf.Variable {
+  return tf.tidy(() => tf.variable(tf.tensor2d(t.data, t.shape as [number, number]), true, model.variableName('prompt_embeddings') + tag));
 }
