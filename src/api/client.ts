@@ -83,6 +83,8 @@ export class StudioClient {
   storageItems = () => this.call(this.remote.storageItems());
   deleteTuneCheckpoints = (runId: string) => this.call(this.remote.deleteTuneCheckpoints(runId));
   checkpointNow = () => this.call(this.remote.checkpointNow());
+  estimateTune: StudioApi['estimateTune'] = (req) => this.call(this.remote.estimateTune(req));
+  settingSpecs: StudioApi['settingSpecs'] = () => this.call(this.remote.settingSpecs());
   pauseFinetune = () => this.call(this.remote.pauseFinetune());
   resumeFinetune = () => this.call(this.remote.resumeFinetune());
 }

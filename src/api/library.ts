@@ -26,7 +26,7 @@ import { UNNAMED } from './blob-files';
 import {
   deleteModel, listModels, loadModelRecord, loadTensorBytes, loadTextFile, resumableTensors, saveModel, type ModelRecord,
 } from '../store/models';
-import type { AdapterInfo, DataProgress, DataSource, DatasetInfo, SaveDatasetRequest, DatasetPreview, DatasetRequest, EvalInfo, FinetuneRequest, FinetuneResult, GenerateRequest, GenerateResult, GeneratedPiece, ModelInfo, ModelProgress, SampleInfo, ScoreProgress, StepReport } from './protocol';
+import type { AdapterInfo, TuneEstimate, TuneEstimateRequest, DataProgress, DataSource, DatasetInfo, SaveDatasetRequest, DatasetPreview, DatasetRequest, EvalInfo, FinetuneRequest, FinetuneResult, GenerateRequest, GenerateResult, GeneratedPiece, ModelInfo, ModelProgress, SampleInfo, ScoreProgress, StepReport } from './protocol';
 import { resolveTrainConfig, type TrainConfig } from '../core/config';
 import { checkTokens, type ExampleList } from '../core/data/batch';
 import { DatasetBuilder, decodedPairs, splitDataset, type BuiltDataset } from '../core/data/dataset';
@@ -35,7 +35,8 @@ import { kindOf, sniffKind, type FileKind } from '../core/data/parse';
 import { adapterFolder, mergedFolder, promptFolder, readAdapterFolder } from '../core/io/export';
 import { scaleOutRecipe, type RecipeInput } from '../core/io/recipe';
 import { zipFiles } from '../core/io/zip';
-import { resolveLoraConfig, type LoraConfig } from '../core/peft/lora';
+import { resolveLoraConfig, targetedModules, type LoraConfig } from '../core/peft/lora';
+import { estimateTuneMemory } from '../core/train/memory';
 import { defaultSamplePrompts, exactMatch, greedyIds, type ExactMatch, type SamplePrompt } from '../core/train/samples';
 import { attachMethod, checkHeldOut, dataLoss, defaultLearningRate, perplexityOn, runFinetune, type EvalReport, type FinetuneResume, type Method } from '../core/train/finetune';
 
@@ -68,6 +69,9 @@ interface Loaded {
   /** The adapters held for this base, one (or none) active: generation uses the active one. */
   bank: AdapterBank;
 }
+
+/** What a WebAssembly (wasm32) memory can grow to. */
+const WASM_MEMORY = 4 * 2 ** 30;
 
 export class ModelLibrary {
   private loaded: Loaded | null = null;
@@ -482,6 +486,35 @@ export class ModelLibrary {
       }
       throw e;
     }
+  }
+
+  /**
+   * The device memory a run of these settings needs on the held model, and whether it fits here:
+   * a GPU refuses a buffer above its limit; WebAssembly addresses at most 4 GiB.
+   */
+  estimateTune(req: TuneEstimateRequest): TuneEstimate {
+    const m = this.require(req.modelId);
+    const model = m.model;
+    const targets = req.method === 'lora' || req.method === 'qlora' ? targetedModules(model, resolveLoraConfig(m.info.arch, { target_modules: req.targetModules }).target_modules) : [];
+    let biasParams = 0;
+    for (const [name, v] of model.params) if (name.endsWith('.bias')) biasParams += v.size;
+    const linear = model.linearModules();
+    const shape = {
+      numParams: model.numParams(), biasParams, layers: m.info.layers, hidden: m.info.hidden, heads: m.info.heads, vocabSize: m.info.vocabSize,
+      intermediate: Math.max(m.info.hidden, ...linear.map((l) => Math.max(l.in, l.out)).filter((w) => w < m.info.vocabSize)),
+    };
+    const block = Math.min(req.block, m.info.contextLength);
+    const memory = estimateTuneMemory(shape, { method: req.method, targets, r: req.r, bits: req.bits ?? 8, virtualTokens: req.virtualTokens ?? 0, batch: req.batch, block });
+    const backend = tf.getBackend();
+    const limit = this.maxBufferBytes();
+    const mib = (b: number) => `${Math.ceil(b / 2 ** 20).toLocaleString('en')} MiB`;
+    let refusal: string | null = null;
+    if (limit && memory.largest.bytes > limit) {
+      refusal = `${memory.largest.what} take ${mib(memory.largest.bytes)}, more than this GPU's largest buffer (${mib(limit)}): lower the batch or block size.`;
+    } else if (backend === 'wasm' && memory.total > WASM_MEMORY) {
+      refusal = `This run needs about ${mib(memory.total)}, more than the 4 GiB WebAssembly can address: lower the batch or block size, or use LoRA or QLoRA.`;
+    }
+    return { ...memory, backend, limit, refusal };
   }
 
   /** Continues a kept run from its latest checkpoint, exactly as if it had never stopped. */

@@ -279,6 +279,45 @@ export interface FinetuneRequest extends DataSource {
   exactMatch?: number;
 }
 
+/** A setting of the Train form: its config name, section, range or choices, default and help. */
+export interface SettingSpec {
+  section: 'train' | 'lora';
+  name: string;
+  default: number | string | boolean;
+  min?: number;
+  max?: number;
+  integer?: boolean;
+  choices?: readonly string[];
+  help: string;
+}
+
+/** The settings that decide how much memory a fine-tuning run needs. */
+export interface TuneEstimateRequest {
+  modelId: string;
+  method: FinetuneMethod;
+  r: number;
+  /** LoRA's target_modules ('all-linear', names; undefined: the model's default). */
+  targetModules?: 'all-linear' | string[];
+  bits?: 8 | 4;
+  virtualTokens?: number;
+  batch: number;
+  block: number;
+}
+
+/** Bytes a run needs on the device, by part, and why it will not fit here (null: it fits). */
+export interface TuneEstimate {
+  weights: number;
+  trainable: number;
+  training: number;
+  activations: number;
+  total: number;
+  largest: { bytes: number; what: string };
+  backend: string;
+  /** This GPU's largest buffer (null: no such limit). */
+  limit: number | null;
+  refusal: string | null;
+}
+
 export interface ExactMatchInfo {
   correct: number;
   total: number;
@@ -479,6 +518,10 @@ export interface StudioApi {
   deleteDataset(id: string): Promise<void>;
   /** Reads a data file as the run will (streamed, in the worker) and reports what it will teach. */
   inspectDataset(req: DatasetRequest, onProgress: (p: DataProgress) => void): Promise<DatasetPreview>;
+  /** The memory a fine-tuning run of these settings needs on the held model, and whether it fits. */
+  estimateTune(req: TuneEstimateRequest): Promise<TuneEstimate>;
+  /** Every training and LoRA setting with its default, range and help text (the same the CLI and validation use). */
+  settingSpecs(): Promise<SettingSpec[]>;
   /** A PEFT adapter (its two files, a folder, or a zip of them) applied to the held model's base: held and made active. */
   applyAdapter(modelId: string, files: FileEntry[]): Promise<AdapterInfo>;
   /**

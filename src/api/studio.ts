@@ -4,7 +4,8 @@
  * each construct one with their own backend chooser and key-value store.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { resolveGPT2Config, resolveTrainConfig } from '../core/config';
+import { resolveGPT2Config, resolveTrainConfig, TRAIN_SPEC } from '../core/config';
+import { LORA_SPEC } from '../core/peft/lora';
 import { checkTokens } from '../core/data/batch';
 import { BackendError, CheckpointError, DataError, TabtuneError } from '../core/errors';
 import { countParams } from '../core/model/base';
@@ -34,7 +35,7 @@ import {
 } from '../store/runs';
 import type {
   AdapterInfo, RunBroadcast, StorageInfo, StorageItem, TuneRunInfo, BackendFallback, BackendReport, DataProgress, DatasetInfo, DatasetPreview, DatasetRequest, SaveDatasetRequest, BackendRequest, Diagnostics, EvalInfo, SampleInfo, ScoreProgress, FileEntry, FinetuneRequest, FinetuneResult, GenerateRequest, GenerateResult, GeneratedPiece,
-  ModelInfo, ModelProgress, PresetInfo, RunInfo, StudioApi, TrainRequest,
+  ModelInfo, ModelProgress, PresetInfo, RunInfo, StudioApi, TrainRequest, SettingSpec, TuneEstimate, TuneEstimateRequest,
 } from './protocol';
 
 export interface StudioDeps {
@@ -566,6 +567,17 @@ export class Studio implements StudioApi {
   async inspectDataset(req: DatasetRequest, onProgress: (p: DataProgress) => void): Promise<DatasetPreview> {
     this.requireIdleModel();
     return this.library.inspectDataset(req, quiet(onProgress));
+  }
+
+  async estimateTune(req: TuneEstimateRequest): Promise<TuneEstimate> {
+    return this.library.estimateTune(req);
+  }
+
+  async settingSpecs(): Promise<SettingSpec[]> {
+    const train = Object.entries(TRAIN_SPEC).map(([name, f]): SettingSpec => ({ section: 'train', name, ...f }));
+    const lora = Object.entries(LORA_SPEC).map(([name, f]): SettingSpec => ({ section: 'lora', name, ...f }));
+    const rslora: SettingSpec = { section: 'lora', name: 'use_rslora', default: false, help: 'Rank-stabilised LoRA: scale the update by lora_alpha / sqrt(r) instead of lora_alpha / r, so higher ranks keep learning.' };
+    return [...train, ...lora, rslora];
   }
 
   async exportMerged(modelId: string): Promise<{ name: string; bytes: Uint8Array }> {

@@ -1,0 +1,82 @@
+/**
+ * How much device memory a fine-tuning run needs, before it starts: the frozen or trained weights,
+ * what is trained with its gradient and AdamW's two moments, and the activations one step keeps for
+ * its backward pass. A sum of shapes, checked against TensorFlow.js's own peak (tf.profile) in the
+ * tests.
+ */
+import type { LinearModule } from '../model/base';
+
+export type EstimateMethod = 'lora' | 'qlora' | 'full' | 'bitfit' | 'prompt';
+
+export interface TuneShape {
+  numParams: number;
+  /** Parameters that are biases (what BitFit trains). */
+  biasParams: number;
+  layers: number;
+  hidden: number;
+  heads: number;
+  vocabSize: number;
+  /** The widest inner layer of the MLP (4 x hidden in GPT-2, intermediate_size in Llama). */
+  intermediate: number;
+}
+
+export interface TuneEstimateOptions {
+  method: EstimateMethod;
+  /** The linear layers LoRA adapts (its target_modules), with their shapes. */
+  targets: LinearModule[];
+  r: number;
+  /** QLoRA's base precision. */
+  bits: 8 | 4;
+  virtualTokens: number;
+  batch: number;
+  block: number;
+}
+
+export interface MemoryEstimate {
+  /** The model's own weights as held on the device (quantized for QLoRA). */
+  weights: number;
+  trainable: number;
+  /** Trained values' gradients and AdamW's two moments (and, for adapters, the values themselves). */
+  training: number;
+  activations: number;
+  total: number;
+  /** The largest activation of a step, in bytes: a GPU refuses buffers above its limit (weight tables are split to fit). */
+  largest: { bytes: number; what: string };
+}
+
+const F32 = 4;
+/** QLoRA's blocks of 64 values share one float32 scale. */
+const QUANT_BLOCK = 64;
+
+export function estimateTuneMemory(shape: TuneShape, o: TuneEstimateOptions): MemoryEstimate {
+  const { numParams, layers, hidden, heads, vocabSize, intermediate } = shape;
+  const weights = o.method === 'qlora' ? numParams * (o.bits / 8) + (numParams / QUANT_BLOCK) * F32 : numParams * F32;
+  const trainable =
+    o.method === 'full' ? numParams
+    : o.method === 'bitfit' ? shape.biasParams
+    : o.method === 'prompt' ? o.virtualTokens * hidden
+    : o.targets.reduce((n, m) => n + o.r * (m.in + m.out), 0);
+  // Full fine-tuning and BitFit train the weights already counted; adapters and prompts are new values too.
+  const own = o.method === 'full' || o.method === 'bitfit' ? 0 : trainable * F32;
+  const training = own + trainable * F32 * 3;
+  const T = o.block + (o.method === 'prompt' ? o.virtualTokens : 0);
+  const tokens = o.batch * T;
+  // What TensorFlow.js holds at the peak of a step, per token: each op's output is a tensor of its
+  // own (no fused kernels) and the backward pass adds the gradients. Fitted to tf.profile's peak on
+  // nine GPT-2 shapes (layers 2-4, width 32-128, heads 2-8, vocabulary 256-2048, context 32-128;
+  // within 1%): 238 x hidden per layer (here 38 x hidden + 50 x the MLP's width of 4 x hidden), 9 x
+  // heads x T per layer for the attention scores and their softmax, and 14 x the vocabulary for the
+  // logits, their softmax and gradients. test/unit/memory.test.ts checks it against the real peak.
+  const perLayer = 38 * hidden + 50 * intermediate + 9 * heads * T;
+  const head = 14 * vocabSize;
+  // QLoRA unpacks each frozen weight to float32 for its matmuls, in several steps, and the backward
+  // pass needs them again: about a dozen float32 copies of the base over a step (measured, as above).
+  const unpacked = o.method === 'qlora' ? 12 * numParams * F32 : 0;
+  const activations = tokens * (layers * perLayer + head) * F32 + unpacked;
+  const candidates: [number, string][] = [
+    [tokens * vocabSize * F32, `the logits of one batch (${o.batch} × ${T} tokens × ${vocabSize.toLocaleString('en')} words)`],
+    [o.batch * heads * T * T * F32, `the attention scores of one layer (${o.batch} × ${heads} heads × ${T} × ${T})`],
+  ];
+  const [bytes, what] = candidates.reduce((a, b) => (b[0] > a[0] ? b : a));
+  return { weights, trainable, training, activations, total: weights + training + activations, largest: { bytes, what } };
+}
