@@ -59,7 +59,7 @@ export class StudioClient {
   updateDataset = (id: string, change: Partial<Pick<DatasetInfo, 'options' | 'split' | 'summary'>>) => this.call(this.remote.updateDataset(id, change));
   deleteDataset = (id: string) => this.call(this.remote.deleteDataset(id));
   inspectDataset = (req: DatasetRequest, onProgress: (p: DataProgress) => void = () => undefined) => this.call(this.remote.inspectDataset(req, proxy(onProgress)));
-  exportMerged = (modelId: string) => this.call(this.remote.exportMerged(modelId));
+  exportMerged = (modelId: string, adapterId: string | null = null) => this.call(this.remote.exportMerged(modelId, adapterId));
   applyAdapter = (modelId: string, files: FileEntry[]) => this.call(this.remote.applyAdapter(modelId, files));
   addAdapter = (modelId: string, from: FileEntry[] | { runId: string }) => this.call(this.remote.addAdapter(modelId, from));
   listAdapters = (modelId: string) => this.call(this.remote.listAdapters(modelId));

@@ -70,6 +70,9 @@ interface Loaded {
   bank: AdapterBank;
 }
 
+/** Where fine-tuning's defaults differ from training from scratch: no warmup, no decay of what is learned, down to 0. */
+export const FINETUNE_DEFAULTS = { min_lr: 0, warmup_steps: 0, weight_decay: 0 } as const satisfies Partial<TrainConfig>;
+
 /** What a WebAssembly (wasm32) memory can grow to. */
 const WASM_MEMORY = 4 * 2 ** 30;
 
@@ -167,17 +170,23 @@ export class ModelLibrary {
     const bank = this.loaded?.id === id ? this.loaded.bank : null;
     bank?.letGo();
     this.release(bank);
-    const weights: NamedWeights = {};
-    let done = 0;
-    for (const t of record.tensors) {
-      addParameter(weights, { ...t, bytes: await loadTensorBytes(this.kv, id, t) }, record.name);
-      done += t.byteLength;
-      onProgress({ phase: 'loading', done, total: record.storedBytes, detail: t.name });
+    try {
+      const weights: NamedWeights = {};
+      let done = 0;
+      for (const t of record.tensors) {
+        addParameter(weights, { ...t, bytes: await loadTensorBytes(this.kv, id, t) }, record.name);
+        done += t.byteLength;
+        onProgress({ phase: 'loading', done, total: record.storedBytes, detail: t.name });
+      }
+      checkComplete(spec, weights, record.name);
+      const tokenizer = (await files.has('tokenizer.json')) ? await loadTokenizer(files) : null;
+      const stopIds = tokenizer ? await stopTokenIds(files, tokenizer) : eosOf({ 'config.json': await files.text('config.json') });
+      await this.hold(info, spec, weights, tokenizer, stopIds, bank);
+    } catch (e) {
+      // The base could not be read again (storage, device memory): its held adapters have no model now.
+      if (this.loaded?.bank !== bank) bank?.dispose();
+      throw e;
     }
-    checkComplete(spec, weights, record.name);
-    const tokenizer = (await files.has('tokenizer.json')) ? await loadTokenizer(files) : null;
-    const stopIds = tokenizer ? await stopTokenIds(files, tokenizer) : eosOf({ 'config.json': await files.text('config.json') });
-    await this.hold(info, spec, weights, tokenizer, stopIds, bank);
     onProgress({ phase: 'ready', done: record.storedBytes, total: record.storedBytes, detail: info.name });
     return info;
   }
@@ -230,9 +239,12 @@ export class ModelLibrary {
 
   /** Streams a continuation of the prompt; each piece carries the text decoded so far. */
   async generate(req: GenerateRequest, onPiece: (p: GeneratedPiece) => void, shouldStop: () => boolean): Promise<GenerateResult> {
-    const m = this.require(req.modelId);
+    if (req.adapter === undefined) {
+      const m = this.require(req.modelId);
+      return this.sample(m, this.tokenizerOf(m), req, onPiece, shouldStop);
+    }
+    const m = await this.switchableBase(req.modelId);
     const tokenizer = this.tokenizerOf(m);
-    if (req.adapter === undefined) return this.sample(m, tokenizer, req, onPiece, shouldStop);
     // This generation with the adapter asked for (null: the base); the active one is put back after.
     const before = m.bank.active;
     m.bank.use(req.adapter);
@@ -558,7 +570,7 @@ export class ModelLibrary {
     const method = req.method as Method;
     const train = resolveTrainConfig(
       {
-        steps: 50, batch_size: 4, block_size: Math.min(128, m.model.contextLength), learning_rate: defaultLearningRate(method), min_lr: 0, warmup_steps: 0, weight_decay: 0,
+        steps: 50, batch_size: 4, block_size: Math.min(128, m.model.contextLength), learning_rate: defaultLearningRate(method), ...FINETUNE_DEFAULTS,
         checkpoint_every: 25, ...(req.train as Partial<TrainConfig>),
       },
       { n_positions: m.model.contextLength },
@@ -631,7 +643,7 @@ export class ModelLibrary {
     m.changed = true;
     // These change the base itself: the adapters held for it cannot be switched on it afterwards.
     const changes = { full: 'full fine-tuning', bitfit: 'BitFit', qlora: `QLoRA (its base quantized to ${req.bits ?? 8} bits)` } as Partial<Record<Method, string>>;
-    if (changes[method]) m.bank.markBaseChanged(changes[method]!);
+    if (changes[method]) m.bank.markBaseChanged(changes[method]!, method === 'full' || method === 'bitfit');
     const attached = await attachMethod(m.model, { method, lora, virtualTokens: req.numVirtualTokens ?? 8, bits: req.bits ?? 8 }, train.block_size, train.seed);
     const history: StepReport[] = run.history.slice();
     const evals: EvalInfo[] = (run.evals as unknown as EvalInfo[]).slice();
@@ -778,8 +790,13 @@ export class ModelLibrary {
    * The held model with what fine-tuning did folded in (LoRA merged; full and BitFit weights as
    * they are), as a Hugging Face folder zipped: config, tokenizer files and model.safetensors.
    */
-  async exportMerged(id: string): Promise<{ name: string; bytes: Uint8Array }> {
-    const m = this.require(id);
+  async exportMerged(id: string, adapterId: string | null = null): Promise<{ name: string; bytes: Uint8Array }> {
+    let m = this.require(id);
+    // The adapter asked for (a run's), not whichever Compare left active.
+    if (adapterId !== null && m.bank.has(adapterId)) {
+      m = await this.switchableBase(id);
+      m.bank.use(adapterId);
+    }
     if (m.model.softPrompt) throw new TabtuneError('a prompt-tuned model cannot be merged: its virtual tokens are inputs, not weights. Download the adapter instead.', { field: 'method' });
     const record = await loadModelRecord(this.kv, id);
     if (!record) throw new TabtuneError(`no stored model "${id}"`, { field: 'model' });
@@ -860,9 +877,22 @@ export class ModelLibrary {
     return m.bank.list().map((a) => this.adapterInfo(m, a));
   }
 
-  /** Makes a held adapter active, or none (null: the base exactly), without reading the base again. */
-  useAdapter(id: string, adapterId: string | null): AdapterInfo | null {
+  /**
+   * The held model, ready to switch adapters: a base that a QLoRA run quantized, or a merge folded,
+   * is read again first (its adapters stay held; nothing is lost). A base that full fine-tuning or
+   * BitFit changed is not: those weights live only here, and the refusal says to load it again.
+   */
+  private async switchableBase(id: string): Promise<Loaded> {
     const m = this.require(id);
+    const blocked = m.bank.blocker();
+    if (!blocked || blocked.lossy) return m;
+    await this.load(id, () => undefined);
+    return this.require(id);
+  }
+
+  /** Makes a held adapter active, or none (null: the base exactly), without reading the base again. */
+  async useAdapter(id: string, adapterId: string | null): Promise<AdapterInfo | null> {
+    const m = await this.switchableBase(id);
     m.bank.use(adapterId);
     const a = m.bank.list().find((x) => x.id === adapterId);
     return a ? this.adapterInfo(m, a) : null;

@@ -510,7 +510,8 @@ export interface StudioApi {
     onScore?: (p: ScoreProgress) => void,
   ): Promise<FinetuneResult>;
   /** The held model with its fine-tuning folded in, as a zipped Hugging Face folder. */
-  exportMerged(modelId: string): Promise<{ name: string; bytes: Uint8Array }>;
+  /** The held model with an adapter folded in: `adapterId` (a run's id, or a held adapter's), else the active one. */
+  exportMerged(modelId: string, adapterId?: string | null): Promise<{ name: string; bytes: Uint8Array }>;
   /** Keeps a data file in this browser with how it is read and split (a run can then name it by id). */
   saveDataset(req: SaveDatasetRequest, onProgress: (p: DataProgress) => void): Promise<DatasetInfo>;
   listDatasets(): Promise<DatasetInfo[]>;

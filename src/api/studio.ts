@@ -16,7 +16,7 @@ import { Trainer, type StepReport } from '../core/train/trainer';
 import type { KV } from '../store/kv';
 import { adapterFiles, blobFiles } from './blob-files';
 import { hubFiles, parseRepo } from './hub';
-import { ModelLibrary, newTuneRunId, tuneDatasetIds, type TuneHooks } from './library';
+import { FINETUNE_DEFAULTS, ModelLibrary, newTuneRunId, tuneDatasetIds, type TuneHooks } from './library';
 import { listModels } from '../store/models';
 import { listDatasets, loadDatasetRecord } from '../store/datasets';
 import { deleteTuneCheckpoints, deleteTuneRun, isTuneResumable, tuneCheckpointBytes, listTuneRuns, loadTuneFiles, loadTuneRun, migrateTuneRun, saveTuneFiles, saveTuneRun, type TuneRunRecord } from '../store/tunes';
@@ -574,15 +574,17 @@ export class Studio implements StudioApi {
   }
 
   async settingSpecs(): Promise<SettingSpec[]> {
-    const train = Object.entries(TRAIN_SPEC).map(([name, f]): SettingSpec => ({ section: 'train', name, ...f }));
+    // A fine-tuning run's defaults, where they differ from training from scratch; lora_alpha follows r (2 x r) in the page.
+    const fine: Record<string, number> = FINETUNE_DEFAULTS;
+    const train = Object.entries(TRAIN_SPEC).map(([name, f]): SettingSpec => ({ section: 'train', name, ...f, default: fine[name] ?? f.default }));
     const lora = Object.entries(LORA_SPEC).map(([name, f]): SettingSpec => ({ section: 'lora', name, ...f }));
     const rslora: SettingSpec = { section: 'lora', name: 'use_rslora', default: false, help: 'Rank-stabilised LoRA: scale the update by lora_alpha / sqrt(r) instead of lora_alpha / r, so higher ranks keep learning.' };
     return [...train, ...lora, rslora];
   }
 
-  async exportMerged(modelId: string): Promise<{ name: string; bytes: Uint8Array }> {
+  async exportMerged(modelId: string, adapterId: string | null = null): Promise<{ name: string; bytes: Uint8Array }> {
     this.requireIdleModel();
-    return this.library.exportMerged(modelId);
+    return this.library.exportMerged(modelId, adapterId);
   }
 
   async applyAdapter(modelId: string, files: FileEntry[]): Promise<AdapterInfo> {

@@ -62,6 +62,9 @@ export class CompareState {
   blocker = $derived.by((): string | null => {
     if (!this.models.loaded) return 'Load a model first.';
     if (this.models.tuning) return 'Fine-tuning is running: compare when it ends.';
+    // One thing at a time in the worker: an import, a load, an adapter being applied, a generation.
+    if (this.models.busy) return 'The model is being loaded or changed: compare when that ends.';
+    if (this.models.generating) return 'A generation is running on the Models screen: compare when it ends, or stop it.';
     if (!this.adapters.length) return 'Fine-tune the model, or add an adapter, to have something to compare with the base.';
     if (!this.adapter) return 'Choose an adapter.';
     if (!this.prompt.trim()) return 'Type a prompt.';
@@ -130,6 +133,8 @@ export class CompareState {
     this.error = null;
     try {
       await this.client.removeAdapter(id, adapterId);
+      // The Models screen's "applied" line no longer holds for it.
+      if (this.models.adapter?.id === adapterId) this.models.adapter = null;
       await this.refresh();
     } catch (e) {
       this.error = message(e);
@@ -147,7 +152,7 @@ export class CompareState {
     }
     const modelId = this.models.loadedId!;
     const adapter = this.adapter!;
-    this.running = true;
+    this.running = this.models.comparing = true;
     this.stopping = false;
     this.error = null;
     this.shownPrompt = this.prompt;
@@ -184,7 +189,7 @@ export class CompareState {
       if (this.tuned.state === 'waiting') this.tuned = { ...idle(), state: 'stopped' };
       this.announcement = `Comparison failed: ${this.error}`;
     } finally {
-      this.running = false;
+      this.running = this.models.comparing = false;
     }
   }
 

@@ -1,7 +1,7 @@
 import type { StudioClient } from '../api/client';
 import { message } from './errors';
 import { BUNDLED_MODELS, parseWorkshop, sourceName, sourceUrl, WORKSHOP_FORMAT, type WorkshopFile, type WorkshopSource } from './workshop';
-import type { AdapterInfo, RunBroadcast, StorageInfo, DataProgress, StorageItem, DatasetFormatName, DatasetInfo, DatasetPreview, TuneRunInfo, EvalInfo, FileEntry, FinetuneMethod, FinetuneResult, GenerateResult, ModelInfo, ModelProgress, SampleInfo, SamplingOptions, StepReport } from '../api/protocol';
+import type { AdapterInfo, SettingSpec, TuneEstimate, RunBroadcast, StorageInfo, DataProgress, StorageItem, DatasetFormatName, DatasetInfo, DatasetPreview, TuneRunInfo, EvalInfo, FileEntry, FinetuneMethod, FinetuneResult, GenerateResult, ModelInfo, ModelProgress, SampleInfo, SamplingOptions, StepReport } from '../api/protocol';
 
 /** The methods offered, with QLoRA's two base precisions as two choices. */
 export type TuneChoice = FinetuneMethod | 'qlora4';
@@ -31,6 +31,15 @@ export const TUNE_PRESETS = {
 } as const satisfies Record<string, { label: string; help: string; method: TuneChoice; steps: number; learningRate: number; r: number; batchSize: number; validation: number; evalEvery: number; patience: number }>;
 export type TunePresetName = keyof typeof TUNE_PRESETS;
 
+/**
+ * The settings under "Every setting" in the Train form; the others have fields of their own
+ * (steps, learning rate, batch, block, seed, r) or are the studio's to choose (checkpoint_every).
+ */
+export const ADVANCED = new Set([
+  'optimizer', 'lr_scheduler', 'warmup_steps', 'min_lr', 'weight_decay', 'grad_clip', 'grad_accum_steps', 'beta1', 'beta2', 'eps', 'momentum',
+  'lora_alpha', 'lora_dropout', 'use_rslora',
+]);
+
 /** Bring-your-own models: pick or drop a Hugging Face folder, see it, import it, generate with it. */
 export class ModelsState {
   models = $state<ModelInfo[]>([]);
@@ -52,6 +61,10 @@ export class ModelsState {
   sampling = $state<SamplingOptions>({ maxNewTokens: 40, temperature: 0.8, topK: 50, topP: 0.95, seed: 0 });
   output = $state('');
   generating = $state(false);
+  /** Counts what changed the held model's adapters (a load, an apply, a merge), for views that list them. */
+  modelChanges = $state(0);
+  /** Compare is generating in the worker: what would change the model waits. */
+  comparing = $state(false);
   result = $state<GenerateResult | null>(null);
 
   /** Fine-tuning the loaded model: the settings, the live losses, and the files it gives. */
@@ -306,6 +319,7 @@ export class ModelsState {
 
   async refresh(): Promise<void> {
     try {
+      if (!this.settingSpecs.length) this.settingSpecs = await this.client.settingSpecs();
       this.models = await this.client.listModels();
     } catch (e) {
       this.error = this.failed(e);
@@ -368,6 +382,7 @@ export class ModelsState {
   async load(id: string): Promise<void> {
     await this.run(async () => {
       const info = await this.client.loadModel(id, (p) => (this.progress = p));
+      this.modelChanges++;
       this.adopt(info);
       this.announcement = `${info.name} is loaded.`;
     });
@@ -382,7 +397,7 @@ export class ModelsState {
   }
 
   async generate(): Promise<void> {
-    if (!this.loadedId || this.generating) return;
+    if (!this.loadedId || this.generating || this.comparing) return;
     this.generating = true;
     this.error = null;
     this.output = '';
@@ -405,8 +420,19 @@ export class ModelsState {
   /** A Fine-tune click is being decided (the data is still being read): a second click waits its turn. */
   private starting = false;
 
+  /** Why Fine-tune would do nothing now, although the settings are fine (null: it would start). */
+  get tuneBusy(): string | null {
+    if (this.tuning || this.starting) return 'A run is starting or running: watch it on Live run.';
+    if (this.generating) return 'A generation is running: stop it, or wait for it, first.';
+    if (this.busy) return 'A model is being imported or loaded: wait for it first.';
+    return null;
+  }
+
   async finetune(): Promise<void> {
-    if (!this.loadedId || this.tuning || this.generating || this.busy || this.starting) return;
+    if (!this.loadedId || this.tuning || this.generating || this.busy || this.starting) {
+      if (this.loadedId && !this.tuning) this.tuneError = this.tuneBusy;
+      return;
+    }
     this.starting = true;
     try {
       await this.startTune();
@@ -447,11 +473,11 @@ export class ModelsState {
           test: t.test,
           method: t.method === 'qlora4' ? 'qlora' : t.method,
           bits: t.method === 'qlora4' ? 4 : 8,
-          lora: { r: t.r, lora_alpha: 2 * t.r, ...(t.targetModules === 'all-linear' ? { target_modules: 'all-linear' } : {}) },
+          lora: { r: t.r, lora_alpha: 2 * t.r, ...(t.targetModules === 'all-linear' ? { target_modules: 'all-linear' } : {}), ...this.advancedOf('lora') },
           // Prompt tuning's virtual tokens come before the block: leave them room in the context.
           // A checkpoint every 10 steps: a lost page costs at most 10 steps (LoRA's are small to write);
           // full fine-tuning writes every weight and its two moments, so every 50.
-          train: { seed: t.seed, steps: t.steps, checkpoint_every: t.method === 'full' ? 50 : 10, learning_rate: t.learningRate, batch_size: t.batchSize, block_size: Math.min(t.blockSize, (this.loaded?.contextLength ?? t.blockSize) - (t.method === 'prompt' ? t.virtualTokens : 0)) },
+          train: { ...this.advancedOf('train'), seed: t.seed, steps: t.steps, checkpoint_every: t.method === 'full' ? 50 : 10, learning_rate: t.learningRate, batch_size: t.batchSize, block_size: Math.min(t.blockSize, (this.loaded?.contextLength ?? t.blockSize) - (t.method === 'prompt' ? t.virtualTokens : 0)) },
           numVirtualTokens: t.virtualTokens,
           validation: t.validation,
           validationFile: this.validationFile ? { dataset: this.validationFile.name, file: this.validationFile } : undefined,
@@ -716,6 +742,9 @@ export class ModelsState {
     }
   }
 
+  /** What went wrong with an action of the Live run screen (pause, checkpoint, the merged download), shown there. */
+  liveError = $state<string | null>(null);
+
   /** Save checkpoint now: the run writes one after its current step (it can resume from there). */
   async saveCheckpoint(): Promise<void> {
     if (!this.tuning) return;
@@ -723,7 +752,7 @@ export class ModelsState {
       await this.client.checkpointNow();
       this.announcement = `A checkpoint is written after step ${this.tuneStep?.step ?? 0}.`;
     } catch (e) {
-      this.error = this.failed(e);
+      this.liveError = this.failed(e);
     }
   }
 
@@ -732,11 +761,58 @@ export class ModelsState {
     if (this.tuning) void this.client.checkpointNow().catch(() => undefined);
   }
 
+  /** Every training and LoRA setting, with its default, range and help, as the engine validates them. */
+  settingSpecs = $state.raw<SettingSpec[]>([]);
+  /** Advanced settings the person set, by config name ('' or absent: the default). */
+  advanced = $state<Record<string, number | string | boolean | null>>({});
+  /** Memory the run of these settings needs here, and whether it fits (null: not known yet). */
+  estimate = $state.raw<(TuneEstimate & { asked: string }) | null>(null);
+  private estimateTimer: ReturnType<typeof setTimeout> | null = null;
+
+  /** The settings that decide memory changed: ask the worker again, once they settle. */
+  estimateSoon(): void {
+    if (this.estimateTimer) clearTimeout(this.estimateTimer);
+    this.estimateTimer = setTimeout(() => {
+      this.estimateTimer = null;
+      void this.estimateNow();
+    }, 250);
+  }
+
+  private async estimateNow(): Promise<void> {
+    const t = this.tune;
+    if (!this.loadedId || this.tuning) return;
+    const ok = (v: unknown) => typeof v === 'number' && Number.isInteger(v) && v > 0;
+    if (!ok(t.batchSize) || !ok(t.blockSize) || !ok(t.r)) return;
+    try {
+      const req = {
+        modelId: this.loadedId, method: t.method === 'qlora4' ? 'qlora' : t.method, r: t.r, bits: t.method === 'qlora4' ? 4 : 8,
+        targetModules: t.targetModules === 'all-linear' ? 'all-linear' : undefined, virtualTokens: t.virtualTokens, batch: t.batchSize, block: t.blockSize,
+      } as const;
+      // What it was asked for, so a view (and a test) can tell a settled estimate from a stale one.
+      this.estimate = { ...(await this.client.estimateTune(req)), asked: `${t.method} r${t.r} ${t.targetModules} ${t.batchSize}x${t.blockSize}` };
+    } catch {
+      // A model changing under the question (a load, a run starting): the next change asks again.
+      this.estimate = null;
+    }
+  }
+
+  /** The advanced settings of one section that the person set, by their config names. */
+  private advancedOf(section: 'train' | 'lora'): Record<string, unknown> {
+    const out: Record<string, unknown> = {};
+    for (const spec of this.settingSpecs) {
+      if (spec.section !== section || !ADVANCED.has(spec.name)) continue;
+      const v = this.advanced[spec.name];
+      if (v !== undefined && v !== null && v !== '') out[spec.name] = v;
+    }
+    return out;
+  }
+
   /** Why Fine-tune cannot start now, in the words of the fields (null: it can). */
   tuneBlocker = $derived.by((): string | null => {
     const t = this.tune;
     const ctx = this.loaded?.contextLength ?? 1e9;
     if (!this.loaded) return 'Load a model first.';
+    if (this.comparing) return 'Compare is generating: wait for it, or stop it there.';
     if (!this.hasData) return 'Choose a data file or paste some text first.';
     if (this.inspecting) return 'The data is still being read.';
     if (this.dataError) return 'Fix the data first (see the message in the data panel).';
@@ -753,9 +829,24 @@ export class ModelsState {
       (this.validationFile ? null : share(t.validation, 'Validation share')) ??
       (this.testFile ? null : share(t.test, 'Test share')) ??
       whole(t.evalEvery, 1, 100000, 'Check every') ??
-      whole(t.patience, 0, 1000, 'Patience')
+      whole(t.patience, 0, 1000, 'Patience') ??
+      this.advancedProblem() ??
+      this.estimate?.refusal ??
+      null
     );
   });
+
+  /** An advanced setting outside its range, named as the engine names it. */
+  private advancedProblem(): string | null {
+    for (const spec of this.settingSpecs) {
+      const v = this.advanced[spec.name];
+      if (!ADVANCED.has(spec.name) || v === undefined || v === null || v === '' || spec.min === undefined || spec.max === undefined) continue;
+      if (typeof v !== 'number' || !Number.isFinite(v) || v < spec.min || v > spec.max || (spec.integer && !Number.isInteger(v))) {
+        return `${spec.name} must be ${spec.integer ? 'a whole number' : 'a number'} from ${spec.min} to ${spec.max}.`;
+      }
+    }
+    return null;
+  }
 
   /** The pasted text changed: what was shown for the old text no longer holds. */
   textEdited(): void {
@@ -781,13 +872,16 @@ export class ModelsState {
   async downloadMerged(): Promise<void> {
     if (!this.loadedId || this.tuning || this.exporting) return;
     this.exporting = true;
-    this.error = null;
+    this.liveError = null;
     try {
-      const { name, bytes } = await this.client.exportMerged(this.loadedId);
+      const { name, bytes } = await this.client.exportMerged(this.loadedId, this.tuneResult?.runId ?? null);
       this.save(name, bytes as BlobPart, 'application/zip');
+      // The merged adapter is folded into the model now, and no longer held apart.
+      this.modelChanges++;
+      this.adapter = null;
       this.announcement = `${name} is ready: a Hugging Face folder that transformers loads.`;
     } catch (e) {
-      this.error = this.failed(e);
+      this.liveError = this.failed(e);
     } finally {
       this.exporting = false;
     }
@@ -795,10 +889,11 @@ export class ModelsState {
 
   /** Applies a PEFT adapter (its two files, or a zip of them) to the loaded model's base. */
   async applyAdapter(files: FileEntry[]): Promise<void> {
-    if (!this.loadedId || this.tuning || this.generating) return;
+    if (!this.loadedId || this.tuning || this.generating || this.comparing) return;
     if (!files.length) return;
     await this.run(async () => {
       const info = await this.client.applyAdapter(this.loadedId!, files);
+      this.modelChanges++;
       this.adapter = info;
       this.announcement = `Adapter ${info.name} (${info.peftType}) is applied; generation now uses it.`;
     });
@@ -818,7 +913,7 @@ export class ModelsState {
         this.announcement = `Fine-tuning paused after step ${this.tuneLosses.length}.`;
       }
     } catch (e) {
-      this.error = this.failed(e);
+      this.liveError = this.failed(e);
     }
   }
 
@@ -1005,6 +1100,10 @@ export class ModelsState {
 
   private async run(work: () => Promise<void>): Promise<void> {
     if (this.busy) return;
+    if (this.comparing) {
+      this.error = 'Compare is generating: wait for it, or stop it there.';
+      return;
+    }
     this.busy = true;
     this.error = null;
     try {

@@ -30,17 +30,23 @@ export class ScreensState {
     this.presenter = presenter;
   }
 
-  /** Shows a screen; the address follows, so Back returns to the screen before. */
-  go(name: ScreenName): void {
+  /**
+   * Shows a screen; the address follows, so Back returns to the screen before. `replace`: moving
+   * along the tabs with the arrow keys, which should not leave a history entry per tab passed.
+   */
+  go(name: ScreenName, replace = false): void {
     if (this.current === name) return;
     this.current = name;
-    if (typeof history !== 'undefined' && location.hash !== `#${name}`) history.pushState(null, '', `#${name}`);
+    if (typeof history === 'undefined' || location.hash === `#${name}`) return;
+    if (replace) history.replaceState(null, '', `#${name}`);
+    else history.pushState(null, '', `#${name}`);
   }
 
-  /** The address changed (Back, Forward, a link): show what it names. */
+  /** The address changed (Back, Forward, a link): show what it names; no name is the start. */
   fromHash(hash: string): void {
     const asked = hash.replace(/^#/, '');
-    if (isScreen(asked)) this.current = asked;
+    if (asked === '') this.current = 'start';
+    else if (isScreen(asked)) this.current = asked;
   }
 
   togglePresenter(): void {

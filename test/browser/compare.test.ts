@@ -60,7 +60,7 @@ test('Compare: base and tuned side by side with one seed; the base column is pla
   await until('fine-tuning to finish', () => page.getAttribute('[data-testid=tune-status]', 'data-state').catch(() => null), (s) => s === 'done');
 
   // The Compare screen (a tab in the restructured app; a panel of the page here).
-  if (await page.$('[data-testid=nav-compare]')) await page.click('[data-testid=nav-compare]');
+  await page.click('[data-testid=nav-compare]');
   await page.waitForSelector('[data-testid=compare-adapter]');
   assert.equal(await page.locator('[data-testid=compare-adapter]').count(), 1, 'the run just trained is listed');
   assert.match((await page.textContent('[data-testid=compare] .adapters li')) ?? '', /pasted text \(lora\)\s*LoRA r 4 on c_attn · [\d,]+ parameters · from run /);

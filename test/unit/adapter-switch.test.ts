@@ -265,10 +265,34 @@ test('the Studio: a run\'s adapter is held after training, others come from file
   await studio.loadModel(info.id, () => undefined);
   await studio.useAdapter(info.id, fromFiles.id);
   assert.deepEqual(await logits(), withFile, 'the adapter held before the full run, on the base read again');
+
+  // QLoRA quantizes the base, but loses nothing by reading it again: Compare's next request does so
+  // itself, once, and the QLoRA run's adapter is held beside the others.
+  const qlora = await studio.finetuneModel(
+    { modelId: info.id, text, dataset: 'sea.txt', method: 'qlora', bits: 8, lora: { r: 4, lora_dropout: 0 }, train: { steps: 2, batch_size: 2, block_size: 16, learning_rate: 5e-2 } },
+    () => undefined,
+  );
+  const loadsBefore = (await studio.diagnostics()).modelLoads;
+  assert.equal(await gen(null), asBase, 'the base column after a QLoRA run is the base read again');
+  assert.equal((await studio.diagnostics()).modelLoads, loadsBefore + 1, 'read again once');
+  await studio.useAdapter(info.id, fromFiles.id);
+  assert.deepEqual(await logits(), withFile);
+  assert.equal((await studio.diagnostics()).modelLoads, loadsBefore + 1, 'and not again to switch');
+  assert.ok((await studio.listAdapters(info.id)).some((a) => a.runId === qlora.runId), 'the QLoRA run\'s adapter is held');
+
+  await studio.useAdapter(info.id, null);
+  const held = await studio.listAdapters(info.id);
   const before = tf.memory().numTensors;
-  await studio.removeAdapter(info.id, fromFiles.id);
-  await studio.removeAdapter(info.id, tuned.runId);
-  assert.ok(tf.memory().numTensors < before);
+  for (const a of held) await studio.removeAdapter(info.id, a.id);
+  const bare = tf.memory().numTensors;
+  assert.ok(bare < before);
   assert.deepEqual(await studio.listAdapters(info.id), []);
   assert.deepEqual(await logits(), base);
+  // An adapter added, used for a generation and removed leaves exactly nothing behind.
+  const once = await studio.addAdapter(info.id, entries('tiny-gpt2-lora', /^adapter_/));
+  await studio.useAdapter(info.id, once.id);
+  assert.deepEqual(await logits(), withFile);
+  await gen(null);
+  await studio.removeAdapter(info.id, once.id);
+  assert.equal(tf.memory().numTensors, bare, 'no tensor left by an add, use and remove');
 });

@@ -34,6 +34,8 @@ export class AdapterBank {
   private activeId: string | null = null;
   /** Why the base no longer is the base (full fine-tuning, BitFit, a merge, a quantized copy); null while it is. */
   private changedBy: string | null = null;
+  /** The change is held only in memory: reading the base again would lose it. */
+  private lossy = false;
 
   constructor(private model: CausalLM) {}
 
@@ -57,8 +59,18 @@ export class AdapterBank {
    * The base weights were changed in place: adapters held for the base no longer give base +
    * adapter on it, so switching is refused until the base is loaded again (moveTo).
    */
-  markBaseChanged(why: string): void {
+  markBaseChanged(why: string, lossy = false): void {
     this.changedBy = why;
+    this.lossy = lossy;
+  }
+
+  /**
+   * Why switching is refused now (null: it is not), and whether reading the base again would lose
+   * work held only in memory (the weights full fine-tuning or BitFit changed).
+   */
+  blocker(): { why: string; lossy: boolean } | null {
+    const why = this.whyNotSwitchable();
+    return why ? { why, lossy: this.lossy || !!this.model.trainableFilter } : null;
   }
 
   /**
@@ -169,6 +181,7 @@ export class AdapterBank {
     this.detach();
     this.model = model;
     this.changedBy = null;
+    this.lossy = false;
   }
 
   dispose(): void {
