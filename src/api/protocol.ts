@@ -447,6 +447,24 @@ export interface TuneRunInfo {
   hasFiles: boolean;
   error: string | null;
   updatedAt: number;
+  /** The settings it was started with (no data inside: the kept dataset by id), to run it again with changes. */
+  settings: TuneRunSettings;
+}
+
+/** A run's settings as it was asked for: the Train form's fields by their config names. */
+export interface TuneRunSettings {
+  method: FinetuneMethod;
+  bits: 8 | 4 | null;
+  lora: Record<string, unknown>;
+  train: Record<string, unknown>;
+  numVirtualTokens: number | null;
+  datasetId: string | null;
+  validation: number | null;
+  test: number | null;
+  evalEvery: number | null;
+  patience: number | null;
+  exactMatch: number | null;
+  samples: { every: number; prompts?: string[] } | null;
 }
 
 /** An adapter held for the loaded model's base. */

@@ -35,7 +35,7 @@ import {
 } from '../store/runs';
 import type {
   AdapterInfo, RunBroadcast, StorageInfo, StorageItem, TuneRunInfo, BackendFallback, BackendReport, DataProgress, DatasetInfo, DatasetPreview, DatasetRequest, SaveDatasetRequest, BackendRequest, Diagnostics, EvalInfo, SampleInfo, ScoreProgress, FileEntry, FinetuneRequest, FinetuneResult, GenerateRequest, GenerateResult, GeneratedPiece,
-  ModelInfo, ModelProgress, PresetInfo, RunInfo, StudioApi, TrainRequest, SettingSpec, TuneEstimate, TuneEstimateRequest,
+  ModelInfo, ModelProgress, PresetInfo, RunInfo, StudioApi, TrainRequest, SettingSpec, TuneEstimate, TuneEstimateRequest, TuneRunSettings, FinetuneMethod,
 } from './protocol';
 
 export interface StudioDeps {
@@ -78,6 +78,17 @@ export function fingerprintTokens(tokens: Int32Array): string {
     h = Math.imul(h, 0x01000193) >>> 0;
   }
   return `${tokens.length}:${h.toString(16).padStart(8, '0')}`;
+}
+
+/** What a kept run was asked for, as plain settings (its data is kept apart, by id). */
+function settingsOf(r: TuneRunRecord): TuneRunSettings {
+  const q = r.request as Partial<FinetuneRequest>;
+  const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+  return {
+    method: (q.method ?? 'lora') as FinetuneMethod, bits: q.bits ?? null, lora: { ...(q.lora ?? {}) }, train: { ...(q.train ?? {}) },
+    numVirtualTokens: num(q.numVirtualTokens), datasetId: r.datasetId, validation: num(q.validation), test: num(q.test), evalEvery: num(q.evalEvery),
+    patience: num(q.patience), exactMatch: num(q.exactMatch), samples: q.samples ? { every: q.samples.every, prompts: q.samples.prompts } : null,
+  };
 }
 
 export class Studio implements StudioApi {
@@ -477,6 +488,7 @@ export class Studio implements StudioApi {
         id: r.id, modelId: r.modelId, modelName: r.modelName, dataset: r.datasetName, method: String(r.request.method), status,
         step: r.step, totalSteps: r.totalSteps, best: r.best, history: r.history, evals: r.evals as unknown as EvalInfo[], samples: r.samples,
         resumable: isTuneResumable(r) && status !== 'elsewhere', hasFiles: r.status === 'done' || r.status === 'stopped', error: r.error, updatedAt: r.updatedAt,
+        settings: settingsOf(r),
       });
     }
     return out;

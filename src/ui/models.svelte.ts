@@ -497,6 +497,75 @@ export class ModelsState {
     });
   }
 
+  /**
+   * A kept run's settings back in the Train form (its model loaded, its kept data chosen), to run
+   * again with changes. False when it cannot be (busy, or the model is gone).
+   */
+  async duplicateRun(run: TuneRunInfo): Promise<boolean> {
+    if (this.tuning || this.busy || this.generating || this.comparing) return false;
+    if (this.loadedId !== run.modelId) {
+      await this.load(run.modelId);
+      if (this.loadedId !== run.modelId) {
+        this.runsError = `${run.modelName} could not be loaded: ${this.error ?? 'it is no longer kept in this browser'}.`;
+        return false;
+      }
+    }
+    const s = run.settings;
+    const tr = s.train;
+    const lo = s.lora;
+    const t = this.tune;
+    const num = (v: unknown, fallback: number) => (typeof v === 'number' && Number.isFinite(v) ? v : fallback);
+    Object.assign(t, {
+      method: s.method === 'qlora' && s.bits === 4 ? 'qlora4' : s.method,
+      steps: num(tr.steps, t.steps), learningRate: num(tr.learning_rate, t.learningRate), batchSize: num(tr.batch_size, t.batchSize),
+      blockSize: num(tr.block_size, t.blockSize), seed: num(tr.seed, t.seed), r: num(lo.r, t.r),
+      targetModules: lo.target_modules === 'all-linear' ? 'all-linear' : 'default', virtualTokens: s.numVirtualTokens ?? t.virtualTokens,
+      evalEvery: s.evalEvery || t.evalEvery, patience: s.patience ?? t.patience, exactMatch: s.exactMatch ?? 0,
+      sampleEvery: s.samples?.every ?? t.sampleEvery, samplePrompt: s.samples?.prompts?.[0] ?? '',
+    });
+    // The form sends lora_alpha = 2 r unless told otherwise: only a different one is a setting of its own.
+    const alpha = lo.lora_alpha !== undefined && lo.lora_alpha !== 2 * num(lo.r, t.r);
+    this.advanced = Object.fromEntries(
+      [...Object.entries(tr), ...Object.entries(lo)].filter(([k, v]) => ADVANCED.has(k) && (k !== 'lora_alpha' || alpha) && (typeof v === 'number' || typeof v === 'string' || typeof v === 'boolean')),
+    ) as Record<string, number | string | boolean>;
+    const data = this.datasets.find((d) => d.id === s.datasetId);
+    if (data) {
+      await this.useDataset(data);
+      t.validation = s.validation ?? t.validation;
+      t.test = s.test ?? t.test;
+    }
+    this.announcement =
+      `The settings of the ${run.method} run on ${run.dataset} are in the Train form` +
+      (data ? '' : ` (its data is no longer kept here: choose data on the Data screen)`) +
+      ': change what you like and press Fine-tune.';
+    return true;
+  }
+
+  /** A kept run's adapter folded into its base, downloaded as a Hugging Face folder (zip). */
+  async downloadRunMerged(run: TuneRunInfo): Promise<void> {
+    if (this.tuning || this.busy || this.generating || this.comparing || this.exporting) return;
+    this.runsError = null;
+    if (this.loadedId !== run.modelId) {
+      await this.load(run.modelId);
+      if (this.loadedId !== run.modelId) {
+        this.runsError = `${run.modelName} could not be loaded: ${this.error ?? 'it is no longer kept in this browser'}.`;
+        return;
+      }
+    }
+    this.exporting = true;
+    try {
+      await this.client.addAdapter(run.modelId, { runId: run.id });
+      const { name, bytes } = await this.client.exportMerged(run.modelId, run.id);
+      this.save(name, bytes as BlobPart, 'application/zip');
+      this.modelChanges++;
+      this.announcement = `${name} is ready: ${run.modelName} with the ${run.method} run on ${run.dataset} folded in.`;
+    } catch (e) {
+      this.runsError = this.failed(e);
+    } finally {
+      this.exporting = false;
+    }
+  }
+
   /** Continues a kept run from its latest checkpoint: its curve so far comes back first. */
   async resumeRun(run: TuneRunInfo): Promise<void> {
     if (this.tuning || this.generating || this.busy) return;
