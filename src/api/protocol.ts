@@ -283,7 +283,8 @@ export interface FinetuneRequest extends DataSource {
 export interface SettingSpec {
   section: 'train' | 'lora';
   name: string;
-  default: number | string | boolean;
+  /** The value used when the field is left empty. */
+  'default': number | string | boolean;
   min?: number;
   max?: number;
   integer?: boolean;

@@ -64,11 +64,21 @@ test('WebGPU in the worker: the loss falls live, checkpoints reach IndexedDB, a 
   // The chart grows while training runs: progress reaches the page step by step.
   const pathAt = (step: number) =>
     until(`step ${step} on screen`, async () => Number(await page.textContent('[data-testid=step]').catch(() => '0')), (s) => s >= step);
+  // The chart (uPlot, a canvas) takes each step as it comes: what it draws, and that it draws.
+  const drawn = () =>
+    page.$eval('[data-testid=pretrain-demo] [data-testid=loss-chart]', (f) => {
+      const canvas = f.querySelector('canvas')!;
+      const px = canvas.getContext('2d')!.getImageData(0, 0, canvas.width, canvas.height).data;
+      let inked = 0;
+      for (let i = 3; i < px.length; i += 4) if (px[i] > 0) inked++;
+      return { points: Number(f.getAttribute('data-train-points')), inked };
+    });
   await pathAt(2);
-  const early = (await page.getAttribute('[data-testid=loss-path]', 'd')) ?? '';
+  const early = await drawn();
   await pathAt(5);
-  const later = (await page.getAttribute('[data-testid=loss-path]', 'd')) ?? '';
-  assert.ok(later.length > early.length, 'the loss line grows during training');
+  const later = await drawn();
+  assert.ok(early.points >= 2 && later.points > early.points, `the loss line grows during training: ${early.points} then ${later.points} points`);
+  assert.ok(later.inked > early.inked, `and more of the canvas is drawn: ${early.inked} then ${later.inked} pixels`);
 
   const d1 = await until('a checkpoint at step 8 or later in IndexedDB', () => diagnostics(page), (d) =>
     d.checkpoints.some((k) => Number(k.split('/').pop()) >= 8),
