@@ -75,6 +75,7 @@ export class StudioClient {
   listTuneRuns = () => this.call(this.remote.listTuneRuns());
   deleteTuneRun = (runId: string) => this.call(this.remote.deleteTuneRun(runId));
   tuneRunFiles = (runId: string) => this.call(this.remote.tuneRunFiles(runId));
+  tuneRunRecipe: StudioApi['tuneRunRecipe'] = (runId) => this.call(this.remote.tuneRunRecipe(runId));
   tuneRunMetrics = (runId: string) => this.call(this.remote.tuneRunMetrics(runId));
   exportTuneRun = (runId: string) => this.call(this.remote.exportTuneRun(runId));
   importTuneRun = (file: Blob, name?: string) => this.call(this.remote.importTuneRun(file, name));

@@ -563,10 +563,8 @@ export class ModelLibrary {
     }
   }
 
-  private async executeRun(run: TuneRunRecord, hooks: TuneHooks, resuming: boolean): Promise<FinetuneResult> {
-    const req = run.request as unknown as FinetuneRequest;
-    let m = this.require(run.modelId);
-    const tokenizer = this.tokenizerOf(m);
+  /** A run's settings resolved, and its data read and split, exactly as the run trains on them. */
+  private async runData(m: Loaded, req: FinetuneRequest, onData: (p: DataProgress) => void) {
     const method = req.method as Method;
     const train = resolveTrainConfig(
       {
@@ -575,12 +573,12 @@ export class ModelLibrary {
       },
       { n_positions: m.model.contextLength },
     );
-    const built = await this.readDataset(m, req, train.block_size, hooks.onData ?? (() => undefined));
+    const built = await this.readDataset(m, req, train.block_size, onData);
     const other = (v: FinetuneRequest['validationFile']) =>
       v ? this.readDataset(m, { dataset: v.dataset, datasetId: v.datasetId, file: v.file, bytes: v.bytes, text: v.text, format: req.format, mapping: req.mapping, template: req.template }, train.block_size, () => undefined) : null;
     const valBuilt = await other(req.validationFile);
     const testBuilt = await other(req.testFile);
-    const { data, report, trainTexts, trainText } = splitDataset(
+    const split = splitDataset(
       built,
       { validation: valBuilt ? 0 : (req.validation ?? (req.evalEvery ? 0.1 : 0)), test: testBuilt ? 0 : (req.test ?? 0), seed: train.seed },
       req.completionOnly,
@@ -588,6 +586,43 @@ export class ModelLibrary {
       valBuilt,
       testBuilt,
     );
+    return { method, train, built, testBuilt, ...split };
+  }
+
+  /** The same run for bigger machines, zipped: its training split, and TRL + PEFT and Axolotl settings. */
+  private recipeZip(m: Loaded, req: FinetuneRequest, prepared: Awaited<ReturnType<ModelLibrary['runData']>>, lora: LoraConfig | null): Uint8Array {
+    const { method, train, data, trainTexts, trainText } = prepared;
+    const tokenizer = this.tokenizerOf(m);
+    const recipe = scaleOutRecipe({
+      baseModel: m.info.name,
+      method: (method === 'qlora' ? 'lora' : method) as RecipeInput['method'],
+      quantBits: method === 'qlora' ? (req.bits ?? 8) : undefined,
+      lora,
+      virtualTokens: req.numVirtualTokens ?? 8,
+      train,
+      data: data.kind === 'tokens' ? { text: trainText! } : { pairs: trainTexts ?? decodedPairs(data.train, (ids) => tokenizer.decode(ids, { skipSpecialTokens: true })), completionOnly: data.completionOnly, packing: data.packing },
+    });
+    const enc = new TextEncoder();
+    return zipFiles([...recipe].map(([name, body]) => [name, enc.encode(body)] as [string, Uint8Array]), new Date());
+  }
+
+  /** A kept run's scale-out recipe, made again from its kept data and settings (its model must be loaded). */
+  async tuneRunRecipe(runId: string): Promise<{ name: string; bytes: Uint8Array }> {
+    const run = await loadTuneRun(this.kv, runId);
+    if (!run) throw new TabtuneError(`no kept run "${runId}"`, { field: 'run' });
+    const m = this.require(run.modelId);
+    const req = run.request as unknown as FinetuneRequest;
+    const prepared = await this.runData(m, req, () => undefined);
+    const lora = prepared.method === 'lora' || prepared.method === 'qlora' ? resolveLoraConfig(m.info.arch, req.lora as Partial<LoraConfig>) : null;
+    return { name: `${slug(m.info.name)}-scale-out-recipe.zip`, bytes: this.recipeZip(m, req, prepared, lora) };
+  }
+
+  private async executeRun(run: TuneRunRecord, hooks: TuneHooks, resuming: boolean): Promise<FinetuneResult> {
+    const req = run.request as unknown as FinetuneRequest;
+    let m = this.require(run.modelId);
+    const tokenizer = this.tokenizerOf(m);
+    const prepared = await this.runData(m, req, hooks.onData ?? (() => undefined));
+    const { method, train, built, data, report, testBuilt } = prepared;
     if (data.kind === 'tokens') checkTokens(data.train, train.block_size, req.dataset);
     const evalEvery = req.evalEvery ?? 0;
     if (evalEvery > 0) checkHeldOut(data, 'validation', train.block_size);
@@ -738,17 +773,6 @@ export class ModelLibrary {
       if (sampling && outcome.steps > 0 && !outcome.cancelled && (outcome.restoredBest || samples.at(-1)?.step !== outcome.steps)) {
         await sampleAt(outcome.restoredBest && outcome.best ? outcome.best.step : outcome.steps, true);
       }
-      // The same run for bigger machines: the training split, and TRL + PEFT and Axolotl settings.
-      const recipe = scaleOutRecipe({
-        baseModel: m.info.name,
-        method: (method === 'qlora' ? 'lora' : method) as RecipeInput['method'],
-        quantBits: method === 'qlora' ? (req.bits ?? 8) : undefined,
-        lora,
-        virtualTokens: req.numVirtualTokens ?? 8,
-        train,
-        data: data.kind === 'tokens' ? { text: trainText! } : { pairs: trainTexts ?? decodedPairs(data.train, (ids) => tokenizer.decode(ids, { skipSpecialTokens: true })), completionOnly: data.completionOnly, packing: data.packing },
-      });
-      const enc = new TextEncoder();
       result = {
         runId: run.id,
         steps: outcome.steps,
@@ -757,7 +781,7 @@ export class ModelLibrary {
         dataset: datasetInfo,
         files,
         zip: files.length ? zipFiles(folder, new Date()) : null,
-        recipe: zipFiles([...recipe].map(([name, body]) => [name, enc.encode(body)] as [string, Uint8Array]), new Date()),
+        recipe: this.recipeZip(m, req, prepared, lora),
         quantized: attached.quantized,
         evals,
         best: outcome.best && { step: outcome.best.step, valLoss: outcome.best.valLoss },

@@ -582,6 +582,8 @@ export interface StudioApi {
   importTuneRun(file: Blob, name?: string): Promise<TuneRunInfo>;
   /** The files a finished run gave (its PEFT adapter). */
   tuneRunFiles(runId: string): Promise<{ name: string; bytes: Uint8Array }[]>;
+  /** A kept run's scale-out recipe (training split, TRL + PEFT script, Axolotl config), zipped; its model must be loaded. */
+  tuneRunRecipe(runId: string): Promise<{ name: string; bytes: Uint8Array }>;
   /** Writes a checkpoint of the fine-tuning run after its current step (the tab is being hidden or closed). */
   checkpointNow(): Promise<void>;
   /** Holds the fine-tuning run after its current step (weights and optimizer state kept in memory). */

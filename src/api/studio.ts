@@ -550,6 +550,12 @@ export class Studio implements StudioApi {
     return (await this.listTuneRuns()).find((x) => x.id === id)!;
   }
 
+  /** A kept run's scale-out recipe, made again from its kept data (its model must be loaded). */
+  async tuneRunRecipe(runId: string): Promise<{ name: string; bytes: Uint8Array }> {
+    this.requireIdleModel();
+    return this.library.tuneRunRecipe(runId);
+  }
+
   /** The files a finished run gave, kept with it. */
   async tuneRunFiles(runId: string): Promise<{ name: string; bytes: Uint8Array }[]> {
     return (await loadTuneFiles(this.deps.kv, runId)) ?? [];

@@ -503,13 +503,8 @@ export class ModelsState {
    */
   async duplicateRun(run: TuneRunInfo): Promise<boolean> {
     if (this.tuning || this.busy || this.generating || this.comparing) return false;
-    if (this.loadedId !== run.modelId) {
-      await this.load(run.modelId);
-      if (this.loadedId !== run.modelId) {
-        this.runsError = `${run.modelName} could not be loaded: ${this.error ?? 'it is no longer kept in this browser'}.`;
-        return false;
-      }
-    }
+    this.runsError = null;
+    if (!(await this.runModel(run))) return false;
     const s = run.settings;
     const tr = s.train;
     const lo = s.lora;
@@ -541,17 +536,36 @@ export class ModelsState {
     return true;
   }
 
+  /** Loads a kept run's model if another is loaded; false (with the reason on Runs) when it cannot be. */
+  private async runModel(run: TuneRunInfo): Promise<boolean> {
+    if (this.loadedId === run.modelId) return true;
+    await this.load(run.modelId);
+    if (this.loadedId === run.modelId) return true;
+    this.runsError = `${run.modelName} could not be loaded: ${this.error ?? 'it is no longer kept in this browser'}.`;
+    return false;
+  }
+
+  /** A kept run's scale-out recipe, made again from its kept data and settings. */
+  async downloadRunRecipe(run: TuneRunInfo): Promise<void> {
+    if (this.tuning || this.busy || this.generating || this.comparing || this.exporting) return;
+    this.runsError = null;
+    if (!(await this.runModel(run))) return;
+    this.exporting = true;
+    try {
+      const { name, bytes } = await this.client.tuneRunRecipe(run.id);
+      this.save(name, bytes as BlobPart, 'application/zip');
+    } catch (e) {
+      this.runsError = this.failed(e);
+    } finally {
+      this.exporting = false;
+    }
+  }
+
   /** A kept run's adapter folded into its base, downloaded as a Hugging Face folder (zip). */
   async downloadRunMerged(run: TuneRunInfo): Promise<void> {
     if (this.tuning || this.busy || this.generating || this.comparing || this.exporting) return;
     this.runsError = null;
-    if (this.loadedId !== run.modelId) {
-      await this.load(run.modelId);
-      if (this.loadedId !== run.modelId) {
-        this.runsError = `${run.modelName} could not be loaded: ${this.error ?? 'it is no longer kept in this browser'}.`;
-        return;
-      }
-    }
+    if (!(await this.runModel(run))) return;
     this.exporting = true;
     try {
       await this.client.addAdapter(run.modelId, { runId: run.id });

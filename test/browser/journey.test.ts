@@ -40,7 +40,7 @@ test('a new user: bundled model, sample data, quick preset, live run, stop, comp
   await tab(page, 'models');
   await page.click('[data-testid=use-bundled]');
   await page.waitForSelector('[data-testid=model-loaded]', { timeout: 120_000 });
-  assert.match((await page.textContent('[data-testid=model-list]')) ?? '', /moby-gpt2 · gpt2 · 2,025,600 parameters/);
+  assert.match((await page.textContent('[data-testid=model-list]')) ?? '', /moby-gpt2 · gpt2 · 2,025,600 parameters.*needs 7\.7 MB of memory to load \(float32\) · bundled with the studio/);
   await shot(page, '2-models');
 
   // Data: a sample, read with the model's tokenizer.
@@ -145,6 +145,14 @@ test('a new user: bundled model, sample data, quick preset, live run, stop, comp
   assert.equal(mergedFile.suggestedFilename(), 'moby-gpt2-merged.zip');
   const folder = await unzipFiles(new Uint8Array(readFileSync((await mergedFile.path())!)), mergedFile.suggestedFilename());
   assert.ok(['config.json', 'model.safetensors', 'tokenizer.json'].every((f) => folder.has(f)), [...folder.keys()].join(', '));
+  const recipe = page.waitForEvent('download');
+  await page.click('[data-testid=run][data-status=done] [data-testid=run-recipe]');
+  const recipeFile = await recipe;
+  const recipeFiles = await unzipFiles(new Uint8Array(readFileSync((await recipeFile.path())!)), recipeFile.suggestedFilename());
+  assert.deepEqual([...recipeFiles.keys()].sort(), ['README.md', 'axolotl.yaml', 'train.jsonl', 'train_trl.py']);
+  const rows = new TextDecoder().decode(recipeFiles.get('train.jsonl')).trim().split('\n');
+  assert.equal(rows.length, 1900, 'the training split of 2,000 rows less the 5% held out');
+  assert.match(rows[0], /^\{"prompt":".*\\nISO:","completion":" \d{4}-\d\d-\d\d"\}$/);
   await page.click('[data-testid=run][data-status=done] [data-testid=run-duplicate]');
   await until('the Train screen', () => selected(page), (s) => s === 'nav-train');
   assert.equal(await page.inputValue('[data-testid=tune-steps]'), '40');
