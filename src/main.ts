@@ -2,7 +2,7 @@ import { mount } from 'svelte';
 import { StudioClient } from './api/client';
 import App from './ui/App.svelte';
 import { CompareState } from './ui/compare.svelte';
-import { ModelsState } from './ui/models.svelte';
+import { FORM_SETTING, ModelsState } from './ui/models.svelte';
 import { BACKEND_CHOICES, BACKEND_SETTING, StudioState } from './ui/studio.svelte';
 import { PRESENTER_SETTING, ScreensState } from './ui/screens.svelte';
 import { parseWorkshop } from './ui/workshop';
@@ -46,6 +46,8 @@ void studio
   .start()
   .then(() => Promise.all([models.refresh(), models.refreshDatasets(), models.refreshRuns()]))
   .then(async () => {
+    // The form of the last visit comes back; a workshop file, if one is named, then sets its own.
+    models.restoreForm(localStorage.getItem(FORM_SETTING));
     if (!workshop) return;
     const url = /^https?:\/\//.test(workshop) ? workshop : `${import.meta.env.BASE_URL}samples/${workshop.replace(/[^\w.-]/g, '')}`;
     try {

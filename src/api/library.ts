@@ -437,8 +437,10 @@ export class ModelLibrary {
     const trainShare = 1 - (req.validation ?? 0) - (req.test ?? 0);
     const trainRows = built.examples ? Math.round(built.examples.length * trainShare) : 0;
     const stepsPerEpoch = Math.max(1, Math.ceil(req.packing || !built.examples ? (built.tokenCount * trainShare) / (batch * blockSize) : trainRows / batch));
-    // Padded rows are as long as the longest of their batch; the block is the upper bound.
-    const msPerStep = await this.timeStep(m, batch, blockSize).catch(() => NaN);
+    // Padded rows are as long as the longest of their batch; the block is the upper bound. A step
+    // that cannot fit here is not timed: trying it would exhaust the device (WebAssembly aborts).
+    const fits = Number.isInteger(batch) && batch >= 1 && !this.estimateTune({ modelId: req.modelId, method: 'lora', r: 8, batch, block: blockSize }).refusal;
+    const msPerStep = fits ? await this.timeStep(m, batch, blockSize).catch(() => NaN) : NaN;
     return {
       file: built.file, kind: built.kind, format: built.format, template: built.template, columns: built.columns,
       rows: built.examples?.length ?? 1, rejected: built.rejected.slice(0, 200), rejectedCount: built.rejectedCount,
@@ -791,7 +793,8 @@ export class ModelLibrary {
         forgetting: outcome.forgetting && req.forgetting ? { file: req.forgetting.name, ...outcome.forgetting } : null,
         testLoss,
         samples,
-        exactMatch: matchAfter && { before: matchBefore, after: matchAfter },
+        // A stopped run is not scored after; its base's score is still worth showing.
+        exactMatch: matchAfter || matchBefore ? { before: matchBefore, after: matchAfter } : null,
       };
       const { files: _f, zip: _z, recipe: _r, evals: _e, dataset: _d, samples: _s, ...summary } = result;
       await saveTuneRun(this.kv, { ...run, samples, status: outcome.cancelled ? 'stopped' : 'done', outcome: summary as unknown as Record<string, unknown> });

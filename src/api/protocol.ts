@@ -392,7 +392,8 @@ export interface FinetuneResult {
   /** What the model wrote for the watched prompts, before training and as it went. */
   samples: SampleInfo[];
   /** Exact match on the test part, before and after (when asked for). */
-  exactMatch: { before: ExactMatchInfo | null; after: ExactMatchInfo } | null;
+  /** before: the base (null when a resumed run did not keep it); after: null when the run was stopped. */
+  exactMatch: { before: ExactMatchInfo | null; after: ExactMatchInfo | null } | null;
   /** The scale-out recipe as a zip: the training split as JSONL, a TRL + PEFT script, an Axolotl YAML. */
   recipe: Uint8Array;
 }

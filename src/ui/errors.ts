@@ -4,6 +4,10 @@
  * get the sentence.
  */
 export function message(e: unknown): string {
-  if (e instanceof Error) return e.message;
-  return String(e);
+  const text = e instanceof Error ? e.message : String(e);
+  // Emscripten's last word when WebAssembly memory runs out: after it, the backend cannot work again in this page.
+  if (/^Aborted\(/.test(text)) {
+    return 'The WebAssembly backend ran out of memory (it can hold at most 4 GiB) and cannot work again in this page. Reload the page (models, data and runs are kept; a run resumes from its last checkpoint), then use a smaller batch or block.';
+  }
+  return text;
 }

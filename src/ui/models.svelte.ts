@@ -1,10 +1,12 @@
 import type { StudioClient } from '../api/client';
 import { message } from './errors';
 import { BUNDLED_MODELS, parseWorkshop, sourceName, sourceUrl, WORKSHOP_FORMAT, type WorkshopFile, type WorkshopSource } from './workshop';
-import type { AdapterInfo, SettingSpec, TuneEstimate, RunBroadcast, StorageInfo, DataProgress, StorageItem, DatasetFormatName, DatasetInfo, DatasetPreview, TuneRunInfo, EvalInfo, FileEntry, FinetuneMethod, FinetuneResult, GenerateResult, ModelInfo, ModelProgress, SampleInfo, SamplingOptions, StepReport } from '../api/protocol';
+import type { AdapterInfo, SettingSpec, TuneEstimate, RunBroadcast, StorageInfo, DataProgress, StorageItem, DatasetFormatName, DatasetInfo, DatasetPreview, TuneRunInfo, EvalInfo, FileEntry, FinetuneResult, GenerateResult, ModelInfo, ModelProgress, SampleInfo, SamplingOptions, StepReport } from '../api/protocol';
+import { TUNE_PRESETS, type TuneChoice, type TunePresetName } from './presets';
+export { TUNE_PRESETS, type TuneChoice, type TunePresetName };
 
-/** The methods offered, with QLoRA's two base precisions as two choices. */
-export type TuneChoice = FinetuneMethod | 'qlora4';
+/** Where the Train form is kept between visits (localStorage). */
+export const FORM_SETTING = 'tabtune.form';
 
 /** Files the fine-tune panel reads: plain text, or rows in a known format. */
 export const DATA_ACCEPT = '.txt,.md,.jsonl,.ndjson,.json,.csv,.tsv,.parquet';
@@ -19,17 +21,6 @@ export const FORMAT_ROLES: Record<DatasetFormatName, string[]> = {
   classification: ['text', 'label'],
 };
 
-/**
- * Ready-made settings for the Fine-tune form. Quick demo: a visible change in a couple of minutes;
- * Balanced: LoRA as most people run it; Careful: a low learning rate, validation and early stopping
- * to keep what the model knew.
- */
-export const TUNE_PRESETS = {
-  quick: { label: 'Quick demo', help: 'LoRA r=8, a high learning rate, 60 steps: a visible change in a couple of minutes', method: 'lora', steps: 60, learningRate: 3e-3, r: 8, batchSize: 16, validation: 0.05, evalEvery: 20, patience: 0 },
-  balanced: { label: 'Balanced LoRA', help: 'LoRA r=16, learning rate 1e-3, 300 steps, validation every 25 steps', method: 'lora', steps: 300, learningRate: 1e-3, r: 16, batchSize: 8, validation: 0.1, evalEvery: 25, patience: 4 },
-  careful: { label: 'Careful: low learning rate, early stopping', help: 'LoRA r=8, learning rate 2e-4, up to 600 steps, stops when validation loss has not improved in 3 checks', method: 'lora', steps: 600, learningRate: 2e-4, r: 8, batchSize: 8, validation: 0.1, evalEvery: 20, patience: 3 },
-} as const satisfies Record<string, { label: string; help: string; method: TuneChoice; steps: number; learningRate: number; r: number; batchSize: number; validation: number; evalEvery: number; patience: number }>;
-export type TunePresetName = keyof typeof TUNE_PRESETS;
 
 /**
  * The settings under "Every setting" in the Train form; the others have fields of their own
@@ -61,6 +52,8 @@ export class ModelsState {
   sampling = $state<SamplingOptions>({ maxNewTokens: 40, temperature: 0.8, topK: 50, topP: 0.95, seed: 0 });
   output = $state('');
   generating = $state(false);
+  /** Why the last generation failed: shown by its button. */
+  generateError = $state<string | null>(null);
   /** Counts what changed the held model's adapters (a load, an apply, a merge), for views that list them. */
   modelChanges = $state(0);
   /** Compare is generating in the worker: what would change the model waits. */
@@ -280,6 +273,10 @@ export class ModelsState {
       return;
     }
     if (!this.loadedId || !this.hasData) return;
+    // A batch or block the form refuses is not read with (nor timed): the refusal says what to change.
+    const t0 = this.tune;
+    const ctx = this.loaded?.contextLength ?? 0;
+    if (!Number.isInteger(t0.batchSize) || t0.batchSize < 1 || t0.batchSize > 512 || !Number.isInteger(t0.blockSize) || t0.blockSize < 8 || t0.blockSize > ctx) return;
     const seq = ++this.inspectSeq;
     this.inspecting = true;
     this.dataError = null;
@@ -382,6 +379,7 @@ export class ModelsState {
   async load(id: string): Promise<void> {
     await this.run(async () => {
       const info = await this.client.loadModel(id, (p) => (this.progress = p));
+      this.lastModelId = null;
       this.modelChanges++;
       this.adopt(info);
       this.announcement = `${info.name} is loaded.`;
@@ -399,7 +397,7 @@ export class ModelsState {
   async generate(): Promise<void> {
     if (!this.loadedId || this.generating || this.comparing) return;
     this.generating = true;
-    this.error = null;
+    this.generateError = null;
     this.output = '';
     this.result = null;
     this.shownPrompt = this.prompt;
@@ -411,7 +409,7 @@ export class ModelsState {
       this.output = this.result.text;
       this.announcement = `Generated ${this.result.ids.length} tokens.`;
     } catch (e) {
-      this.error = this.failed(e);
+      this.generateError = this.failed(e);
     } finally {
       this.generating = false;
     }
@@ -613,6 +611,8 @@ export class ModelsState {
       this.tuneStep = null;
       this.tuneStartedAt = null;
       this.tuneEndedAt = null;
+      this.liveNotice = null;
+      this.liveError = null;
       this.tuneStepTimes = [];
       this.tuneResult = null;
       for (const d of this.downloads) URL.revokeObjectURL(d.url);
@@ -827,13 +827,15 @@ export class ModelsState {
 
   /** What went wrong with an action of the Live run screen (pause, checkpoint, the merged download), shown there. */
   liveError = $state<string | null>(null);
+  /** What an action of the Live run screen did, shown there (as well as told to screen readers). */
+  liveNotice = $state<string | null>(null);
 
   /** Save checkpoint now: the run writes one after its current step (it can resume from there). */
   async saveCheckpoint(): Promise<void> {
     if (!this.tuning) return;
     try {
       await this.client.checkpointNow();
-      this.announcement = `A checkpoint is written after step ${this.tuneStep?.step ?? 0}.`;
+      this.announcement = this.liveNotice = `A checkpoint is written after step ${this.tuneStep?.step ?? 0}: the run can resume from there after a reload.`;
     } catch (e) {
       this.liveError = this.failed(e);
     }
@@ -861,22 +863,73 @@ export class ModelsState {
     }, 250);
   }
 
+  /** The settings an estimate is for: one that was asked for other settings is stale. */
+  estimateKey = $derived(`${this.tune.method} r${this.tune.r} ${this.tune.targetModules} ${this.tune.batchSize}x${this.tune.blockSize}`);
+
   private async estimateNow(): Promise<void> {
     const t = this.tune;
     if (!this.loadedId || this.tuning) return;
-    const ok = (v: unknown) => typeof v === 'number' && Number.isInteger(v) && v > 0;
-    if (!ok(t.batchSize) || !ok(t.blockSize) || !ok(t.r)) return;
+    const within = (v: unknown, lo: number, hi: number) => typeof v === 'number' && Number.isInteger(v) && v >= lo && v <= hi;
+    // Settings the form refuses are not estimated: the refusal says what to change.
+    if (!within(t.batchSize, 1, 512) || !within(t.blockSize, 8, this.loaded?.contextLength ?? 0) || !within(t.r, 1, 256)) {
+      this.estimate = null;
+      return;
+    }
     try {
       const req = {
         modelId: this.loadedId, method: t.method === 'qlora4' ? 'qlora' : t.method, r: t.r, bits: t.method === 'qlora4' ? 4 : 8,
         targetModules: t.targetModules === 'all-linear' ? 'all-linear' : undefined, virtualTokens: t.virtualTokens, batch: t.batchSize, block: t.blockSize,
       } as const;
       // What it was asked for, so a view (and a test) can tell a settled estimate from a stale one.
-      this.estimate = { ...(await this.client.estimateTune(req)), asked: `${t.method} r${t.r} ${t.targetModules} ${t.batchSize}x${t.blockSize}` };
+      const asked = this.estimateKey;
+      this.estimate = { ...(await this.client.estimateTune(req)), asked };
     } catch {
       // A model changing under the question (a load, a run starting): the next change asks again.
       this.estimate = null;
     }
+  }
+
+  /** The last visit's form has been put back (or there was none): changes are kept from here on. */
+  formReady = $state(false);
+  /** The model this browser had loaded before the page was reloaded (it is offered, not loaded: it may be big). */
+  lastModelId = $state<string | null>(null);
+
+  /** The form as it stands, for the next visit: the model in use, the data chosen, every setting. */
+  formState(): string {
+    const { text, ...tune } = this.tune;
+    // Pasted text is kept too, unless it is large (files are kept as datasets instead).
+    return JSON.stringify({ v: 1, modelId: this.loadedId ?? this.lastModelId, datasetId: this.datasetId, tune: text.length <= 100_000 ? { ...tune, text } : tune, advanced: this.advanced });
+  }
+
+  /**
+   * The form of the last visit, back after a reload: the settings, the advanced ones, the kept dataset
+   * chosen; the model is offered with one click (loading it could be what ended the last visit).
+   */
+  restoreForm(saved: string | null): void {
+    // From now on the form is kept as it changes (see App.svelte).
+    this.formReady = true;
+    if (!saved) return;
+    let f: { v?: number; modelId?: string | null; datasetId?: string | null; tune?: Partial<ModelsState['tune']>; advanced?: Record<string, number | string | boolean | null> };
+    try {
+      f = JSON.parse(saved);
+    } catch {
+      return;
+    }
+    if (f.v !== 1) return;
+    // Only fields the form knows, of the type it has: a value from an older page is dropped, not trusted.
+    for (const [k, v] of Object.entries(f.tune ?? {})) {
+      const key = k as keyof ModelsState['tune'];
+      if (key in this.tune && typeof v === typeof this.tune[key]) (this.tune as Record<string, unknown>)[key] = v;
+    }
+    if (f.advanced && typeof f.advanced === 'object') this.advanced = Object.fromEntries(Object.entries(f.advanced).filter(([k]) => ADVANCED.has(k)));
+    const data = this.datasets.find((d) => d.id === f.datasetId);
+    if (data && !this.tuneFile) {
+      this.datasetId = data.id;
+      this.tune.format = data.options.format ?? '';
+      this.tune.mapping = { ...(data.options.mapping ?? {}) };
+      this.tune.template = data.options.template ?? '';
+    }
+    if (f.modelId && !this.loadedId && this.models.some((m) => m.id === f.modelId)) this.lastModelId = f.modelId;
   }
 
   /** The advanced settings of one section that the person set, by their config names. */
@@ -1003,7 +1056,7 @@ export class ModelsState {
   /** Sets the Fine-tune form from a preset (the data and model stay). */
   applyPreset(name: TunePresetName): void {
     const p = TUNE_PRESETS[name];
-    Object.assign(this.tune, { method: p.method, steps: p.steps, learningRate: p.learningRate, r: p.r, batchSize: p.batchSize, validation: p.validation, evalEvery: p.evalEvery, patience: p.patience });
+    Object.assign(this.tune, { method: p.method, targetModules: p.targetModules, steps: p.steps, learningRate: p.learningRate, r: p.r, batchSize: p.batchSize, validation: p.validation, evalEvery: p.evalEvery, patience: p.patience });
     this.announcement = `${p.label}: ${p.help}.`;
   }
 

@@ -63,7 +63,7 @@ test('Compare: base and tuned side by side with one seed; the base column is pla
   await page.click('[data-testid=nav-compare]');
   await page.waitForSelector('[data-testid=compare-adapter]');
   assert.equal(await page.locator('[data-testid=compare-adapter]').count(), 1, 'the run just trained is listed');
-  assert.match((await page.textContent('[data-testid=compare] .adapters li')) ?? '', /pasted text \(lora\)\s*LoRA r 4 on c_attn · [\d,]+ parameters · from run /);
+  assert.match((await page.textContent('[data-testid=compare] .adapters li')) ?? '', /pasted text \(lora\)\s*LoRA r 4 on c_attn · [\d,]+ parameters · from the lora run on pasted text, /);
 
   // A second adapter of the same base, from PEFT's files.
   const dir = fixture('tiny-gpt2-lora');

@@ -58,8 +58,8 @@ test('a new user: bundled model, sample data, quick preset, live run, stop, comp
   await page.fill('[data-testid=tune-sample-every]', '5');
   await page.fill('[data-testid=tune-eval-every]', '5');
   // Before it starts: the memory it needs here (and the time, from a timed step).
-  await until('the estimate for these settings', () => page.getAttribute('[data-testid=tune-estimate]', 'data-asked').catch(() => null), (a) => a === 'lora r8 default 16x128', 30_000);
-  assert.match(((await page.textContent('[data-testid=tune-estimate]')) ?? '').replace(/\s+/g, ' '), /Needs up to about [\d.]+ [MG]B of memory: weights 7\.7 MB.*24,576 values.*about \d+ (s|min) for 40 steps on this device \(wasm\)/s);
+  await until('the estimate for these settings', () => page.getAttribute('[data-testid=tune-estimate]', 'data-asked').catch(() => null), (a) => a === 'lora r16 all-linear 16x128', 30_000);
+  assert.match(((await page.textContent('[data-testid=tune-estimate]')) ?? '').replace(/\s+/g, ' '), /Needs up to about [\d.]+ [MG]B of memory: weights 7\.7 MB.*196,608 values.*about \d+ (s|min) for 40 steps on this device \(wasm\)/s);
   await page.click('[data-testid=tune-advanced] summary');
   assert.match((await page.textContent('[data-testid=tune-advanced]')) ?? '', /warmup_steps.*Steps of linear warmup/s, 'every setting, with its help from the engine');
   await page.fill('[data-testid=setting-warmup_steps]', '10');
@@ -110,15 +110,16 @@ test('a new user: bundled model, sample data, quick preset, live run, stop, comp
   assert.deepEqual([...zip.keys()].sort(), ['adapter_config.json', 'adapter_model.safetensors']);
   const config = JSON.parse(new TextDecoder().decode(zip.get('adapter_config.json')));
   assert.equal(config.peft_type, 'LORA');
-  assert.equal(config.r, 8);
+  assert.equal(config.r, 16);
   assert.equal(config.base_model_name_or_path, 'moby-gpt2');
   const st = zip.get('adapter_model.safetensors')!;
   const headerLength = Number(new DataView(st.buffer, st.byteOffset, 8).getBigUint64(0, true));
   const header = JSON.parse(new TextDecoder().decode(st.subarray(8, 8 + headerLength)));
   const names = Object.keys(header).filter((k) => k !== '__metadata__');
-  assert.equal(names.length, 4 * 2, 'lora_A and lora_B on c_attn of each of the 4 layers');
-  assert.ok(names.every((n) => /^base_model\.model\.transformer\.h\.\d\.attn\.c_attn\.lora_[AB]\.weight$/.test(n)), names.join(', '));
-  assert.deepEqual(header['base_model.model.transformer.h.0.attn.c_attn.lora_A.weight'].shape, [8, 192]);
+  assert.equal(names.length, 4 * 4 * 2, 'lora_A and lora_B on the 4 linear layers of each of the 4 blocks (the Quick demo preset: all-linear)');
+  assert.ok(names.every((n) => /^base_model\.model\.transformer\.h\.\d\.(attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj)\.lora_[AB]\.weight$/.test(n)), names.join(', '));
+  assert.deepEqual(header['base_model.model.transformer.h.0.attn.c_attn.lora_A.weight'].shape, [16, 192]);
+  assert.deepEqual(header['base_model.model.transformer.h.3.mlp.c_proj.lora_B.weight'].shape, [192, 16]);
 
   // Runs: the stopped run, kept; a reload loses nothing, and it resumes from its checkpoint.
   await tab(page, 'runs');
@@ -183,6 +184,14 @@ test('a new user: bundled model, sample data, quick preset, live run, stop, comp
   await page.waitForSelector('[data-testid=backend-name]');
   assert.ok((await fontSize()) >= 20, 'still large after a reload');
   await page.click('[data-testid=presenter]');
+
+  // The reload kept the Train form (the settings of "Run again with changes") and offers the model back.
+  await tab(page, 'train');
+  await page.click('[data-testid=train-load-last]');
+  await page.waitForSelector('[data-testid=tune-steps]');
+  assert.equal(await page.inputValue('[data-testid=tune-steps]'), '40');
+  assert.equal(await page.inputValue('[data-testid=setting-warmup_steps]'), '10');
+  assert.match((await page.textContent('[data-testid=train-data]')) ?? '', /dates-train\.jsonl/);
 
   // A narrow window (a phone, a split screen): one row of tabs, nothing wider than the window.
   await page.setViewportSize({ width: 400, height: 800 });

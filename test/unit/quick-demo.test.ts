@@ -41,14 +41,15 @@ test('the quick demo as shipped: exact match on unseen dates rises well above th
   );
   const seconds = (performance.now() - t0) / 1000;
   const m = out.exactMatch!;
+  assert.ok(m.after, 'scored after');
   console.log(
     `quick demo, Node WASM, ${c.steps} steps in ${seconds.toFixed(0)} s: loss ${losses[0].toFixed(3)} -> ${losses.at(-1)!.toFixed(3)}; ` +
-      `exact match ${m.before!.correct}/${m.before!.total} before, ${m.after.correct}/${m.after.total} after`,
+      `exact match ${m.before!.correct}/${m.before!.total} before, ${m.after!.correct}/${m.after!.total} after`,
   );
-  for (const x of m.after.examples) console.log(`  ${JSON.stringify(x.prompt)} -> ${JSON.stringify(x.got)} (want ${JSON.stringify(x.expected)})`);
+  for (const x of m.after!.examples) console.log(`  ${JSON.stringify(x.prompt)} -> ${JSON.stringify(x.got)} (want ${JSON.stringify(x.expected)})`);
   assert.equal(m.before!.total, c.exact_match);
-  assert.ok(m.after.correct > m.before!.correct, 'exact match rises');
-  assert.ok(m.after.rate >= 0.1, `at least one unseen date in ten exactly right: ${m.after.correct}/${m.after.total}`);
+  assert.ok(m.after!.correct > m.before!.correct, 'exact match rises');
+  assert.ok(m.after!.rate >= 0.1, `at least one unseen date in ten exactly right: ${m.after!.correct}/${m.after!.total}`);
   assert.ok(losses.at(-1)! < losses[0] / 2, 'the loss falls');
   assert.equal(tensors.at(-1), tensors[0], `tensors flat across the steps (with sampling and checks in between): ${tensors[0]} then ${tensors.at(-1)}`);
   const samples = out.samples.filter((s) => s.prompt === out.samples[0].prompt);

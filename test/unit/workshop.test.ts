@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { test } from 'node:test';
+import { TUNE_PRESETS } from '../../src/ui/presets';
 import { BUNDLED_MODELS, parseWorkshop, sourceName, sourceUrl, WORKSHOP_DEFAULTS } from '../../src/ui/workshop';
 
 const publicDir = new URL('../../public/', import.meta.url);
@@ -58,4 +59,13 @@ test('a workshop file: defaults fill what is missing, and each wrong field is re
       return true;
     });
   }
+});
+
+test('the Train form\'s "Quick demo" preset is what the one-click quick demo runs', () => {
+  const w = parseWorkshop(readFileSync(new URL('samples/quick-demo.workshop.json', publicDir), 'utf8'), 'quick-demo.workshop.json');
+  const p = TUNE_PRESETS.quick;
+  assert.deepEqual(
+    { method: p.method, target_modules: p.targetModules, steps: p.steps, learning_rate: p.learningRate, r: p.r, batch_size: p.batchSize, validation: p.validation, eval_every: p.evalEvery, patience: p.patience },
+    { method: w.config.method, target_modules: w.config.target_modules, steps: w.config.steps, learning_rate: w.config.learning_rate, r: w.config.r, batch_size: w.config.batch_size, validation: w.config.validation, eval_every: w.config.eval_every, patience: w.config.patience },
+  );
 });
