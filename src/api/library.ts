@@ -514,8 +514,10 @@ export class ModelLibrary {
     for (const [name, v] of model.params) if (name.endsWith('.bias')) biasParams += v.size;
     const linear = model.linearModules();
     const shape = {
-      numParams: model.numParams(), biasParams, layers: m.info.layers, hidden: m.info.hidden, heads: m.info.heads, vocabSize: m.info.vocabSize,
-      intermediate: Math.max(m.info.hidden, ...linear.map((l) => Math.max(l.in, l.out)).filter((w) => w < m.info.vocabSize)),
+      numParams: model.numParams(), biasParams, linearParams: linear.reduce((n, l) => n + l.in * l.out, 0),
+      layers: m.info.layers, hidden: m.info.hidden, heads: m.info.heads, vocabSize: m.info.vocabSize,
+      // The widest linear layer of a block is the MLP's (lm_head is not among them).
+      intermediate: Math.max(m.info.hidden, ...linear.map((l) => Math.max(l.in, l.out))),
     };
     const block = Math.min(req.block, m.info.contextLength);
     const memory = estimateTuneMemory(shape, { method: req.method, targets, r: req.r, bits: req.bits ?? 8, virtualTokens: req.virtualTokens ?? 0, batch: req.batch, block });

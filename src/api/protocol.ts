@@ -467,6 +467,12 @@ export interface TuneRunSettings {
   patience: number | null;
   exactMatch: number | null;
   samples: { every: number; prompts?: string[] } | null;
+  completionOnly: boolean | null;
+  packing: boolean | null;
+  format: DatasetFormatName | null;
+  mapping: Record<string, string> | null;
+  template: 'none' | 'alpaca' | 'chatml' | 'model' | null;
+  forgetting: boolean;
 }
 
 /** An adapter held for the loaded model's base. */

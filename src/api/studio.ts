@@ -88,6 +88,9 @@ function settingsOf(r: TuneRunRecord): TuneRunSettings {
     method: (q.method ?? 'lora') as FinetuneMethod, bits: q.bits ?? null, lora: { ...(q.lora ?? {}) }, train: { ...(q.train ?? {}) },
     numVirtualTokens: num(q.numVirtualTokens), datasetId: r.datasetId, validation: num(q.validation), test: num(q.test), evalEvery: num(q.evalEvery),
     patience: num(q.patience), exactMatch: num(q.exactMatch), samples: q.samples ? { every: q.samples.every, prompts: q.samples.prompts } : null,
+    // The rows as the run read them (its request keeps the format and template it detected).
+    completionOnly: q.completionOnly ?? null, packing: q.packing ?? null, format: q.format ?? null, mapping: q.mapping ?? null, template: q.template ?? null,
+    forgetting: !!q.forgetting,
   };
 }
 

@@ -521,11 +521,21 @@ export class ModelsState {
     this.advanced = Object.fromEntries(
       [...Object.entries(tr), ...Object.entries(lo)].filter(([k, v]) => ADVANCED.has(k) && (k !== 'lora_alpha' || alpha) && (typeof v === 'number' || typeof v === 'string' || typeof v === 'boolean')),
     ) as Record<string, number | string | boolean>;
+    t.sampleEvery = s.samples ? s.samples.every : 0;
+    t.forgetting = s.forgetting;
     const data = this.datasets.find((d) => d.id === s.datasetId);
     if (data) {
-      await this.useDataset(data);
-      t.validation = s.validation ?? t.validation;
-      t.test = s.test ?? t.test;
+      // The data as the run read it: its format, mapping, template and masking, not the dataset's defaults.
+      this.tuneFile = null;
+      this.datasetId = data.id;
+      t.format = s.format ?? data.options.format ?? '';
+      t.mapping = { ...(s.mapping ?? data.options.mapping ?? {}) };
+      t.template = s.template ?? data.options.template ?? '';
+      t.completionOnly = s.completionOnly ?? true;
+      t.packing = s.packing ?? false;
+      t.validation = s.validation ?? data.split.validation;
+      t.test = s.test ?? data.split.test;
+      await this.inspectData();
     }
     this.announcement =
       `The settings of the ${run.method} run on ${run.dataset} are in the Train form` +
@@ -864,7 +874,7 @@ export class ModelsState {
   }
 
   /** The settings an estimate is for: one that was asked for other settings is stale. */
-  estimateKey = $derived(`${this.tune.method} r${this.tune.r} ${this.tune.targetModules} ${this.tune.batchSize}x${this.tune.blockSize}`);
+  estimateKey = $derived(`${this.tune.method} r${this.tune.r} ${this.tune.targetModules} ${this.tune.batchSize}x${this.tune.blockSize}${this.tune.method === 'prompt' ? ` +${this.tune.virtualTokens}` : ''} ${this.loadedId}`);
 
   private async estimateNow(): Promise<void> {
     const t = this.tune;
@@ -878,7 +888,9 @@ export class ModelsState {
     try {
       const req = {
         modelId: this.loadedId, method: t.method === 'qlora4' ? 'qlora' : t.method, r: t.r, bits: t.method === 'qlora4' ? 4 : 8,
-        targetModules: t.targetModules === 'all-linear' ? 'all-linear' : undefined, virtualTokens: t.virtualTokens, batch: t.batchSize, block: t.blockSize,
+        targetModules: t.targetModules === 'all-linear' ? 'all-linear' : undefined, virtualTokens: t.virtualTokens, batch: t.batchSize,
+        // As the run gets it: prompt tuning's virtual tokens come out of the context.
+        block: Math.min(t.blockSize, (this.loaded?.contextLength ?? t.blockSize) - (t.method === 'prompt' ? t.virtualTokens : 0)),
       } as const;
       // What it was asked for, so a view (and a test) can tell a settled estimate from a stale one.
       const asked = this.estimateKey;
@@ -916,12 +928,31 @@ export class ModelsState {
       return;
     }
     if (f.v !== 1) return;
-    // Only fields the form knows, of the type it has: a value from an older page is dropped, not trusted.
+    // Only fields the form knows, of the type it has, and for named choices one it offers: a value
+    // from an older page (or edited by hand) is dropped, not trusted.
+    const CHOICES: Partial<Record<keyof ModelsState['tune'], readonly string[]>> = {
+      method: ['lora', 'qlora', 'qlora4', 'bitfit', 'prompt', 'full'],
+      targetModules: ['default', 'all-linear'],
+      format: ['', ...Object.keys(FORMAT_ROLES)],
+      template: ['', 'none', 'alpaca', 'chatml', 'model'],
+    };
     for (const [k, v] of Object.entries(f.tune ?? {})) {
       const key = k as keyof ModelsState['tune'];
-      if (key in this.tune && typeof v === typeof this.tune[key]) (this.tune as Record<string, unknown>)[key] = v;
+      if (!(key in this.tune) || typeof v !== typeof this.tune[key]) continue;
+      if (typeof v === 'number' && !Number.isFinite(v)) continue;
+      if (CHOICES[key] && !CHOICES[key]!.includes(v as string)) continue;
+      if (key === 'mapping' && (v === null || Array.isArray(v) || !Object.values(v as object).every((x) => typeof x === 'string'))) continue;
+      (this.tune as Record<string, unknown>)[key] = v;
     }
-    if (f.advanced && typeof f.advanced === 'object') this.advanced = Object.fromEntries(Object.entries(f.advanced).filter(([k]) => ADVANCED.has(k)));
+    if (f.advanced && typeof f.advanced === 'object') {
+      const ok = (name: string, v: unknown) => {
+        const spec = this.settingSpecs.find((x) => x.name === name);
+        if (!spec || !ADVANCED.has(name) || v === null) return false;
+        if (spec.choices) return spec.choices.includes(v as string);
+        return typeof v === typeof spec.default && (typeof v !== 'number' || Number.isFinite(v));
+      };
+      this.advanced = Object.fromEntries(Object.entries(f.advanced).filter(([k, v]) => ok(k, v)));
+    }
     const data = this.datasets.find((d) => d.id === f.datasetId);
     if (data && !this.tuneFile) {
       this.datasetId = data.id;
@@ -967,7 +998,7 @@ export class ModelsState {
       whole(t.evalEvery, 1, 100000, 'Check every') ??
       whole(t.patience, 0, 1000, 'Patience') ??
       this.advancedProblem() ??
-      this.estimate?.refusal ??
+      (this.estimate?.asked === this.estimateKey ? this.estimate.refusal : null) ??
       null
     );
   });
@@ -995,7 +1026,8 @@ export class ModelsState {
   /** The model is in use: the form's defaults follow its context. */
   private adopt(info: ModelInfo): void {
     this.loadedId = info.id;
-    this.tune.blockSize = Math.min(128, info.contextLength);
+    // The block the person chose stays, unless this model's context is shorter.
+    this.tune.blockSize = Math.min(this.tune.blockSize, info.contextLength);
     if (this.tuneFile || this.datasetId || this.tune.text.trim()) void this.inspectData();
   }
 
@@ -1057,6 +1089,7 @@ export class ModelsState {
   applyPreset(name: TunePresetName): void {
     const p = TUNE_PRESETS[name];
     Object.assign(this.tune, { method: p.method, targetModules: p.targetModules, steps: p.steps, learningRate: p.learningRate, r: p.r, batchSize: p.batchSize, validation: p.validation, evalEvery: p.evalEvery, patience: p.patience });
+    if ('blockSize' in p) this.tune.blockSize = Math.min(p.blockSize, this.loaded?.contextLength ?? p.blockSize);
     this.announcement = `${p.label}: ${p.help}.`;
   }
 

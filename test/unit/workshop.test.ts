@@ -65,7 +65,7 @@ test('the Train form\'s "Quick demo" preset is what the one-click quick demo run
   const w = parseWorkshop(readFileSync(new URL('samples/quick-demo.workshop.json', publicDir), 'utf8'), 'quick-demo.workshop.json');
   const p = TUNE_PRESETS.quick;
   assert.deepEqual(
-    { method: p.method, target_modules: p.targetModules, steps: p.steps, learning_rate: p.learningRate, r: p.r, batch_size: p.batchSize, validation: p.validation, eval_every: p.evalEvery, patience: p.patience },
-    { method: w.config.method, target_modules: w.config.target_modules, steps: w.config.steps, learning_rate: w.config.learning_rate, r: w.config.r, batch_size: w.config.batch_size, validation: w.config.validation, eval_every: w.config.eval_every, patience: w.config.patience },
+    { method: p.method, target_modules: p.targetModules, steps: p.steps, learning_rate: p.learningRate, r: p.r, batch_size: p.batchSize, block_size: p.blockSize, validation: p.validation, eval_every: p.evalEvery, patience: p.patience },
+    { method: w.config.method, target_modules: w.config.target_modules, steps: w.config.steps, learning_rate: w.config.learning_rate, r: w.config.r, batch_size: w.config.batch_size, block_size: w.config.block_size, validation: w.config.validation, eval_every: w.config.eval_every, patience: w.config.patience },
   );
 });

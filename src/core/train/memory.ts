@@ -2,7 +2,7 @@
  * How much device memory a fine-tuning run needs, before it starts: the frozen or trained weights,
  * what is trained with its gradient and AdamW's two moments, and the activations one step keeps for
  * its backward pass. A sum of shapes, checked against TensorFlow.js's own peak (tf.profile) in the
- * tests.
+ * tests, on a shape where activations take the memory and one where the weights do.
  */
 import type { LinearModule } from '../model/base';
 
@@ -12,6 +12,8 @@ export interface TuneShape {
   numParams: number;
   /** Parameters that are biases (what BitFit trains). */
   biasParams: number;
+  /** Parameters of the linear layers (what QLoRA quantizes; embeddings and norms stay float32). */
+  linearParams: number;
   layers: number;
   hidden: number;
   heads: number;
@@ -50,7 +52,8 @@ const QUANT_BLOCK = 64;
 
 export function estimateTuneMemory(shape: TuneShape, o: TuneEstimateOptions): MemoryEstimate {
   const { numParams, layers, hidden, heads, vocabSize, intermediate } = shape;
-  const weights = o.method === 'qlora' ? numParams * (o.bits / 8) + (numParams / QUANT_BLOCK) * F32 : numParams * F32;
+  const { linearParams } = shape;
+  const weights = o.method === 'qlora' ? linearParams * (o.bits / 8) + (linearParams / QUANT_BLOCK) * F32 + (numParams - linearParams) * F32 : numParams * F32;
   const trainable =
     o.method === 'full' ? numParams
     : o.method === 'bitfit' ? shape.biasParams
@@ -72,7 +75,14 @@ export function estimateTuneMemory(shape: TuneShape, o: TuneEstimateOptions): Me
   // QLoRA unpacks each frozen weight to float32 for its matmuls, in several steps, and the backward
   // pass needs them again: about a dozen float32 copies of the base over a step (measured, as above).
   const unpacked = o.method === 'qlora' ? 12 * numParams * F32 : 0;
-  const activations = tokens * (layers * perLayer + head) * F32 + unpacked;
+  // A frozen base is read again by the backward pass, about one float32 copy of it at a time
+  // (measured as above on shapes where the weights, not the activations, take the memory).
+  const frozen = o.method === 'full' ? 0 : numParams * F32;
+  const perStep = tokens * (layers * perLayer + head) * F32 + unpacked + frozen;
+  // Full fine-tuning's gradients and AdamW's temporaries for every weight at once, about 16 float32
+  // copies of the model at the update; the activations are gone by then: the peak is the larger.
+  const update = o.method === 'full' ? 16 * numParams * F32 : 0;
+  const activations = Math.max(perStep, update);
   const candidates: [number, string][] = [
     [tokens * vocabSize * F32, `the logits of one batch (${o.batch} × ${T} tokens × ${vocabSize.toLocaleString('en')} words)`],
     [o.batch * heads * T * T * F32, `the attention scores of one layer (${o.batch} × ${heads} heads × ${T} × ${T})`],
