@@ -4,6 +4,7 @@
  */
 import type { GPT2Config, TrainConfig } from '../core/config';
 import type { StepReport } from '../core/train/trainer';
+import type { MemoryEstimate } from '../core/train/memory';
 import type { RunStatus } from '../store/runs';
 
 export type { GPT2Config, TrainConfig, StepReport, RunStatus };
@@ -305,14 +306,8 @@ export interface TuneEstimateRequest {
   block: number;
 }
 
-/** Bytes a run needs on the device, by part, and why it will not fit here (null: it fits). */
-export interface TuneEstimate {
-  weights: number;
-  trainable: number;
-  training: number;
-  activations: number;
-  total: number;
-  largest: { bytes: number; what: string };
+/** Bytes a run needs on the device, by part (the core's estimate), and why it will not fit here (null: it fits). */
+export interface TuneEstimate extends MemoryEstimate {
   backend: string;
   /** This GPU's largest buffer (null: no such limit). */
   limit: number | null;

@@ -9,37 +9,23 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { selectBackend } from '../../src/api/backend';
 import type { FileEntry } from '../../src/api/protocol';
 import { Studio } from '../../src/api/studio';
-import { folderFiles } from '../../src/cli/files';
 import { ConfigError } from '../../src/core/errors';
 import { readSafetensors } from '../../src/core/io/safetensors';
 import type { CausalLM, NamedWeights } from '../../src/core/model/base';
-import { buildModel, inspectModel, loadWeights } from '../../src/core/model/hf';
 import { AdapterBank } from '../../src/core/peft/adapters';
 import { attachLora, loadPeftAdapter, mergeLora, peftConfig, peftTensors, resolveLoraConfig } from '../../src/core/peft/lora';
 import { attachPromptTuning, loadPromptTuning, promptTensors, promptTuningConfig } from '../../src/core/peft/prompt';
 import { memoryKV } from '../../src/store/kv';
+import { fixtureDir, loadFixture, logitsOf } from '../support/models';
 import { tf, useBackend } from '../support/tf-node';
 
 before(() => useBackend('cpu'));
 
-const dir = (name: string) => fileURLToPath(new URL(`../fixtures/${name}/`, import.meta.url));
-
-async function load(name: string): Promise<CausalLM> {
-  const files = folderFiles(dir(name));
-  const summary = await inspectModel(files);
-  return buildModel(summary.spec, await loadWeights(files, summary));
-}
-
-async function logitsOf(model: CausalLM, ids: number[]): Promise<Float32Array> {
-  const out = tf.tidy(() => model.forward(tf.tensor2d(ids, [1, ids.length], 'int32')));
-  const data = (await out.data()) as Float32Array;
-  out.dispose();
-  return data;
-}
+const dir = fixtureDir;
+const load = loadFixture;
 
 const IDS = [3, 17, 42, 5, 9, 60, 1, 33];
 

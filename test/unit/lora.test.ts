@@ -6,12 +6,8 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { before, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { folderFiles } from '../../src/cli/files';
 import { ConfigError } from '../../src/core/errors';
 import { readSafetensors, writeSafetensors } from '../../src/core/io/safetensors';
-import type { CausalLM } from '../../src/core/model/base';
-import { buildModel, inspectModel, loadWeights } from '../../src/core/model/hf';
 import {
   attachLora, loadPeftAdapter, mergeAdapters, mergeLora, unmergeAdapters, peftConfig, peftTensors, resolveLoraConfig, trainableParameters,
 } from '../../src/core/peft/lora';
@@ -19,25 +15,14 @@ import { AdamW } from '../../src/core/train/adamw';
 import { Trainer } from '../../src/core/train/trainer';
 import { tinyConfigs } from '../support/fixtures';
 import { Rng } from '../../src/core/rng';
+import { fixtureDir, loadFixture, logitsOf } from '../support/models';
 import { tf, useBackend } from '../support/tf-node';
 
 before(() => useBackend('cpu'));
 
-const dir = (name: string) => fileURLToPath(new URL(`../fixtures/${name}/`, import.meta.url));
+const dir = fixtureDir;
 const json = (path: string) => JSON.parse(readFileSync(path, 'utf8'));
-
-async function load(name: string): Promise<CausalLM> {
-  const files = folderFiles(dir(name));
-  const summary = await inspectModel(files);
-  return buildModel(summary.spec, await loadWeights(files, summary));
-}
-
-async function logitsOf(model: CausalLM, ids: number[]): Promise<Float32Array> {
-  const out = tf.tidy(() => model.forward(tf.tensor2d(ids, [1, ids.length], 'int32')));
-  const data = (await out.data()) as Float32Array;
-  out.dispose();
-  return data;
-}
+const load = loadFixture;
 
 function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let m = 0;
