@@ -10,6 +10,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import type { Page } from 'playwright-core';
+import { readSafetensors } from '../../src/core/io/safetensors';
 import { unzipFiles } from '../../src/core/io/zip';
 import { launch, studioForTests, until, watchErrors } from './harness';
 
@@ -146,6 +147,14 @@ test('a new user: bundled model, sample data, quick preset, live run, stop, comp
   assert.equal(mergedFile.suggestedFilename(), 'moby-gpt2-merged.zip');
   const folder = await unzipFiles(new Uint8Array(readFileSync((await mergedFile.path())!)), mergedFile.suggestedFilename());
   assert.ok(['config.json', 'model.safetensors', 'tokenizer.json'].every((f) => folder.has(f)), [...folder.keys()].join(', '));
+  // The adapter is folded in: an adapted weight differs from the bundled base's, the embedding does not.
+  const folded = readSafetensors(folder.get('model.safetensors')!, 'merged model.safetensors').tensors;
+  const base = readSafetensors(new Uint8Array(readFileSync(new URL('../../public/models/moby-gpt2/model.safetensors', import.meta.url))), 'moby-gpt2 model.safetensors').tensors;
+  const attn = Object.keys(base).find((n) => /h\.0\.attn\.c_attn\.weight$/.test(n))!;
+  const wte = Object.keys(base).find((n) => /wte\.weight$/.test(n))!;
+  assert.deepEqual(folded[attn].shape, base[attn].shape);
+  assert.ok(folded[attn].data.some((v, i) => Math.abs(v - base[attn].data[i]) > 1e-6), `${attn} changed by the merge`);
+  assert.deepEqual(folded[wte].data, base[wte].data, `${wte} is the base's`);
   const recipe = page.waitForEvent('download');
   await page.click('[data-testid=run][data-status=done] [data-testid=run-recipe]');
   const recipeFile = await recipe;
