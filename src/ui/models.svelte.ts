@@ -5,6 +5,10 @@ import type { AdapterInfo, SettingSpec, TuneEstimate, RunBroadcast, StorageInfo,
 import { TUNE_PRESETS, type TuneChoice, type TunePresetName } from './presets';
 export { TUNE_PRESETS, type TuneChoice, type TunePresetName };
 
+/** A field that must be a whole number in a range: the sentence that says so, or null. */
+const whole = (v: unknown, min: number, max: number, label: string) =>
+  typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max ? `${label} must be a whole number from ${min} to ${max}.` : null;
+
 /** Where the Train form is kept between visits (localStorage). */
 export const FORM_SETTING = 'tabtune.form';
 
@@ -274,9 +278,7 @@ export class ModelsState {
     }
     if (!this.loadedId || !this.hasData) return;
     // A batch or block the form refuses is not read with (nor timed): the refusal says what to change.
-    const t0 = this.tune;
-    const ctx = this.loaded?.contextLength ?? 0;
-    if (!Number.isInteger(t0.batchSize) || t0.batchSize < 1 || t0.batchSize > 512 || !Number.isInteger(t0.blockSize) || t0.blockSize < 8 || t0.blockSize > ctx) return;
+    if (this.shapeProblem()) return;
     const seq = ++this.inspectSeq;
     this.inspecting = true;
     this.dataError = null;
@@ -427,8 +429,9 @@ export class ModelsState {
   }
 
   async finetune(): Promise<void> {
-    if (!this.loadedId || this.tuning || this.generating || this.busy || this.starting) {
-      if (this.loadedId && !this.tuning) this.tuneError = this.tuneBusy;
+    const busy = this.tuneBusy;
+    if (!this.loadedId || busy) {
+      if (this.loadedId && !this.tuning) this.tuneError = busy;
       return;
     }
     this.starting = true;
@@ -879,9 +882,8 @@ export class ModelsState {
   private async estimateNow(): Promise<void> {
     const t = this.tune;
     if (!this.loadedId || this.tuning) return;
-    const within = (v: unknown, lo: number, hi: number) => typeof v === 'number' && Number.isInteger(v) && v >= lo && v <= hi;
     // Settings the form refuses are not estimated: the refusal says what to change.
-    if (!within(t.batchSize, 1, 512) || !within(t.blockSize, 8, this.loaded?.contextLength ?? 0) || !within(t.r, 1, 256)) {
+    if (this.shapeProblem()) {
       this.estimate = null;
       return;
     }
@@ -974,6 +976,12 @@ export class ModelsState {
     return out;
   }
 
+  /** The run's shape out of range (r, batch, block against the model's context), in the words of the fields. */
+  private shapeProblem(): string | null {
+    const t = this.tune;
+    return whole(t.r, 1, 256, 'r') ?? whole(t.batchSize, 1, 512, 'Batch') ?? whole(t.blockSize, 8, this.loaded?.contextLength ?? 1e9, 'Block');
+  }
+
   /** Why Fine-tune cannot start now, in the words of the fields (null: it can). */
   tuneBlocker = $derived.by((): string | null => {
     const t = this.tune;
@@ -983,15 +991,11 @@ export class ModelsState {
     if (!this.hasData) return 'Choose a data file or paste some text first.';
     if (this.inspecting) return 'The data is still being read.';
     if (this.dataError) return 'Fix the data first (see the message in the data panel).';
-    const whole = (v: unknown, min: number, max: number, label: string) =>
-      typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max ? `${label} must be a whole number from ${min} to ${max}.` : null;
     const share = (v: unknown, label: string) => (typeof v !== 'number' || !(v >= 0 && v <= 0.5) ? `${label} must be from 0 to 0.5.` : null);
     return (
       whole(t.steps, 1, 100000, 'Steps') ??
       (typeof t.learningRate !== 'number' || !(t.learningRate > 0 && t.learningRate <= 1) ? 'Learning rate must be above 0 and at most 1.' : null) ??
-      whole(t.r, 1, 256, 'r') ??
-      whole(t.batchSize, 1, 512, 'Batch') ??
-      whole(t.blockSize, 8, ctx, 'Block') ??
+      this.shapeProblem() ??
       (t.method === 'prompt' ? whole(t.virtualTokens, 1, Math.max(1, ctx - 8), 'Virtual tokens') : null) ??
       (this.validationFile ? null : share(t.validation, 'Validation share')) ??
       (this.testFile ? null : share(t.test, 'Test share')) ??
