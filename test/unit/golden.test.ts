@@ -114,6 +114,17 @@ test('GPT-2 gradients match PyTorch for every parameter', () => checkGradients('
 
 test('Llama gradients match PyTorch for every parameter', () => checkGradients('tiny-llama'));
 
+test('on WASM, where products with a weight take the plain 2-D path (src/core/model/matmul.ts), gradients still match PyTorch', async () => {
+  await useBackend('wasm');
+  try {
+    await checkGradients('tiny-gpt2');
+    await checkGradients('tiny-llama');
+    await checkGradients('tiny-llama-headdim');
+  } finally {
+    await useBackend('cpu');
+  }
+});
+
 test('tables larger than a device buffer are split into row blocks and still give PyTorch\'s logits and gradients', async () => {
   for (const [name, cap] of [['tiny-gpt2', 2000], ['tiny-llama', 3000]] as const) {
     const g = golden(name);

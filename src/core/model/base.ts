@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-core/dist/register_all_gradients';
 import { CheckpointError, ConfigError } from '../errors';
 import { dequantize, type QuantizedTensor } from '../peft/quant';
+import { matMul } from './matmul';
 
 /** Plain, transferable weights keyed by Hugging Face tensor name. */
 export type NamedWeights = Record<string, { shape: number[]; data: Float32Array }>;
@@ -114,7 +115,7 @@ export abstract class CausalLM {
     const a = this.adapters.get(path);
     if (!a || a.merged) return out;
     const xin = this.training && a.dropout > 0 ? (tf.dropout(x, a.dropout, undefined, this.dropoutSeed * 1_000_003 + ++this.dropoutCalls) as tf.Tensor2D) : x;
-    const update = tf.matMul(tf.matMul(xin, a.A, false, true), a.B, false, true); // [N, r] -> [N, out]
+    const update = matMul(matMul(xin, a.A, false, true), a.B, false, true); // [N, r] -> [N, out]
     return tf.add(out, tf.mul(update, a.scaling));
   }
 
@@ -194,8 +195,8 @@ export abstract class CausalLM {
   /** x [N, C] against a [V, C] table, transposed: [N, V], block by block when it is split. */
   protected projectOut(x: tf.Tensor2D, name: string): tf.Tensor2D {
     const split = this.splits.get(name);
-    if (!split) return tf.matMul(x, this.p(name), false, true);
-    return tf.concat(split.parts.map((part) => tf.matMul(x, this.p(part), false, true)), 1) as tf.Tensor2D; // [N, V]
+    if (!split) return matMul(x, this.p(name), false, true);
+    return tf.concat(split.parts.map((part) => matMul(x, this.p(part), false, true)), 1) as tf.Tensor2D; // [N, V]
   }
 
   abstract readonly vocabSize: number;
@@ -306,7 +307,7 @@ export function embed(ids: tf.Tensor2D, table: tf.Tensor2D): tf.Tensor2D {
         const V = t.shape[0];
         // [N, V] one-hot of the rows this table holds; a one-row block compares instead (oneHot needs depth 2).
         const hot = V === 1 ? tf.reshape(tf.cast(tf.equal(rows.idx, 0), 'float32'), [-1, 1]) : tf.cast(tf.oneHot(rows.idx, V), 'float32');
-        return [tf.matMul(tf.mul(hot, rows.inRange), dy, true, false), tf.zerosLike(saved[0])]; // [V, C]
+        return [matMul(tf.mul(hot, rows.inRange), dy, true, false), tf.zerosLike(saved[0])]; // [V, C]
       },
     };
   });
@@ -337,10 +338,10 @@ export function causalMask(Tq: number, Tk = Tq, offset = 0): tf.Tensor2D {
 export function causalAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, mask?: tf.Tensor2D): tf.Tensor4D {
   const [, , Tq, D] = q.shape;
   const Tk = k.shape[2];
-  let att = tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(D)); // [B, H, Tq, Tk]
+  let att = tf.mul(matMul(q, k, false, true), 1 / Math.sqrt(D)); // [B, H, Tq, Tk]
   // A forward pass builds the mask once and hands it to every layer.
   att = tf.add(att, mask ?? causalMask(Tq, Tk, Tk - Tq));
-  return tf.matMul(tf.softmax(att), v); // [B, H, Tq, D]
+  return matMul(tf.softmax(att) as tf.Tensor4D, v); // [B, H, Tq, D]
 }
 
 /**

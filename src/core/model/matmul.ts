@@ -1,0 +1,77 @@
+/**
+ * Matrix products that stay on TensorFlow.js's fast paths.
+ *
+ * Measured on tfjs 4.22's WASM backend (`npm run bench`, one core): a plain 2-D product a @ b runs
+ * at about 46 GFLOP/s, but a 2-D product with an operand transposed takes a generic path at about
+ * 3.7 GFLOP/s (a^T b at 1 GFLOP/s). Training hit that path everywhere: the gradient of every
+ * a @ b is dy @ b^T and a^T @ dy, GPT-2's tied output layer and LoRA's A and B are used
+ * transposed, Llama's nn.Linear weights are [out, in].
+ *
+ * So on WASM a product with a 2-D operand (every weight) is an explicit transpose (a memory pass,
+ * cheap next to the product) and a plain 2-D product, and the gradient of tfjs's BatchMatMul is
+ * registered again to do the same. It stays lazy as tfjs's own is: the gradient of a frozen
+ * weight is never computed. Batched products (attention) keep tfjs's kernel: on WASM, splitting
+ * them into 2-D products costs more in slices than it saves (18 ms against 9.6 ms for
+ * [32, 128, 128] @ [32, 128, 32]). Other backends (WebGPU, WebGL, CPU) handle transposes inside
+ * their own kernels: there this is tf.matMul itself.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+// tfjs's own gradients first, so that the one registered below replaces its BatchMatMul's.
+import '@tensorflow/tfjs-core/dist/register_all_gradients';
+
+/** Whether the fast path applies: the backend in use is WASM (read, never chosen, here). */
+function onWasm(): boolean {
+  return tf.getBackend() === 'wasm';
+}
+
+/** The last two axes swapped. */
+function swapLast(t: tf.Tensor): tf.Tensor {
+  const perm = t.shape.map((_, i) => i);
+  [perm[t.rank - 2], perm[t.rank - 1]] = [perm[t.rank - 1], perm[t.rank - 2]];
+  return tf.transpose(t, perm);
+}
+
+/**
+ * tf.matMul(a, b, transposeA, transposeB), on the fast path of the backend in use. On WASM, a
+ * batched a against a 2-D b (not transposed) goes through as one [rows, K] matrix.
+ */
+export function matMul<T extends tf.Tensor>(a: T, b: tf.Tensor, transposeA = false, transposeB = false): T {
+  if (!onWasm() || b.rank !== 2 || a.dtype !== 'float32' || b.dtype !== 'float32' || (a.rank > 2 && transposeA)) {
+    return tf.matMul(a, b, transposeA, transposeB) as T;
+  }
+  const A = transposeA ? swapLast(a) : a; // [..., M, K]
+  const B = (transposeB ? swapLast(b) : b) as tf.Tensor2D; // [K, N]
+  if (A.rank === 2) return tf.matMul(A as tf.Tensor2D, B) as T;
+  const K = A.shape[A.rank - 1];
+  return tf.reshape(tf.matMul(tf.reshape(A, [-1, K]) as tf.Tensor2D, B), [...A.shape.slice(0, -1), B.shape[1]]) as T;
+}
+
+/** A product inside a gradient: matMul's fast path for 2-D operands, tfjs's kernel for batched ones. */
+function product(a: tf.Tensor, b: tf.Tensor, transposeA: boolean, transposeB: boolean): tf.Tensor {
+  return a.rank === 2 && b.rank === 2 ? matMul(a, b, transposeA, transposeB) : tf.matMul(a, b, transposeA, transposeB);
+}
+
+// The gradient of c = op(a) op(b): each operand's is a product of dy with the other, as tfjs
+// computes it, each product on the fast path. Lazy: only the operands that need one are asked.
+tf.registerGradient({
+  kernelName: tf.BatchMatMul,
+  inputsToSave: ['a', 'b'],
+  gradFunc: (dy, saved, attrs) => {
+    const [a, b] = saved;
+    const { transposeA, transposeB } = attrs as unknown as { transposeA: boolean; transposeB: boolean };
+    const g = dy as tf.Tensor;
+    if (a.rank > 2 && b.rank === 2 && !transposeA) {
+      // A weight used by every row of a batch: its gradient sums over all rows, as one 2-D product.
+      const a2 = tf.reshape(a, [-1, a.shape[a.rank - 1]]);
+      const g2 = tf.reshape(g, [-1, g.shape[g.rank - 1]]);
+      return {
+        a: () => tf.reshape(product(g2, b, false, !transposeB), a.shape),
+        b: () => (transposeB ? product(g2, a2, true, false) : product(a2, g2, true, false)),
+      };
+    }
+    if (!transposeA && !transposeB) return { a: () => product(g, b, false, true), b: () => product(a, g, true, false) };
+    if (!transposeA) return { a: () => product(g, b, false, false), b: () => product(g, a, true, false) };
+    if (!transposeB) return { a: () => product(b, g, false, true), b: () => product(a, g, false, false) };
+    return { a: () => product(b, g, true, true), b: () => product(g, a, true, true) };
+  },
+});
