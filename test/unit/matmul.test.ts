@@ -37,6 +37,8 @@ async function valueAndGrads(f: (a: tf.Tensor, b: tf.Tensor) => tf.Tensor, a: Fl
 
 const cases: { name: string; a: number[]; b: number[]; ta: boolean; tb: boolean }[] = [
   { name: 'a @ b (Conv1D)', a: [12, 5], b: [5, 7], ta: false, tb: false },
+  { name: 'a @ b^T with widths that transpose in runs of 32 and 16', a: [40, 64], b: [48, 64], ta: false, tb: true },
+  { name: 'a^T @ b with widths that transpose in runs of 8', a: [24, 40], b: [24, 8], ta: true, tb: false },
   { name: 'a @ b^T (nn.Linear, tied output, LoRA)', a: [12, 5], b: [7, 5], ta: false, tb: true },
   { name: 'a^T @ b (embedding gradient)', a: [5, 12], b: [5, 7], ta: true, tb: false },
   { name: 'a^T @ b^T', a: [5, 12], b: [7, 5], ta: true, tb: true },
@@ -83,4 +85,25 @@ test('a frozen weight gets no gradient computed: only the trained operand\'s pro
     tf.dispose([x, w]);
     assert.equal(tf.memory().numTensors, before - 2);
   });
+});
+
+test('block-diagonal attention (src/core/model/attention.ts) gives causalAttention\'s values and gradients', async () => {
+  const { blockAttention } = await import('../../src/core/model/attention');
+  const { causalAttention, causalMask } = await import('../../src/core/model/base');
+  for (const [B, T, H, D] of [[2, 8, 2, 4], [1, 5, 3, 2], [3, 6, 4, 8]]) {
+    const C = H * D;
+    const start = tf.memory().numTensors;
+    const [q, k, v, w] = [1, 2, 3, 4].map((seed) => tf.tensor2d(values([B * T, C], seed), [B * T, C]));
+    const mask = causalMask(T);
+    // The reference: heads split out and attended by the batched path, as before.
+    const heads = (t: tf.Tensor) => tf.transpose(tf.reshape(t, [B, T, H, D]), [0, 2, 1, 3]) as tf.Tensor4D;
+    const ref = (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => tf.reshape(tf.transpose(causalAttention(heads(a), heads(b), heads(c), mask), [0, 2, 1, 3]), [B * T, C]);
+    const blk = (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => blockAttention(a as tf.Tensor2D, b as tf.Tensor2D, c as tf.Tensor2D, B, T, H, mask);
+    const run = (f: typeof ref) =>
+      tf.tidy(() => [f(q, k, v), ...tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => tf.sum(tf.mul(f(a, b, c), w)))([q, k, v])].map((t) => t.dataSync().slice()));
+    const [want, got] = [run(ref), run(blk)];
+    want.forEach((x, i) => assert.ok(maxAbsDiff(x, got[i]) < 1e-5, `B${B} T${T} H${H} D${D}: ${['values', 'dq', 'dk', 'dv'][i]} differ by ${maxAbsDiff(x, got[i])}`));
+    tf.dispose([q, k, v, w, mask]);
+    assert.equal(tf.memory().numTensors, start, 'no tensor left behind');
+  }
 });

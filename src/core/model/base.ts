@@ -326,9 +326,11 @@ function rowsOf(flat: tf.Tensor1D, V: number): { idx: tf.Tensor1D; inRange: tf.T
  * 0 .. Tk-1: 0 where the key is not after the query, -1e9 where it is. Built on the device.
  */
 export function causalMask(Tq: number, Tk = Tq, offset = 0): tf.Tensor2D {
-  const i = tf.reshape(tf.range(offset, offset + Tq, 1, 'int32'), [Tq, 1]); // [Tq, 1]
-  const j = tf.reshape(tf.range(0, Tk, 1, 'int32'), [1, Tk]); // [1, Tk]
-  return tf.mul(tf.cast(tf.greater(j, i), 'float32'), -1e9) as tf.Tensor2D; // [Tq, Tk]
+  return tf.tidy(() => {
+    const i = tf.reshape(tf.range(offset, offset + Tq, 1, 'int32'), [Tq, 1]); // [Tq, 1]
+    const j = tf.reshape(tf.range(0, Tk, 1, 'int32'), [1, Tk]); // [1, Tk]
+    return tf.mul(tf.cast(tf.greater(j, i), 'float32'), -1e9) as tf.Tensor2D; // [Tq, Tk]
+  });
 }
 
 /**

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { GPT2Config } from '../config';
 import { Rng } from '../rng';
+import { blockAttention, useBlockAttention } from './attention';
 import { matMul } from './matmul';
 import { CausalLM, causalAttention, causalMask, validateWeights, type KVCache, type LinearModule, type ModelOptions, type NamedWeights } from './base';
 
@@ -125,6 +126,10 @@ export class GPT2 extends CausalLM {
     const H = this.config.n_head;
     const D = C / H;
     const qkv = this.linear(tf.reshape(x, [B * T, C]), h + 'attn.c_attn'); // [B*T, 3C]
+    if (!cache && useBlockAttention(H)) {
+      const [q, k, v] = tf.split(qkv, 3, 1) as tf.Tensor2D[]; // [B*T, C] each
+      return tf.reshape(this.linear(blockAttention(q, k, v, B, T, H, mask), h + 'attn.c_proj'), [B, T, C]);
+    }
     const [q, k, v] = tf.split(qkv, 3, 1).map(
       (t) => tf.transpose(tf.reshape(t, [B, T, H, D]), [0, 2, 1, 3]), // [B, H, T, D]
     );
