@@ -73,16 +73,15 @@ export function estimateTuneMemory(shape: TuneShape, o: TuneEstimateOptions): Me
   const perLayer = 38 * hidden + 50 * intermediate + 9 * heads * T;
   const head = 14 * vocabSize;
   // QLoRA unpacks each frozen weight to float32 for its matmuls, in several steps, and the backward
-  // pass needs them again: about a dozen float32 copies of the base over a step (measured, as above).
-  const unpacked = o.method === 'qlora' ? 12 * numParams * F32 : 0;
+  // pass needs them again: about 8.5 float32 copies of the base over a step (measured, as above).
+  const unpacked = o.method === 'qlora' ? 8.5 * numParams * F32 : 0;
   // A frozen base is read again by the backward pass, about one float32 copy of it at a time
   // (measured as above on shapes where the weights, not the activations, take the memory).
   const frozen = o.method === 'full' ? 0 : numParams * F32;
-  const perStep = tokens * (layers * perLayer + head) * F32 + unpacked + frozen;
-  // Full fine-tuning's gradients and AdamW's temporaries for every weight at once, about 16 float32
-  // copies of the model at the update; the activations are gone by then: the peak is the larger.
-  const update = o.method === 'full' ? 16 * numParams * F32 : 0;
-  const activations = Math.max(perStep, update);
+  // Full fine-tuning: while the gradients are made, some 2.5 float32 copies of the model more (the
+  // tied embedding's two gradients, the sums). The update itself goes one weight at a time.
+  const gradients = o.method === 'full' ? 2.5 * numParams * F32 : 0;
+  const activations = tokens * (layers * perLayer + head) * F32 + unpacked + frozen + gradients;
   const candidates: [number, string][] = [
     [tokens * vocabSize * F32, `the logits of one batch (${o.batch} × ${T} tokens × ${vocabSize.toLocaleString('en')} words)`],
     [o.batch * heads * T * T * F32, `the attention scores of one layer (${o.batch} × ${heads} heads × ${T} × ${T})`],

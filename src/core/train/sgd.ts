@@ -16,20 +16,22 @@ export class SGD {
     for (const [name, p] of params) this.buf.set(name, tf.tidy(() => tf.variable(tf.zerosLike(p), false)));
   }
 
-  apply(grads: Map<string, tf.Tensor>, lr: number): void {
+  /** One update; gradients multiplied by `scale` when given. One tidy per parameter, as AdamW's. */
+  apply(grads: Map<string, tf.Tensor>, lr: number, scale?: tf.Scalar): void {
     this.t += 1;
     const { momentum, weight_decay } = this.cfg;
-    tf.tidy(() => {
-      for (const [name, p] of this.params) {
-        let g = grads.get(name);
-        if (!g) continue;
+    for (const [name, p] of this.params) {
+      const raw = grads.get(name);
+      if (!raw) continue;
+      tf.tidy(() => {
+        let g = scale ? tf.mul(raw, scale) : raw;
         if (weight_decay > 0 && p.rank >= 2) g = tf.add(g, tf.mul(p, weight_decay));
         const b = this.buf.get(name)!;
         // torch starts the buffer at the first gradient itself.
         b.assign(this.t === 1 ? g : tf.add(tf.mul(b, momentum), g));
         p.assign(tf.sub(p, tf.mul(momentum > 0 ? b : g, lr)));
-      }
-    });
+      });
+    }
   }
 
   /** Reads the buffers back to the CPU (a sync point): only for checkpoints. */

@@ -120,13 +120,12 @@ export class Trainer {
       for (const [k, g] of Object.entries(sums!)) named.set(k, g);
       // Summed pairwise, not with tf.addN: WebGPU's AddN binds every input at once and fails
       // past the device's storage-buffer limit (8 on many adapters), silently zeroing the sum.
-      const norm = tf.sqrt([...named.values()].map((g) => tf.sum(tf.square(g))).reduce((a, b) => tf.add(a, b))); // []
-      if (grad_clip > 0) {
-        // Global-norm clipping stays on the device: no read back to decide the scale.
-        const scale = tf.minimum(1, tf.div(grad_clip, tf.add(norm, 1e-6)));
-        for (const [k, g] of named) named.set(k, tf.mul(g, scale));
-      }
-      this.opt.apply(named, lr);
+      // Each square in a tidy of its own: one gradient's worth of temporaries at a time.
+      const norm = tf.sqrt([...named.values()].map((g) => tf.tidy(() => tf.sum(tf.square(g)))).reduce((a, b) => tf.add(a, b))); // []
+      // Global-norm clipping stays on the device: no read back to decide the scale, which the
+      // optimizer applies parameter by parameter (no second copy of every gradient).
+      const scale = grad_clip > 0 ? (tf.minimum(1, tf.div(grad_clip, tf.add(norm, 1e-6))) as tf.Scalar) : undefined;
+      this.opt.apply(named, lr, scale);
       return tf.stack([lossSum!, norm]); // [2]
     });
     tf.dispose([...Object.values(sums!), lossSum!]);
