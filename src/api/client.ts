@@ -36,6 +36,7 @@ export class StudioClient {
   stop: StudioApi['stop'] = () => this.call(this.remote.stop());
   deleteRun: StudioApi['deleteRun'] = (preset) => this.call(this.remote.deleteRun(preset));
   diagnostics: StudioApi['diagnostics'] = () => this.call(this.remote.diagnostics());
+  bench: StudioApi['bench'] = (req) => this.call(this.remote.bench(req));
   inspectModelFiles: StudioApi['inspectModelFiles'] = (files) => this.call(this.remote.inspectModelFiles(files));
   importModel = (files: FileEntry[], onProgress: (p: ModelProgress) => void) => this.call(this.remote.importModel(files, proxy(onProgress)));
   inspectHubModel: StudioApi['inspectHubModel'] = (repo, endpoint) => this.call(this.remote.inspectHubModel(repo, endpoint));

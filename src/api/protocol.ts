@@ -487,7 +487,20 @@ export interface AdapterInfo {
   total: number;
 }
 
+/** One measurement `npm run bench` asks the studio's worker for (src/core/bench.ts does the work). */
+export type BenchRequest =
+  | { kind: 'matmul'; n: number; reps?: number }
+  | { kind: 'train'; shape: string; method: 'lora' | 'qlora' | 'full'; warmup: number; steps: number }
+  | { kind: 'generate'; shape: string; promptTokens: number; newTokens: number; context?: number }
+  /** A random GPT-2 of the shape kept in IndexedDB as the studio keeps an import, then loaded back (timed). */
+  | { kind: 'load'; shape: string };
+
+/** What a bench request measured, as plain numbers (src/core/bench.ts's results, or the load's). */
+export type BenchResult = Record<string, unknown> & { kind: BenchRequest['kind']; backend: string };
+
 export interface StudioApi {
+  /** Runs one benchmark measurement on this worker's backend: for `npm run bench`, not the studio's screens. */
+  bench(req: BenchRequest): Promise<BenchResult>;
   /** Chooses the backend (once); returns what was chosen and why. */
   init(request: BackendRequest): Promise<BackendReport>;
   /** The backend in use now: it changes when a lost GPU device forces a fallback. */

@@ -17,7 +17,9 @@ import type { KV } from '../store/kv';
 import { adapterFiles, blobFiles } from './blob-files';
 import { hubFiles, parseRepo } from './hub';
 import { FINETUNE_DEFAULTS, ModelLibrary, newTuneRunId, tuneDatasetIds, type TuneHooks } from './library';
-import { listModels } from '../store/models';
+import { listModels, saveModel } from '../store/models';
+import { BENCH_SHAPES, benchGenerate, benchMatmul, benchTrain } from '../core/bench';
+import { initGPT2Weights } from '../core/model/gpt2';
 import { listDatasets, loadDatasetRecord } from '../store/datasets';
 import { deleteTuneCheckpoints, deleteTuneRun, isTuneResumable, tuneCheckpointBytes, listTuneRuns, loadTuneFiles, loadTuneRun, migrateTuneRun, saveTuneFiles, saveTuneRun, type TuneRunRecord } from '../store/tunes';
 import { metricsCsv, type MetricEval } from '../core/io/metrics';
@@ -34,7 +36,7 @@ import {
   type CheckpointRecord, type RunRecord,
 } from '../store/runs';
 import type {
-  AdapterInfo, RunBroadcast, StorageInfo, StorageItem, TuneRunInfo, BackendFallback, BackendReport, DataProgress, DatasetInfo, DatasetPreview, DatasetRequest, SaveDatasetRequest, BackendRequest, Diagnostics, EvalInfo, SampleInfo, ScoreProgress, FileEntry, FinetuneRequest, FinetuneResult, GenerateRequest, GenerateResult, GeneratedPiece,
+  AdapterInfo, RunBroadcast, StorageInfo, StorageItem, TuneRunInfo, BackendFallback, BackendReport, DataProgress, DatasetInfo, DatasetPreview, DatasetRequest, SaveDatasetRequest, BackendRequest, BenchRequest, BenchResult, Diagnostics, EvalInfo, SampleInfo, ScoreProgress, FileEntry, FinetuneRequest, FinetuneResult, GenerateRequest, GenerateResult, GeneratedPiece,
   ModelInfo, ModelProgress, PresetInfo, RunInfo, StudioApi, TrainRequest, SettingSpec, TuneEstimate, TuneEstimateRequest, TuneRunSettings, FinetuneMethod,
 } from './protocol';
 
@@ -419,6 +421,45 @@ export class Studio implements StudioApi {
 
   private channel: BroadcastChannel | null | undefined;
   private readonly tab = `${Date.now().toString(36)}-${Math.floor(Math.random() * 1e9).toString(36)}`;
+
+  async bench(req: BenchRequest): Promise<BenchResult> {
+    const backend = (await this.backend()).name;
+    if (this.active || this.generating || this.tuningId) throw new BackendError('the studio is busy: a bench measures an idle worker');
+    const shape = req.kind === 'matmul' ? null : BENCH_SHAPES[req.shape];
+    if (req.kind !== 'matmul' && !shape) throw new TabtuneError(`no bench shape "${req.shape}"; known: ${Object.keys(BENCH_SHAPES).join(', ')}`, { field: 'shape' });
+    if (req.kind === 'matmul') return { kind: 'matmul', ...(await benchMatmul(req.n, req.reps)) };
+    if (req.kind === 'train') return { kind: 'train', ...(await benchTrain({ shape: shape!, method: req.method, warmup: req.warmup, steps: req.steps })) };
+    if (req.kind === 'generate') {
+      const s = req.context ? { ...shape!, model: { ...shape!.model, n_positions: req.context } } : shape!;
+      return { kind: 'generate', ...(await benchGenerate(s, req.promptTokens, req.newTokens)) };
+    }
+    return { kind: 'load', backend, ...(await this.benchLoad(shape!)) };
+  }
+
+  /**
+   * A random GPT-2 of the shape stored as an import stores it, then read back onto the device by a
+   * library that holds nothing (as after a reload), timed; then deleted.
+   */
+  private async benchLoad(shape: (typeof BENCH_SHAPES)[string]): Promise<Record<string, unknown>> {
+    const id = `bench-${shape.name}`;
+    const config = resolveGPT2Config(shape.model);
+    const weights = initGPT2Weights(config, 1);
+    const hf = { model_type: 'gpt2', architectures: ['GPT2LMHeadModel'], ...config, n_ctx: config.n_positions, activation_function: 'gelu_new', tie_word_embeddings: true };
+    async function* tensors() {
+      for (const [name, w] of Object.entries(weights)) yield { name, dtype: 'F32', shape: w.shape, bytes: new Uint8Array(w.data.buffer, w.data.byteOffset, w.data.byteLength) };
+    }
+    const t0 = performance.now();
+    const record = await saveModel(this.deps.kv, id, id, { 'config.json': JSON.stringify(hf) }, tensors());
+    const storeMs = performance.now() - t0;
+    const library = new ModelLibrary(this.deps.kv, () => this.current?.maxBufferBytes ?? null);
+    try {
+      const t1 = performance.now();
+      await library.load(id, () => undefined);
+      return { shape: shape.name, bytes: record.storedBytes, storeMs, loadMs: performance.now() - t1 };
+    } finally {
+      await library.delete(id);
+    }
+  }
 
   async tabId(): Promise<string> {
     return this.tab;
