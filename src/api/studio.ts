@@ -99,7 +99,7 @@ function settingsOf(r: TuneRunRecord): TuneRunSettings {
 export class Studio implements StudioApi {
   private readonly library: ModelLibrary;
   /** What holds the model now (a generation or a fine-tuning run), and its stop flag. */
-  private generating: { stop: boolean; what: 'a generation' | 'a fine-tuning run' } | null = null;
+  private generating: { stop: boolean; what: 'a generation' | 'a fine-tuning run' | 'a benchmark' } | null = null;
   /** A pause of the fine-tuning run: its gate, until resumed. */
   private tuningPause: { promise: Promise<void>; resolve: () => void } | null = null;
   /** The fine-tuning run this Studio trains now. */
@@ -151,6 +151,7 @@ export class Studio implements StudioApi {
   async train(req: TrainRequest, onStep: (r: StepReport) => void): Promise<RunInfo> {
     if (!this.current) throw new BackendError('init() must choose a backend before training');
     if (this.active) throw new TabtuneError(`run ${this.active.id} is already training; stop it first`);
+    if (this.generating?.what === 'a benchmark') throw new TabtuneError('a benchmark is running; training waits for it');
     if (!isPresetName(req.preset)) throw new TabtuneError(`unknown preset "${req.preset}"`, { field: 'preset' });
     const id = runIdFor(req.preset);
     if (!this.deps.locks) return this.trainOwned(req, id, onStep);
@@ -424,16 +425,22 @@ export class Studio implements StudioApi {
 
   async bench(req: BenchRequest): Promise<BenchResult> {
     const backend = (await this.backend()).name;
-    if (this.active || this.generating || this.tuningId) throw new BackendError('the studio is busy: a bench measures an idle worker');
+    if (this.active || this.generating || this.tuningId) throw new TabtuneError(`${this.generating?.what ?? 'a run'} is running: a bench measures an idle worker`);
     const shape = req.kind === 'matmul' ? null : BENCH_SHAPES[req.shape];
     if (req.kind !== 'matmul' && !shape) throw new TabtuneError(`no bench shape "${req.shape}"; known: ${Object.keys(BENCH_SHAPES).join(', ')}`, { field: 'shape' });
-    if (req.kind === 'matmul') return { kind: 'matmul', ...(await benchMatmul(req.n, req.reps)) };
-    if (req.kind === 'train') return { kind: 'train', ...(await benchTrain({ shape: shape!, method: req.method, warmup: req.warmup, steps: req.steps })) };
-    if (req.kind === 'generate') {
-      const s = req.context ? { ...shape!, model: { ...shape!.model, n_positions: req.context } } : shape!;
-      return { kind: 'generate', ...(await benchGenerate(s, req.promptTokens, req.newTokens)) };
+    // The worker is busy while it measures: a run or a model change waits, with this reason.
+    this.generating = { stop: false, what: 'a benchmark' };
+    try {
+      if (req.kind === 'matmul') return { kind: 'matmul', ...(await benchMatmul(req.n, req.reps)) };
+      if (req.kind === 'train') return { kind: 'train', ...(await benchTrain({ shape: shape!, method: req.method, warmup: req.warmup, steps: req.steps })) };
+      if (req.kind === 'generate') {
+        const s = req.context ? { ...shape!, model: { ...shape!.model, n_positions: req.context } } : shape!;
+        return { kind: 'generate', ...(await benchGenerate(s, req.promptTokens, req.newTokens)) };
+      }
+      return { kind: 'load', backend, ...(await this.benchLoad(shape!)) };
+    } finally {
+      this.generating = null;
     }
-    return { kind: 'load', backend, ...(await this.benchLoad(shape!)) };
   }
 
   /**

@@ -165,14 +165,10 @@ async function measure(o: NanoGPTBenchOptions): Promise<ChildReply> {
     throw e;
   }
 
-  if (o.backend === 'wasm') {
-    await import('@tensorflow/tfjs-backend-wasm');
-    // Same setting as tabtune's own WASM backend (src/api/backend.ts), so the two compare like for like.
-    tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
-    shims.push(...registerWasmKernels(tf));
-  }
-  if (!(await tf.setBackend(o.backend))) throw new Error(`tf.setBackend('${o.backend}') failed`);
-  await tf.ready();
+  if (o.backend === 'wasm') shims.push(...registerWasmKernels(tf));
+  // The backend as tabtune chooses it (src/api/backend.ts, rule 6): the same WASM settings, so the two compare like for like.
+  const { selectBackend } = await import('../api/backend');
+  await selectBackend(o.backend);
   const backend = tf.getBackend();
   if (backend !== o.backend) throw new Error(`asked for ${o.backend}, tfjs is on ${backend}`);
 
@@ -333,7 +329,9 @@ function registerWasmKernels(tf: typeof TF): string[] {
           const inner = x.shape.slice(segmentIds.rank);
           const rows = tf.reshape(x, [ids.size, inner.reduce((a, b) => a * b, 1)]);
           // A negative id gives an all-zero one-hot row, so it is dropped, as the kernel specifies.
-          const sums = tf.matMul(tf.oneHot(tf.cast(ids, 'int32'), numSegments), rows, true, false);
+          // Transposed first: tfjs WASM's product with transposeA takes a generic path some 40x
+          // slower than a plain one, which would charge nanogpt for our shim.
+          const sums = tf.matMul(tf.transpose(tf.oneHot(tf.cast(ids, 'int32'), numSegments)), rows);
           return tf.reshape(sums, [numSegments, ...inner]);
         }),
     });

@@ -97,12 +97,16 @@ function plan(size: 'full' | 'tiny'): Plan {
 
 type Row = Record<string, unknown>;
 
+/** The longest one measurement may take before it is stopped and reported as failed. */
+const CASE_TIMEOUT_MS = 20 * 60_000;
+
 /** One Node measurement in a child process: `bench.ts case <backend> <request JSON>` prints its result. */
 function nodeCase(backend: string, req: BenchRequest): Promise<Row> {
   return new Promise((done) => {
     const child = spawn(process.execPath, ['--import', './src/cli/register.mjs', 'src/cli/bench.ts', 'case', backend, JSON.stringify(req)], {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: CASE_TIMEOUT_MS,
     });
     let out = '';
     let err = '';
@@ -159,7 +163,9 @@ function torchRows(p: Plan): Row {
   const env: NodeJS.ProcessEnv = { ...process.env, OMP_NUM_THREADS: '1', OPENBLAS_NUM_THREADS: '1', MKL_NUM_THREADS: '1' };
   delete env.OPENBLAS_CORETYPE;
   delete env.OPENBLAS_L2_SIZE;
-  const r = spawnSync(python, [join(ROOT, 'src/cli/bench-torch.py'), JSON.stringify({ cases, matmul: p.matmulN })], { env, encoding: 'utf8', maxBuffer: 1 << 24 });
+  const r = spawnSync(python, [join(ROOT, 'src/cli/bench-torch.py'), JSON.stringify({ cases, matmul: p.matmulN })], {
+    env, encoding: 'utf8', maxBuffer: 1 << 24, timeout: CASE_TIMEOUT_MS,
+  });
   const line = (r.stdout ?? '').trim().split('\n').pop() ?? '';
   try {
     return JSON.parse(line);
@@ -209,9 +215,10 @@ async function browserRows(p: Plan): Promise<Row[] | { skipped: string }> {
             rows.push({ kind: c.req.kind, backend, error: `the page started ${got}, not ${backend}` });
             continue;
           }
+          page.setDefaultTimeout(CASE_TIMEOUT_MS);
           const row = await page
             .evaluate((req) => (globalThis as unknown as { tabtune: { client: { bench(r: unknown): Promise<Row> } } }).tabtune.client.bench(req), c.req)
-            .catch((e: Error) => ({ kind: c.req.kind, backend, error: e.message.split('\n')[0] }));
+            .catch((e: Error) => ({ kind: c.req.kind, backend, ...('shape' in c.req ? { shape: c.req.shape } : {}), error: e.message.split('\n')[0] }));
           rows.push({ ...row, browser: true, adapter: await page.textContent('[data-testid=backend-name]').catch(() => null) });
           process.stderr.write(`  browser ${backend} ${c.req.kind} ${'shape' in c.req ? c.req.shape : ''} done\n`);
         }
@@ -241,6 +248,7 @@ function table(results: Results): string {
   const torch = new Map<string, Row>();
   const t = results.torch as { cases?: Row[]; matmul?: { gflops: number } };
   for (const c of t.cases ?? []) torch.set(String(c.name), c);
+  // GFLOP/s counts the model's FLOPs (trainFlops), against the backend's own measured matmul peak.
   lines.push(`${'where'.padEnd(16)}${'measurement'.padEnd(28)}${'median ms'.padStart(11)}${'tokens/s'.padStart(11)}${'GFLOP/s'.padStart(9)}${'of peak'.padStart(9)}${'peak tfjs'.padStart(12)}${'peak RSS'.padStart(12)}  vs`);
   for (const r of [...results.node, ...(Array.isArray(results.browser) ? results.browser : [])]) {
     const where = `${r.browser ? 'browser' : 'node'} ${r.backend}`;
@@ -337,12 +345,17 @@ export async function bench(argv: string[]): Promise<number> {
     process.stderr.write('  nanogpt\n');
     results.nanogpt = await nanogptRows(p);
   }
-  if (only.has('browser')) results.browser = await browserRows(p);
+  if (only.has('browser')) {
+    // A build, server or browser that fails costs the browser rows, not what was measured before.
+    results.browser = await browserRows(p).catch((e: Error) => ({ skipped: `the browser part failed: ${e.message.split('\n')[0]}` }));
+  }
   mkdirSync(dirname(values.out), { recursive: true });
   writeFileSync(values.out, JSON.stringify(results, null, 2));
   console.log(table(results));
   console.log(`\nEvery figure: ${values.out}`);
-  return 0;
+  const failed = [...results.node, ...(Array.isArray(results.browser) ? results.browser : [])].filter((r) => r.error).length;
+  if (failed) console.log(`${failed} measurement(s) failed; their rows say why.`);
+  return failed ? 1 : 0;
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

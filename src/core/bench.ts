@@ -5,8 +5,10 @@
  * Wall-clock figures for a report, never asserted by tests.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { ConfigError } from './errors';
 import { resolveGPT2Config, resolveTrainConfig, type GPT2Config } from './config';
-import { generate } from './generate';
+import { generate, SAMPLE_DEFAULTS, sampleToken } from './generate';
+import { Rng } from './rng';
 import { GPT2, initGPT2Weights } from './model/gpt2';
 import { attachLora, resolveLoraConfig, targetedModules } from './peft/lora';
 import { quantizeBase } from './peft/quant';
@@ -70,8 +72,9 @@ export function median(xs: number[]): number {
 }
 
 /**
- * Matrix-product FLOPs of one training step of a GPT-2 (2 per multiply-add), the count that
- * "GFLOP/s" uses; element-wise work is left out. Forward: every linear layer, the attention
+ * Model FLOPs of one training step of a GPT-2: its matrix products (2 per multiply-add), as the
+ * model defines them (the MFU convention), not what a kernel path happens to do (the block-diagonal
+ * attention on WASM does H times its products, counted once here); element-wise work is left out. Forward: every linear layer, the attention
  * scores and their weighted sum, the tied output projection. Backward: the gradient of every
  * product's input (the activations), and of the weight where it is trained: all of them for full
  * fine-tuning, the adapters' A and B for LoRA. The embedding's gather costs no product forward.
@@ -181,8 +184,13 @@ export async function benchMatmul(n: number, reps = 5): Promise<MatmulBenchResul
     for (let i = 0; i < reps + 2; i++) {
       const t0 = performance.now();
       const c = tf.matMul(a, b);
-      // Read back: the product is done when its values are here (one value, so the copy is nothing).
-      await tf.slice(c, [0, 0], [1, 1]).data().finally(() => c.dispose());
+      const corner = tf.slice(c, [0, 0], [1, 1]);
+      try {
+        // Read back: the product is done when its values are here (one value, so the copy is nothing).
+        await corner.data();
+      } finally {
+        tf.dispose([c, corner]);
+      }
       if (i >= 2) times.push(performance.now() - t0);
     }
   } finally {
@@ -206,6 +214,11 @@ export interface GenerateBenchResult {
 
 /** Greedy generation of `newTokens` after a prompt, with the KV cache and without, on a random model. */
 export async function benchGenerate(shape: BenchShape, promptTokens: number, newTokens: number, seed = 1): Promise<GenerateBenchResult> {
+  // Tokens per second are counted after the first: it takes two at least.
+  if (!Number.isInteger(newTokens) || newTokens < 2) throw new ConfigError(`the generation bench needs 2 new tokens or more, got ${newTokens}`, { field: 'newTokens' });
+  if (promptTokens + newTokens > shape.model.n_positions) {
+    throw new ConfigError(`${promptTokens} + ${newTokens} tokens exceed the shape's context of ${shape.model.n_positions}`, { field: 'newTokens' });
+  }
   const config = resolveGPT2Config(shape.model);
   const model = new GPT2(config, initGPT2Weights(config, seed));
   const prompt = Array.from({ length: promptTokens }, (_, i) => (i * 31 + 7) % config.vocab_size);
@@ -218,28 +231,34 @@ export async function benchGenerate(shape: BenchShape, promptTokens: number, new
     const totalMs = performance.now() - t0;
     return { firstTokenMs: first, totalMs, tokensPerSec: ((newTokens - 1) * 1000) / Math.max(1e-9, totalMs - first) };
   };
+  // Without the cache: the whole sequence through the model for every token, the last row of
+  // logits read back and the token picked on the CPU, as generate() does with the cache.
+  const uncachedRun = async (count: number, onToken: () => void) => {
+    const ids = [...prompt];
+    for (let n = 0; n < count; n++) {
+      const last = tf.tidy(() => {
+        const logits = model.forward(tf.tensor2d(ids, [1, ids.length], 'int32')); // [1, T, V]
+        return tf.reshape(tf.slice(logits, [0, ids.length - 1, 0], [1, 1, config.vocab_size]), [config.vocab_size]); // [V]
+      });
+      // Read back: the next token is needed on the CPU to build the next input.
+      const row = (await last.data()) as Float32Array;
+      last.dispose();
+      ids.push(sampleToken(row, { ...SAMPLE_DEFAULTS, temperature: 0 }, rng));
+      onToken();
+    }
+  };
+  const rng = new Rng(seed);
   try {
     // A short warm-up of each path, so first-use costs (kernel set-up) are not counted.
     for await (const t of generate(model, prompt, { maxNewTokens: 2, temperature: 0 })) void t;
+    await uncachedRun(2, () => undefined);
     const cached = await timed(async (onToken) => {
       for await (const t of generate(model, prompt, { maxNewTokens: newTokens, temperature: 0 })) {
         void t;
         onToken();
       }
     });
-    const uncached = await timed(async (onToken) => {
-      const ids = [...prompt];
-      for (let n = 0; n < newTokens; n++) {
-        const next = tf.tidy(() => {
-          const logits = model.forward(tf.tensor2d(ids, [1, ids.length], 'int32')); // [1, T, V]
-          return tf.argMax(tf.reshape(tf.slice(logits, [0, ids.length - 1, 0], [1, 1, config.vocab_size]), [config.vocab_size]));
-        });
-        // Read back: the next token is needed on the CPU to build the next input.
-        ids.push((await next.data())[0]);
-        next.dispose();
-        onToken();
-      }
-    });
+    const uncached = await timed((onToken) => uncachedRun(newTokens, onToken));
     return { shape: shape.name, backend: tf.getBackend(), promptTokens, newTokens, cached, uncached, speedup: cached.tokensPerSec / uncached.tokensPerSec };
   } finally {
     model.dispose();

@@ -40,7 +40,8 @@ test('npm run bench -- --size tiny measures every path and writes its JSON', { s
     assert.ok(lora.trainable < full.trainable && full.trainable === full.params, 'LoRA trains fewer parameters than full fine-tuning');
     assert.ok(qlora.baseBytes < lora.baseBytes, 'the 8-bit base takes less memory than the float32 one');
   }
-  const gen = node.find((x) => x.kind === 'generate')!;
+  const gen = node.find((x) => x.kind === 'generate');
+  assert.ok(gen, 'a generation row');
   assert.equal(gen.newTokens, 8);
   assert.ok(gen.cached.tokensPerSec > 0 && gen.uncached.tokensPerSec > 0 && gen.cached.firstTokenMs > 0);
   const browser = results.browser as Record<string, any>[];
@@ -48,9 +49,14 @@ test('npm run bench -- --size tiny measures every path and writes its JSON', { s
   for (const row of browser) assert.equal(row.error, undefined, `browser ${row.backend} ${row.kind}: ${row.error}`);
   assert.deepEqual([...new Set(browser.filter((x) => x.kind === 'train').map((x) => x.backend))].sort(), ['wasm', 'webgpu']);
   for (const t of browser.filter((x) => x.kind === 'train')) assert.equal(t.tensors[0], t.tensors[1], `browser ${t.backend}: no tensor left behind`);
-  const load = browser.find((x) => x.kind === 'load')!;
+  assert.deepEqual(browser.filter((x) => x.kind === 'train').map((x) => x.method), ['lora', 'lora'], 'LoRA on each browser backend');
+  const load = browser.find((x) => x.kind === 'load');
+  assert.ok(load, 'a load-from-IndexedDB row');
   assert.ok(load.loadMs > 0 && load.bytes > 0, JSON.stringify(load));
-  // The peers: measured, or skipped with the reason said.
-  assert.ok(results.torch.skipped || results.torch.cases?.[0]?.medianMs > 0, JSON.stringify(results.torch));
-  for (const n of results.nanogpt) assert.ok(n.result.skipped || n.result.medianMs > 0, JSON.stringify(n));
+  // The peers: measured, or skipped with the reason said (PyTorch is not installed in CI).
+  assert.ok(typeof results.torch.skipped === 'string' || results.torch.cases?.[0]?.medianMs > 0, JSON.stringify(results.torch));
+  assert.equal(results.nanogpt.length, 1, 'one nanogpt row');
+  // nanogpt is a dev dependency: installed by npm ci, so it must have run.
+  assert.ok(results.nanogpt[0].result.medianMs > 0, JSON.stringify(results.nanogpt[0]));
+  assert.ok(results.nanogpt[0].result.shims.length > 0, 'the shims it needed are listed');
 });

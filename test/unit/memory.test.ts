@@ -18,13 +18,16 @@ before(() => useBackend('cpu'));
 
 /** Two shapes: one where a step's activations take the memory, one where the weights do (a bigger model, one short row). */
 const SHAPES = [
-  { name: 'activations', L: 3, h: 80, H: 5, V: 768, B: 6, T: 56 },
-  { name: 'weights', L: 4, h: 384, H: 6, V: 4096, B: 1, T: 8 },
+  { name: 'activations', L: 3, h: 80, H: 5, V: 768, B: 6, T: 56, backend: 'cpu' as const },
+  { name: 'weights', L: 4, h: 384, H: 6, V: 4096, B: 1, T: 8, backend: 'cpu' as const },
+  // WebAssembly takes its own paths (plain 2-D products, block-diagonal attention with 4 heads or fewer).
+  { name: 'activations (WebAssembly, 4 heads)', L: 3, h: 96, H: 4, V: 768, B: 6, T: 56, backend: 'wasm' as const },
 ];
 
 for (const sh of SHAPES) {
   for (const method of ['lora', 'qlora', 'bitfit', 'prompt', 'full'] as EstimateMethod[]) {
     test(`${method}, ${sh.name} dominate: the estimate covers the peak of a training step, within 1.5x`, async () => {
+      await useBackend(sh.backend);
       const model = resolveGPT2Config({ vocab_size: sh.V, n_positions: 128, n_embd: sh.h, n_layer: sh.L, n_head: sh.H });
       const start = tf.memory().numBytes;
       const m = GPT2.random(model, 1);
@@ -36,7 +39,10 @@ for (const sh of SHAPES) {
       const linear = m.linearModules();
       const estimate = estimateTuneMemory(
         { numParams: m.numParams(), biasParams, linearParams: linear.reduce((n, l) => n + l.in * l.out, 0), layers: sh.L, hidden: sh.h, heads: sh.H, vocabSize: sh.V, intermediate: 4 * sh.h },
-        { method, targets: method === 'lora' || method === 'qlora' ? targetedModules(m, lora.target_modules) : [], r: 8, bits: 8, virtualTokens, batch: sh.B, block: sh.T },
+        {
+          method, targets: method === 'lora' || method === 'qlora' ? targetedModules(m, lora.target_modules) : [], r: 8, bits: 8, virtualTokens, batch: sh.B, block: sh.T,
+          blockAttention: sh.backend === 'wasm' && sh.H <= 4,
+        },
       );
       const trainer = new Trainer(m, resolveTrainConfig({ steps: 3, batch_size: sh.B, block_size: sh.T, learning_rate: 1e-3 }, model));
       const ids = new Int32Array(sh.B * sh.T).map((_, i) => (i * 7) % sh.V);
@@ -52,6 +58,7 @@ for (const sh of SHAPES) {
       assert.ok(estimate.total <= peak * 1.5, `not far more: ${estimate.total} vs ${peak}`);
       trainer.dispose();
       m.dispose();
+      await useBackend('cpu');
     });
   }
 }

@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-core/dist/register_all_gradients';
 import { CheckpointError, ConfigError } from '../errors';
 import { dequantize, type QuantizedTensor } from '../peft/quant';
-import { matMul } from './matmul';
+import { frozenProduct, matMul } from './matmul';
 
 /** Plain, transferable weights keyed by Hugging Face tensor name. */
 export type NamedWeights = Record<string, { shape: number[]; data: Float32Array }>;
@@ -195,8 +195,8 @@ export abstract class CausalLM {
   /** x [N, C] against a [V, C] table, transposed: [N, V], block by block when it is split. */
   protected projectOut(x: tf.Tensor2D, name: string): tf.Tensor2D {
     const split = this.splits.get(name);
-    if (!split) return matMul(x, this.p(name), false, true);
-    return tf.concat(split.parts.map((part) => matMul(x, this.p(part), false, true)), 1) as tf.Tensor2D; // [N, V]
+    if (!split) return this.weightProduct(x, name, true);
+    return tf.concat(split.parts.map((part) => this.weightProduct(x, part, true)), 1) as tf.Tensor2D; // [N, V]
   }
 
   abstract readonly vocabSize: number;
@@ -236,7 +236,19 @@ export abstract class CausalLM {
     throw new Error(`no parameter ${name}`);
   }
 
-  /** Mean next-token cross-entropy: ids and targets [B, T] int32. */
+  /**
+   * x [N, in] times a weight matrix (transposed for nn.Linear's [out, in]). A weight that is not
+   * trained goes through frozenProduct: a quantized one is unpacked for each pass and never kept,
+   * and on WASM a float32 one is not kept transposed either.
+   */
+  protected weightProduct(x: tf.Tensor2D, name: string, transposeB = false): tf.Tensor2D {
+    const q = this.quantized.get(name);
+    if (q) return frozenProduct(x, () => dequantize(q), transposeB);
+    const w = this.p(name);
+    if (tf.getBackend() === 'wasm' && !this.trainableParams().has(name)) return frozenProduct(x, () => w, transposeB);
+    return matMul(x, w, false, transposeB);
+  }
+
   /**
    * Mean next-token cross-entropy: ids and targets [B, T] int32. With weights [B, T] (1 where a
    * position counts, 0 where it does not: a prompt, padding), the mean over counted positions.

@@ -2,7 +2,6 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { GPT2Config } from '../config';
 import { Rng } from '../rng';
 import { blockAttention, useBlockAttention } from './attention';
-import { matMul } from './matmul';
 import { CausalLM, causalAttention, causalMask, validateWeights, type KVCache, type LinearModule, type ModelOptions, type NamedWeights } from './base';
 
 export type { NamedWeights } from './base';
@@ -98,7 +97,7 @@ export class GPT2 extends CausalLM {
 
   /** Conv1D: x [N, in] @ weight [in, out] + bias [out]. */
   private linear(x: tf.Tensor2D, path: string): tf.Tensor2D {
-    return this.adapt(path, x, tf.add(matMul(x, this.p(path + '.weight')), this.p(path + '.bias')));
+    return this.adapt(path, x, tf.add(this.weightProduct(x, path + '.weight'), this.p(path + '.bias')));
   }
 
   linearModules(): LinearModule[] {

@@ -1,5 +1,4 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { matMul } from './matmul';
 import { CausalLM, causalAttention, causalMask, type KVCache, type LinearModule, type ModelOptions, type NamedWeights } from './base';
 
 /** Llama architecture; keys are Hugging Face `config.json` names (SmolLM, TinyLlama use the same). */
@@ -90,7 +89,7 @@ export class Llama extends CausalLM {
 
   /** nn.Linear without bias: x [N, in] @ weight[out, in]^T, plus a LoRA adapter's update if one is attached. */
   private linear(x: tf.Tensor2D, path: string): tf.Tensor2D {
-    return this.adapt(path, x, matMul(x, this.p(path + '.weight'), false, true));
+    return this.adapt(path, x, this.weightProduct(x, path + '.weight', true));
   }
 
   linearModules(): LinearModule[] {

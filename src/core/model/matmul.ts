@@ -84,3 +84,22 @@ tf.registerGradient({
     return { a: () => product(b, g, true, true), b: () => product(g, a, true, true) };
   },
 });
+
+/**
+ * x [N, in] times a frozen weight (op(W): transposed for nn.Linear's [out, in]) whose value
+ * `weight()` makes: the variable itself, or a quantized weight unpacked. Only x gets a gradient,
+ * dx = dy op(W)^T, and W is made again for it instead of being kept from the forward pass: a
+ * quantized base never sits in memory as float32 between the two passes, and on WASM neither does
+ * the transposed copy of a weight that the fast path makes (tfjs keeps a product's inputs until
+ * the step ends; for Llama's [out, in] layers that was a second float32 copy of the model).
+ */
+export function frozenProduct(x: tf.Tensor2D, weight: () => tf.Tensor, transposeB = false): tf.Tensor2D {
+  const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const input = args[0] as tf.Tensor2D;
+    return {
+      value: tf.tidy(() => matMul(input, weight() as tf.Tensor2D, false, transposeB)),
+      gradFunc: (dy: tf.Tensor) => [tf.tidy(() => matMul(dy as tf.Tensor2D, weight() as tf.Tensor2D, false, !transposeB))],
+    };
+  });
+  return f(x) as tf.Tensor2D;
+}

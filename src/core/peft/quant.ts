@@ -55,7 +55,8 @@ export function quantizeBlockwise(data: Float32Array, bits: QuantBits = 8, block
     scales[b] = scale;
     for (let i = b * block; i < Math.min(n, (b + 1) * block); i++) {
       // 8 bits: offset binary, -127..127 stored as 1..255, so the way back is one subtraction.
-      codes[i] = bits === 8 ? Math.round(data[i] / scale) + 128 : nearestNF4(data[i] / scale);
+      // (A weight that is not a number becomes 0, as before: the code of zero.)
+      codes[i] = bits === 8 ? (Number.isFinite(data[i]) ? Math.round(data[i] / scale) + 128 : 128) : nearestNF4(data[i] / scale);
     }
     // Padding past n: the zero of each code (128, or NF4's 7); sliced off on the way back.
     for (let i = n; i < (b + 1) * block; i++) codes[i] = bits === 8 ? 128 : 7;

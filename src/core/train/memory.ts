@@ -32,6 +32,11 @@ export interface TuneEstimateOptions {
   virtualTokens: number;
   batch: number;
   block: number;
+  /**
+   * GPT-2's attention goes block-diagonal (src/core/model/attention.ts: WebAssembly, 4 heads or
+   * fewer): faster there, and it keeps its heads' stacked keys and values for the backward pass.
+   */
+  blockAttention?: boolean;
 }
 
 export interface MemoryEstimate {
@@ -70,18 +75,21 @@ export function estimateTuneMemory(shape: TuneShape, o: TuneEstimateOptions): Me
   // within 1%): 238 x hidden per layer (here 38 x hidden + 50 x the MLP's width of 4 x hidden), 9 x
   // heads x T per layer for the attention scores and their softmax, and 14 x the vocabulary for the
   // logits, their softmax and gradients. test/unit/memory.test.ts checks it against the real peak.
-  const perLayer = 38 * hidden + 50 * intermediate + 9 * heads * T;
+  // The block-diagonal attention keeps about 18 x heads x hidden more per token and layer (its
+  // heads' stacked keys and values and their pieces; measured as above, on WebAssembly).
+  const perLayer = 38 * hidden + 50 * intermediate + 9 * heads * T + (o.blockAttention ? 18 * heads * hidden : 0);
   const head = 14 * vocabSize;
-  // QLoRA unpacks each frozen weight to float32 for its matmuls, in several steps, and the backward
-  // pass needs them again: about 8.5 float32 copies of the base over a step (measured, as above).
-  const unpacked = o.method === 'qlora' ? 8.5 * numParams * F32 : 0;
+  // QLoRA unpacks each frozen weight to float32 for its product and again for the backward pass,
+  // one at a time, never keeping it (frozenProduct): within the frozen base's term below. (Kept
+  // from one pass to the other, they took 8.5 float32 copies of the base: 367 against 61 MB on
+  // the weights-dominated shape of the test.)
   // A frozen base is read again by the backward pass, about one float32 copy of it at a time
   // (measured as above on shapes where the weights, not the activations, take the memory).
   const frozen = o.method === 'full' ? 0 : numParams * F32;
   // Full fine-tuning: while the gradients are made, some 2.5 float32 copies of the model more (the
   // tied embedding's two gradients, the sums). The update itself goes one weight at a time.
   const gradients = o.method === 'full' ? 2.5 * numParams * F32 : 0;
-  const activations = tokens * (layers * perLayer + head) * F32 + unpacked + frozen + gradients;
+  const activations = tokens * (layers * perLayer + head) * F32 + frozen + gradients;
   const candidates: [number, string][] = [
     [tokens * vocabSize * F32, `the logits of one batch (${o.batch} × ${T} tokens × ${vocabSize.toLocaleString('en')} words)`],
     [o.batch * heads * T * T * F32, `the attention scores of one layer (${o.batch} × ${heads} heads × ${T} × ${T})`],
