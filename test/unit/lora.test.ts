@@ -390,3 +390,43 @@ test(`QLoRA-style: ${bits}-bit blockwise base saves memory, stays close, trains 
   model.dispose();
 });
 }
+
+for (const bits of [8, 4] as const) {
+test(`QLoRA ${bits}-bit: the token embedding table is held in ${bits} bits too, its rows read straight from the codes`, async () => {
+  const { GPT2 } = await import('../../src/core/model/gpt2');
+  const { resolveGPT2Config, resolveTrainConfig } = await import('../../src/core/config');
+  const { quantizeBase, dequantize } = await import('../../src/core/peft/quant');
+  for (const backend of ['cpu', 'wasm'] as const) {
+    await useBackend(backend);
+    // Width 64: one block of 64 per row, so the table can be quantized.
+    const config = resolveGPT2Config({ vocab_size: 96, n_positions: 16, n_embd: 64, n_layer: 2, n_head: 2 });
+    const model = GPT2.random(config, 3);
+    const before = await logitsOf(model, IDS);
+    const { bytesBefore, bytesAfter } = await quantizeBase(model, bits);
+    // Every weight but the 16 x 64 positions and the norms' and biases' vectors is in the codes.
+    assert.ok(bytesAfter - (bytesBefore - model.numParams() * 4) < model.numParams() * 4 * (bits === 8 ? 0.4 : 0.25), `${backend}: ${bytesAfter} of ${bytesBefore} bytes`);
+    assert.ok(model.quantized.has('wte.weight'), 'the tied embedding and output table is quantized');
+    assert.ok(!model.quantized.has('wpe.weight'), 'position embeddings stay float32');
+    // The rows looked up equal the rows of the whole table unpacked.
+    const ids = tf.tensor2d([[5, 95, 0, 5], [17, 64, 63, 1]], [2, 4], 'int32');
+    const rows = model.tokenEmbeddings(ids);
+    const table = dequantize(model.quantized.get('wte.weight')!);
+    const want = tf.gather(table, tf.reshape(ids, [-1]));
+    assert.equal(maxDiff(await rows.data(), await want.data()), 0, `${backend}: rows from the codes equal the unpacked table's`);
+    tf.dispose([ids, rows, table, want]);
+    const rel = maxDiff(await logitsOf(model, IDS), before) / Math.max(...Array.from(before, Math.abs));
+    assert.ok(rel < (bits === 8 ? 0.05 : 0.5), `${backend}: logits stay close: ${rel}`);
+    // LoRA trains on it, leaving the table as it was and no tensor behind.
+    attachLora(model, resolveLoraConfig('gpt2', { r: 4, lora_dropout: 0 }), 2);
+    const trainer = new Trainer(model, resolveTrainConfig({ steps: 5, batch_size: 2, block_size: 8, learning_rate: 1e-2, min_lr: 1e-3 }, config));
+    const tokens = new Int32Array(64).map((_, i) => (i * 7) % 96);
+    await trainer.trainStep(tokens);
+    const start = tf.memory().numTensors;
+    for (let i = 0; i < 3; i++) await trainer.trainStep(tokens);
+    assert.equal(tf.memory().numTensors, start, `${backend}: no tensor left behind`);
+    trainer.dispose();
+    model.dispose();
+  }
+  await useBackend('cpu');
+});
+}

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 // Gradients are registered by a side-effect module of tfjs-core; every model needs them for training.
 import '@tensorflow/tfjs-core/dist/register_all_gradients';
 import { CheckpointError, ConfigError } from '../errors';
-import { dequantize, type QuantizedTensor } from '../peft/quant';
+import { dequantize, dequantizeRows, type QuantizedTensor } from '../peft/quant';
 import { frozenProduct, matMul } from './matmul';
 
 /** Plain, transferable weights keyed by Hugging Face tensor name. */
@@ -72,6 +72,9 @@ export abstract class CausalLM {
    * `shapes` lists every parameter in order; all are checked before any variable is made.
    * `tables` names the [vocab, C] tables that may be split when they exceed opts.maxTensorBytes.
    */
+  /** The [vocab, C] tables (token embedding, output layer) held whole, by name: what QLoRA may quantize besides the linear layers. */
+  readonly tableNames: string[];
+
   protected constructor(kind: string, shapes: [string, number[]][], weights: NamedWeights, tables: string[] = [], opts: ModelOptions = {}) {
     this.prefix = `${kind}_${++instances}/`;
     validateWeights(shapes, weights);
@@ -95,6 +98,7 @@ export abstract class CausalLM {
         this.addVariable(name, data, shape);
       }
     }
+    this.tableNames = tables.filter((name) => this.params.has(name));
   }
 
   private addVariable(name: string, data: Float32Array, shape: number[]): void {
@@ -186,6 +190,9 @@ export abstract class CausalLM {
   /** Token embedding: ids [B, T] -> [B*T, C], whether the table is whole or in row blocks. */
   protected embedTokens(ids: tf.Tensor2D, name: string): tf.Tensor2D {
     const split = this.splits.get(name);
+    const q = this.quantized.get(name);
+    // A quantized table (QLoRA, frozen) gives just the rows asked for, unpacked from their codes.
+    if (q) return dequantizeRows(q, tf.reshape(ids, [-1]) as tf.Tensor1D);
     if (!split) return embed(ids, this.p(name) as tf.Tensor2D);
     // Each block embeds the ids in its row range; ids outside it embed to zeros.
     const parts = split.parts.map((part, i) => embed(tf.sub(ids, tf.scalar(split.offsets[i], 'int32')) as tf.Tensor2D, this.p(part) as tf.Tensor2D));

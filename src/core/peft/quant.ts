@@ -96,15 +96,44 @@ export function dequantize(q: QuantizedTensor, block = QUANT_BLOCK): tf.Tensor {
 }
 
 /**
- * Replaces the weight matrices of the model's linear layers with blockwise 8- or 4-bit copies
- * (the embeddings and norms stay float32). Returns the device bytes before and after.
+ * Rows of a quantized [rows, C] table, unpacked from the codes without unpacking the table: ids [N]
+ * -> [N, C] float32 (an embedding lookup). C must be a multiple of the block (64), so each row's
+ * scales are whole blocks. Every division is of a packed int or a column (below 2^24, exact where
+ * WebGPU divides through float32); the digit of a value is found by comparison, not division.
+ */
+export function dequantizeRows(q: QuantizedTensor, ids: tf.Tensor1D, block = QUANT_BLOCK): tf.Tensor2D {
+  return tf.tidy(() => {
+    const C = q.shape[1];
+    const per = codesPerInt(q.bits);
+    const base = 2 ** q.bits;
+    const P = q.packed.shape[0];
+    const col = tf.reshape(tf.range(0, C, 1, 'int32'), [1, C]); // [1, C]
+    const row = tf.reshape(ids, [-1, 1]); // [N, 1]
+    const flat = tf.add(tf.mul(row, tf.scalar(C, 'int32')), col); // [N, C]: where each value sits in the table
+    // Planar packing: value i is digit floor(i / P) of int i mod P.
+    let digit = tf.zerosLike(flat);
+    for (let k = 1; k < per; k++) digit = tf.add(digit, tf.cast(tf.greaterEqual(flat, tf.scalar(k * P, 'int32')), 'int32'));
+    const word = tf.gather(q.packed, tf.sub(flat, tf.mul(digit, tf.scalar(P, 'int32')))); // [N, C]
+    const powers = tf.tensor1d(Int32Array.from({ length: per }, (_, k) => base ** k), 'int32');
+    const code = tf.mod(tf.floorDiv(word, tf.gather(powers, digit)), tf.scalar(base, 'int32')); // [N, C]
+    const levels = q.bits === 8 ? tf.sub(tf.cast(code, 'float32'), 128) : tf.gather(tf.tensor1d(NF4), code);
+    const blockOf = tf.add(tf.mul(row, tf.scalar(C / block, 'int32')), tf.floorDiv(col, tf.scalar(block, 'int32'))); // [N, C]
+    return tf.mul(levels, tf.gather(q.scales, blockOf)) as tf.Tensor2D;
+  });
+}
+
+/**
+ * Replaces the weight matrices of the model's linear layers, and its token embedding and output
+ * tables, with blockwise 8- or 4-bit copies (the position embeddings and norms stay float32; a
+ * table stays float32 when its width is not a multiple of 64, or when it is kept in row blocks
+ * for a GPU's buffer limit). Returns the device bytes before and after.
  */
 export async function quantizeBase(model: CausalLM, bits: QuantBits = 8): Promise<{ bytesBefore: number; bytesAfter: number }> {
   if (bits !== 8 && bits !== 4) throw new ConfigError(`the base can be held in 8 or 4 bits, not ${bits}`, { field: 'bits' });
   if (model.quantized.size) throw new ConfigError('the base is already quantized', { field: 'method' });
   const bytesBefore = tf.memory().numBytes;
-  for (const m of model.linearModules()) {
-    const name = `${m.path}.weight`;
+  const tables = model.tableNames.filter((name) => (model.params.get(name)?.shape[1] ?? 1) % QUANT_BLOCK === 0);
+  for (const name of [...model.linearModules().map((m) => `${m.path}.weight`), ...tables]) {
     const v = model.params.get(name);
     if (!v) continue;
     // Read back once, to quantize on the CPU.

@@ -12,7 +12,7 @@ export interface TuneShape {
   numParams: number;
   /** Parameters that are biases (what BitFit trains). */
   biasParams: number;
-  /** Parameters of the linear layers (what QLoRA quantizes; embeddings and norms stay float32). */
+  /** Parameters of the linear layers (what QLoRA quantizes, with the embedding table when its width is whole blocks of 64). */
   linearParams: number;
   layers: number;
   hidden: number;
@@ -58,7 +58,10 @@ const QUANT_BLOCK = 64;
 export function estimateTuneMemory(shape: TuneShape, o: TuneEstimateOptions): MemoryEstimate {
   const { numParams, layers, hidden, heads, vocabSize, intermediate } = shape;
   const { linearParams } = shape;
-  const weights = o.method === 'qlora' ? linearParams * (o.bits / 8) + (linearParams / QUANT_BLOCK) * F32 + (numParams - linearParams) * F32 : numParams * F32;
+  // QLoRA holds the linear layers in 8 or 4 bits, and the token embedding table too when its width
+  // is whole blocks (src/core/peft/quant.ts; an untied output table as well, not counted here).
+  const quantized = linearParams + (hidden % QUANT_BLOCK === 0 ? vocabSize * hidden : 0);
+  const weights = o.method === 'qlora' ? quantized * (o.bits / 8) + (quantized / QUANT_BLOCK) * F32 + (numParams - quantized) * F32 : numParams * F32;
   const trainable =
     o.method === 'full' ? numParams
     : o.method === 'bitfit' ? shape.biasParams
@@ -89,7 +92,10 @@ export function estimateTuneMemory(shape: TuneShape, o: TuneEstimateOptions): Me
   // Full fine-tuning: while the gradients are made, some 2.5 float32 copies of the model more (the
   // tied embedding's two gradients, the sums). The update itself goes one weight at a time.
   const gradients = o.method === 'full' ? 2.5 * numParams * F32 : 0;
-  const activations = tokens * (layers * perLayer + head) * F32 + frozen + gradients;
+  // Unpacking a quantized matrix passes through about 5 float32-sized temporaries of it: the largest
+  // one (the embedding table, or the MLP's widest layer) sets that peak.
+  const unpacking = o.method === 'qlora' ? 5 * Math.max(quantized - linearParams, intermediate * hidden) * F32 : 0;
+  const activations = tokens * (layers * perLayer + head) * F32 + frozen + gradients + unpacking;
   const candidates: [number, string][] = [
     [tokens * vocabSize * F32, `the logits of one batch (${o.batch} × ${T} tokens × ${vocabSize.toLocaleString('en')} words)`],
     [o.batch * heads * T * T * F32, `the attention scores of one layer (${o.batch} × ${heads} heads × ${T} × ${T})`],
