@@ -50,7 +50,9 @@ Usage:
                    [--top-p P] [--seed S] [--backend B]
 
 Options:
-  --backend B   auto (default), wasm or cpu in Node; webgpu/webgl where a GPU is exposed
+  --backend B   auto (default), webgpu, wasm or cpu. WebGPU comes through Dawn (the webgpu
+                package) from the system's Vulkan GPU; auto takes a hardware one, and passes
+                a software one (SwiftShader) over for WASM unless webgpu is asked for
   --preset P    ${Object.entries(DEMO_PRESETS).map(([k, p]) => `${k} (${p.label})`).join(', ')}; default demo
   --steps N     total steps of a new run (default: the preset's)
   --text FILE   training text (default: the bundled Moby-Dick chapter)

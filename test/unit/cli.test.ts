@@ -390,3 +390,19 @@ test('tabtune data and train read Parquet (row groups, zstd), naming rows by num
   assert.equal(b.status, 1);
   assert.match(b.stderr, /fake\.parquet is not a Parquet file/);
 });
+
+test('the command line trains on WebGPU in Node through Dawn (here Chromium\'s SwiftShader), and auto passes a software adapter over for WASM', {
+  skip: process.env.VK_ICD_FILENAMES ? false : 'VK_ICD_FILENAMES is not set (run through npm test with Debian chromium installed)',
+}, () => {
+  const state = mkdtempSync(join(tmpdir(), 'tabtune-webgpu-'));
+  const r = tabtune('train', '--backend', 'webgpu', '--preset', 'tiny', '--steps', '3', '--state', state);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /^backend webgpu: .*SwiftShader/m);
+  const steps = [...r.stdout.matchAll(/^step +\d+\/3 +loss ([\d.]+).* tensors (\d+)$/gm)];
+  assert.equal(steps.length, 3, r.stdout);
+  assert.ok(steps.every((m) => Number.isFinite(Number(m[1]))), 'finite losses');
+  assert.equal(new Set(steps.map((m) => m[2])).size, 1, 'tensor count flat across steps');
+  const info = JSON.parse(tabtune('info').stdout);
+  assert.equal(info.backend.name, 'wasm');
+  assert.match(JSON.stringify(info.backend.fallbacks), /software \(CPU-emulated\) GPU/);
+});
