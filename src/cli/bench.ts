@@ -27,7 +27,7 @@ type Part = (typeof PARTS)[number];
 
 interface Plan {
   size: 'full' | 'tiny';
-  node: { backend: 'wasm' | 'cpu'; req: BenchRequest }[];
+  node: { backend: 'wasm' | 'cpu' | 'webgpu'; req: BenchRequest }[];
   browser: { backend: 'webgpu' | 'webgl' | 'wasm'; req: BenchRequest }[];
   torch: { shape: string; method: 'lora' | 'full'; warmup: number; steps: number }[];
   nanogpt: { backend: 'wasm' | 'cpu'; shape: string; warmup: number; steps: number }[];
@@ -49,6 +49,8 @@ function plan(size: 'full' | 'tiny'): Plan {
           ...METHODS.map((m) => ({ backend, req: train(m) })),
         ]),
         { backend: 'wasm', req: { kind: 'generate', shape: 'tiny', promptTokens: 2, newTokens: 8 } },
+        { backend: 'webgpu', req: { kind: 'matmul', n: 128, reps: 2 } },
+        { backend: 'webgpu', req: train('lora') },
       ],
       browser: [
         ...(['webgpu', 'wasm'] as const).flatMap((backend) => [
@@ -72,6 +74,9 @@ function plan(size: 'full' | 'tiny'): Plan {
   // GPT-2 small's full fine-tuning does not fit WebAssembly's 4 GiB: its memory, against LoRA's, on
   // the CPU backend (about two minutes a step there; one timed, one profiled).
   for (const method of ['lora', 'full'] as const) node.push({ backend: 'cpu', req: { kind: 'train', shape: 'gpt2-small', method, warmup: 0, steps: 1 } });
+  // WebGPU in Node through Dawn: the system's Vulkan GPU, else Chromium's SwiftShader (the smaller shape then).
+  node.push({ backend: 'webgpu', req: { kind: 'matmul', n: 512, reps: 3 } });
+  node.push({ backend: 'webgpu', req: { kind: 'train', shape: 'small', method: 'lora', warmup: 1, steps: 3 } });
   // 128 new tokens need a context past 128: the default shape with 256 positions.
   node.push({ backend: 'wasm', req: { kind: 'generate', shape: 'default', promptTokens: 16, newTokens: 128, context: 256 } });
   return {
@@ -104,11 +109,24 @@ type Row = Record<string, unknown>;
 /** The longest one measurement may take before it is stopped and reported as failed. */
 const CASE_TIMEOUT_MS = 20 * 60_000;
 
-/** One Node measurement in a child process: `bench.ts case <backend> <request JSON>` prints its result. */
-function nodeCase(backend: string, req: BenchRequest): Promise<Row> {
+const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
+
+/**
+ * One Node measurement in a child process: `bench.ts case <backend> <request JSON>` prints its
+ * result. WebGPU goes to the system's Vulkan GPU; where there is none, to Chromium's SwiftShader.
+ */
+async function nodeCase(backend: string, req: BenchRequest): Promise<Row> {
+  const row = await childCase(backend, req, process.env);
+  if (backend !== 'webgpu' || !row.error || process.env.VK_ICD_FILENAMES || !existsSync(SWIFTSHADER_ICD)) return row;
+  const env = { ...process.env, VK_ICD_FILENAMES: SWIFTSHADER_ICD, LD_LIBRARY_PATH: ['/usr/lib/chromium', process.env.LD_LIBRARY_PATH].filter(Boolean).join(':') };
+  return childCase(backend, req, env);
+}
+
+function childCase(backend: string, req: BenchRequest, env: NodeJS.ProcessEnv): Promise<Row> {
   return new Promise((done) => {
     const child = spawn(process.execPath, ['--import', './src/cli/register.mjs', 'src/cli/bench.ts', 'case', backend, JSON.stringify(req)], {
       cwd: ROOT,
+      env,
       stdio: ['ignore', 'pipe', 'pipe'],
       timeout: CASE_TIMEOUT_MS,
     });
@@ -132,10 +150,16 @@ function nodeCase(backend: string, req: BenchRequest): Promise<Row> {
 
 /** The child's side: choose the backend, measure once, print one JSON line. */
 async function runCase(backend: string, reqJson: string): Promise<void> {
+  // Dawn's navigator.gpu first: TensorFlow.js's WebGPU backend registers only where it finds one.
+  if (backend === 'webgpu') {
+    const { exposeDawn } = await import('./gpu');
+    const missing = await exposeDawn();
+    if (missing) throw new Error(missing);
+  }
   const tf = await import('@tensorflow/tfjs-core');
   const { selectBackend } = await import('../api/backend');
   const { benchGenerate, benchMatmul, benchTrain } = await import('../core/bench');
-  const report = await selectBackend(backend as 'wasm' | 'cpu');
+  const report = await selectBackend(backend as 'wasm' | 'cpu' | 'webgpu');
   if (report.name !== backend) throw new Error(`asked for ${backend}, got ${report.name}`);
   const req = JSON.parse(reqJson) as BenchRequest;
   let result: Row;
@@ -146,9 +170,12 @@ async function runCase(backend: string, reqJson: string): Promise<void> {
     result = { kind: 'generate', ...(await benchGenerate(req.context ? { ...s, model: { ...s.model, n_positions: req.context } } : s, req.promptTokens, req.newTokens)) };
   } else throw new Error(`${req.kind} is measured in the browser`);
   // Peak resident memory of this process (the WASM heap never shrinks: its high-water mark).
+  result.adapter = report.adapter;
   result.peakRssBytes = process.resourceUsage().maxRSS * 1024;
   result.tfjsBytesAfter = tf.memory().numBytes;
-  process.stdout.write(`${JSON.stringify(result)}\n`);
+  // Written, then exit: a GPU device (Dawn) may keep Node's event loop alive after the work.
+  await new Promise<void>((written) => process.stdout.write(`${JSON.stringify(result)}\n`, () => written()));
+  process.exit(0);
 }
 
 /** PyTorch on the CPU, one thread, OpenBLAS left to detect the core (src/cli/bench-torch.py). */

@@ -40,6 +40,9 @@ test('npm run bench -- --size tiny measures every path and writes its JSON', { s
     assert.ok(lora.trainable < full.trainable && full.trainable === full.params, 'LoRA trains fewer parameters than full fine-tuning');
     assert.ok(qlora.baseBytes < lora.baseBytes, 'the 8-bit base takes less memory than the float32 one');
   }
+  // WebGPU in Node through Dawn (Chromium's SwiftShader here).
+  const dawn = node.find((x) => x.kind === 'train' && x.backend === 'webgpu');
+  assert.ok(dawn && dawn.medianMs > 0 && dawn.tensors[0] === dawn.tensors[1], JSON.stringify(dawn));
   const gen = node.find((x) => x.kind === 'generate');
   assert.ok(gen, 'a generation row');
   assert.equal(gen.newTokens, 8);
