@@ -39,6 +39,7 @@ const cases: { name: string; a: number[]; b: number[]; ta: boolean; tb: boolean 
   { name: 'a @ b (Conv1D)', a: [12, 5], b: [5, 7], ta: false, tb: false },
   { name: 'a @ b^T with widths that transpose in runs of 32 and 16', a: [40, 64], b: [48, 64], ta: false, tb: true },
   { name: 'a^T @ b with widths that transpose in runs of 8', a: [24, 40], b: [24, 8], ta: true, tb: false },
+  { name: 'few rows against a large transposed weight (the tied output layer): (b a^T)^T', a: [4, 32], b: [200, 32], ta: false, tb: true },
   { name: 'a @ b^T (nn.Linear, tied output, LoRA)', a: [12, 5], b: [7, 5], ta: false, tb: true },
   { name: 'a^T @ b (embedding gradient)', a: [5, 12], b: [5, 7], ta: true, tb: false },
   { name: 'a^T @ b^T', a: [5, 12], b: [7, 5], ta: true, tb: true },

@@ -252,7 +252,7 @@ export abstract class CausalLM {
     const q = this.quantized.get(name);
     if (q) return frozenProduct(x, () => dequantize(q), transposeB);
     const w = this.p(name);
-    if (tf.getBackend() === 'wasm' && !this.trainableParams().has(name)) return frozenProduct(x, () => w, transposeB);
+    if (!this.trainableParams().has(name)) return frozenProduct(x, () => w, transposeB);
     return matMul(x, w, false, transposeB);
   }
 
@@ -263,15 +263,9 @@ export abstract class CausalLM {
    */
   loss(ids: tf.Tensor2D, targets: tf.Tensor2D, weights?: tf.Tensor2D): tf.Scalar {
     return tf.tidy(() => {
-      const V = this.vocabSize;
       const N = targets.size;
-      const logits = tf.reshape(this.forward(ids), [N, V]); // [N, V]
-      const logp = tf.logSoftmax(logits); // [N, V]
-      const onehot = tf.cast(tf.oneHot(tf.reshape(targets, [N]), V), 'float32'); // [N, V]
-      const nll = tf.neg(tf.sum(tf.mul(logp, onehot), 1)); // [N]
-      if (!weights) return tf.div(tf.sum(nll), N) as tf.Scalar;
-      const w = tf.reshape(weights, [N]);
-      return tf.div(tf.sum(tf.mul(nll, w)), tf.maximum(tf.sum(w), 1)) as tf.Scalar;
+      const logits = tf.reshape(this.forward(ids), [N, this.vocabSize]) as tf.Tensor2D; // [N, V]
+      return crossEntropy(logits, tf.reshape(targets, [N]) as tf.Tensor1D, weights && (tf.reshape(weights, [N]) as tf.Tensor1D));
     });
   }
 
@@ -305,6 +299,36 @@ export abstract class CausalLM {
     this.softPrompt?.dispose();
     this.softPrompt = null;
   }
+}
+
+/**
+ * Softmax cross-entropy of logits [N, V] against targets [N], averaged over the positions that
+ * count (weights [N], 1 or 0; all when absent). One differentiable step, as the fused losses of
+ * PyTorch: forward logsumexp - the target's logit, backward (softmax - one-hot) x the position's
+ * share, each made inside and let go. Only the logits are kept between the two passes, where the
+ * separate ops kept their log-softmax, one-hot and products too (several [N, V] tensors, the
+ * largest of a step at GPT-2's 50,257 words).
+ */
+export function crossEntropy(logits: tf.Tensor2D, targets: tf.Tensor1D, weights?: tf.Tensor1D): tf.Scalar {
+  const [N, V] = logits.shape;
+  // Each position's share of the mean: 1/N, or its weight over the counted positions.
+  const share = weights ? tf.div(weights, tf.maximum(tf.sum(weights), 1)) : tf.fill([N], 1 / N); // [N]
+  // The targets and shares go in as inputs, so the backward pass, after the caller's tidy, still has them.
+  const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [x, t, s, save] = args as [tf.Tensor2D, tf.Tensor1D, tf.Tensor1D, tf.GradSaveFunc];
+    save([x, t, s]);
+    const oneHot = (ids: tf.Tensor1D) => tf.cast(tf.oneHot(ids, V), 'float32'); // [N, V]
+    return {
+      value: tf.tidy(() => tf.sum(tf.mul(tf.sub(tf.logSumExp(x, 1), tf.sum(tf.mul(x, oneHot(t)), 1)), s))) as tf.Scalar,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [sx, st, ss] = saved as [tf.Tensor2D, tf.Tensor1D, tf.Tensor1D];
+        const dx = tf.tidy(() => tf.mul(tf.mul(tf.sub(tf.softmax(sx), oneHot(st)), tf.reshape(ss, [N, 1])), dy));
+        // Targets and shares are data, not trained: their gradients are never asked for.
+        return [dx, tf.zerosLike(st), tf.zerosLike(ss)];
+      },
+    };
+  });
+  return f(logits, targets, share) as tf.Scalar;
 }
 
 /**

@@ -76,26 +76,24 @@ export function estimateTuneMemory(shape: TuneShape, o: TuneEstimateOptions): Me
   // own (no fused kernels) and the backward pass adds the gradients. Fitted to tf.profile's peak on
   // nine GPT-2 shapes (layers 2-4, width 32-128, heads 2-8, vocabulary 256-2048, context 32-128;
   // within 1%): 238 x hidden per layer (here 38 x hidden + 50 x the MLP's width of 4 x hidden), 9 x
-  // heads x T per layer for the attention scores and their softmax, and 14 x the vocabulary for the
-  // logits, their softmax and gradients. test/unit/memory.test.ts checks it against the real peak.
+  // heads x T per layer for the attention scores and their softmax, and 2 x the vocabulary for the
+  // logits and their gradient (the cross-entropy is one step: crossEntropy in src/core/model/base.ts;
+  // as separate ops it kept 14). test/unit/memory.test.ts checks it against the real peak.
   // The block-diagonal attention keeps about 18 x heads x hidden more per token and layer (its
   // heads' stacked keys and values and their pieces; measured as above, on WebAssembly).
   const perLayer = 38 * hidden + 50 * intermediate + 9 * heads * T + (o.blockAttention ? 18 * heads * hidden : 0);
-  const head = 14 * vocabSize;
-  // QLoRA unpacks each frozen weight to float32 for its product and again for the backward pass,
-  // one at a time, never keeping it (frozenProduct): within the frozen base's term below. (Kept
-  // from one pass to the other, they took 8.5 float32 copies of the base: 367 against 61 MB on
-  // the weights-dominated shape of the test.)
-  // A frozen base is read again by the backward pass, about one float32 copy of it at a time
-  // (measured as above on shapes where the weights, not the activations, take the memory).
-  const frozen = o.method === 'full' ? 0 : numParams * F32;
+  const head = 2 * vocabSize;
+  // A frozen weight is not kept from the forward pass to the backward (frozenProduct in
+  // src/core/model/matmul.ts): QLoRA unpacks each of its weights for the product and again for the
+  // backward pass, one at a time, never keeping it (kept from one pass to the other, they took 8.5
+  // float32 copies of the base: 367 against 43 MB on the weights-dominated shape of the test).
   // Full fine-tuning: while the gradients are made, some 2.5 float32 copies of the model more (the
   // tied embedding's two gradients, the sums). The update itself goes one weight at a time.
   const gradients = o.method === 'full' ? 2.5 * numParams * F32 : 0;
-  // Unpacking a quantized matrix passes through about 5 float32-sized temporaries of it: the largest
-  // one (the embedding table, or the MLP's widest layer) sets that peak.
-  const unpacking = o.method === 'qlora' ? 5 * Math.max(quantized - linearParams, intermediate * hidden) * F32 : 0;
-  const activations = tokens * (layers * perLayer + head) * F32 + frozen + gradients + unpacking;
+  // Unpacking a quantized matrix holds about 3 float32-sized arrays of it at once (dequantize lets
+  // each step's input go): the largest one (the embedding table, or the MLP's widest layer) sets that peak.
+  const unpacking = o.method === 'qlora' ? 3 * Math.max(quantized - linearParams, intermediate * hidden) * F32 : 0;
+  const activations = tokens * (layers * perLayer + head) * F32 + gradients + unpacking;
   const candidates: [number, string][] = [
     [tokens * vocabSize * F32, `the logits of one batch (${o.batch} × ${T} tokens × ${vocabSize.toLocaleString('en')} words)`],
     [o.batch * heads * T * T * F32, `the attention scores of one layer (${o.batch} × ${heads} heads × ${T} × ${T})`],
