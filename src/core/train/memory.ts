@@ -87,9 +87,9 @@ export function estimateTuneMemory(shape: TuneShape, o: TuneEstimateOptions): Me
   // src/core/model/matmul.ts): QLoRA unpacks each of its weights for the product and again for the
   // backward pass, one at a time, never keeping it (kept from one pass to the other, they took 8.5
   // float32 copies of the base: 367 against 43 MB on the weights-dominated shape of the test).
-  // Full fine-tuning: while the gradients are made, some 2.5 float32 copies of the model more (the
-  // tied embedding's two gradients, the sums). The update itself goes one weight at a time.
-  const gradients = o.method === 'full' ? 2.5 * numParams * F32 : 0;
+  // Full fine-tuning: while the gradients are made, about 1.3 float32 copies of the model more (the
+  // tied embedding's two gradients and their sum). The update goes one weight at a time.
+  const gradients = o.method === 'full' ? 1.3 * numParams * F32 : 0;
   // Unpacking a quantized matrix holds about 3 float32-sized arrays of it at once (dequantize lets
   // each step's input go): the largest one (the embedding table, or the MLP's widest layer) sets that peak.
   const unpacking = o.method === 'qlora' ? 3 * Math.max(quantized - linearParams, intermediate * hidden) * F32 : 0;

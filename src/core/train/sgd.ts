@@ -16,11 +16,11 @@ export class SGD {
     for (const [name, p] of params) this.buf.set(name, tf.tidy(() => tf.variable(tf.zerosLike(p), false)));
   }
 
-  /** One update; gradients multiplied by `scale` when given. One tidy per parameter, as AdamW's. */
-  apply(grads: Map<string, tf.Tensor>, lr: number, scale?: tf.Scalar): void {
+  /** One update; gradients multiplied by `scale` when given, disposed as used with `release`. One tidy per parameter, as AdamW's. */
+  apply(grads: Map<string, tf.Tensor>, lr: number, scale?: tf.Scalar, release = false): void {
     this.t += 1;
     const { momentum, weight_decay } = this.cfg;
-    for (const [name, p] of this.params) {
+    for (const [name, p] of [...this.params].sort((a, b) => a[1].size - b[1].size)) {
       const raw = grads.get(name);
       if (!raw) continue;
       tf.tidy(() => {
@@ -31,6 +31,7 @@ export class SGD {
         b.assign(this.t === 1 ? g : tf.add(tf.mul(b, momentum), g));
         p.assign(tf.sub(p, tf.mul(momentum > 0 ? b : g, lr)));
       });
+      if (release) raw.dispose();
     }
   }
 

@@ -125,7 +125,8 @@ export class Trainer {
       // Global-norm clipping stays on the device: no read back to decide the scale, which the
       // optimizer applies parameter by parameter (no second copy of every gradient).
       const scale = grad_clip > 0 ? (tf.minimum(1, tf.div(grad_clip, tf.add(norm, 1e-6))) as tf.Scalar) : undefined;
-      this.opt.apply(named, lr, scale);
+      // The gradients are let go as their weights are updated (disposed again below: a no-op).
+      this.opt.apply(named, lr, scale, true);
       return tf.stack([lossSum!, norm]); // [2]
     });
     tf.dispose([...Object.values(sums!), lossSum!]);
