@@ -3,8 +3,12 @@
 import './register.mjs';
 
 // WebGPU through Dawn, before anything imports TensorFlow.js's WebGPU backend (src/cli/gpu.ts).
-const { exposeDawn, requestedBackend } = await import('./gpu.ts');
-if (['auto', 'webgpu'].includes(requestedBackend(process.argv.slice(2)))) await exposeDawn();
+const { exposeDawn, requestedBackend, vulkanPresent } = await import('./gpu.ts');
+const asked = requestedBackend(process.argv.slice(2));
+if (asked === 'webgpu' || (asked === 'auto' && vulkanPresent())) {
+  const missing = await exposeDawn();
+  if (missing && asked === 'webgpu') process.stderr.write(`tabtune: no WebGPU in Node: ${missing}\n`);
+}
 
 const { main } = await import('./main.ts');
 process.exitCode = await main(process.argv.slice(2));

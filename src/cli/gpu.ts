@@ -8,6 +8,8 @@
  * Dawn finds GPUs through the system's Vulkan loader. To use Chromium's SwiftShader on a machine
  * without a GPU: VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json LD_LIBRARY_PATH=/usr/lib/chromium
  */
+import { existsSync } from 'node:fs';
+
 export async function exposeDawn(): Promise<string | null> {
   const g = globalThis as { navigator?: { gpu?: unknown } };
   if (g.navigator?.gpu) return null;
@@ -18,9 +20,21 @@ export async function exposeDawn(): Promise<string | null> {
     return `the webgpu package (Dawn) is not installed: ${(e as Error).message.split('\n')[0]}`;
   }
   Object.assign(globalThis, dawn.globals);
-  // Node 21+ defines navigator without gpu; Node 20 has none.
-  Object.defineProperty(globalThis, 'navigator', { value: { ...(g.navigator ?? {}), gpu: dawn.create([]) }, configurable: true, writable: true });
+  const gpu = dawn.create([]);
+  // Node 21+ has a navigator (without gpu): gpu is added to it; Node 20 has none.
+  if (g.navigator) Object.defineProperty(g.navigator, 'gpu', { value: gpu, configurable: true });
+  else Object.defineProperty(globalThis, 'navigator', { value: { gpu }, configurable: true, writable: true });
   return null;
+}
+
+/**
+ * Whether the system has a Vulkan loader for Dawn to find GPUs with. Without one, Dawn warns on
+ * the terminal at every start; `auto` then does not ask it (an explicit `--backend webgpu` does).
+ */
+export function vulkanPresent(): boolean {
+  if (process.env.VK_ICD_FILENAMES) return true;
+  const dirs = [...(process.env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean), '/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib64', '/usr/lib', '/usr/local/lib'];
+  return process.platform !== 'linux' || dirs.some((d) => existsSync(`${d}/libvulkan.so.1`));
 }
 
 /** The --backend a command line asks for (default auto), read before the CLI's own parsing. */

@@ -191,8 +191,17 @@ export abstract class CausalLM {
   protected embedTokens(ids: tf.Tensor2D, name: string): tf.Tensor2D {
     const split = this.splits.get(name);
     const q = this.quantized.get(name);
-    // A quantized table (QLoRA, frozen) gives just the rows asked for, unpacked from their codes.
-    if (q) return dequantizeRows(q, tf.reshape(ids, [-1]) as tf.Tensor1D);
+    if (q) {
+      // A quantized table (QLoRA, frozen) gives just the rows asked for, unpacked from their codes;
+      // ids outside the table embed to zeros, as with a float32 table.
+      const [rows, C] = q.shape;
+      const { idx, inRange } = rowsOf(tf.reshape(ids, [-1]) as tf.Tensor1D, rows);
+      // WebGPU and WebGL compute int32 sums and products in float32, exact only below 2^24: the
+      // positions of a bigger table's codes are not exact there, so the table is unpacked whole.
+      const exact = rows * C < 2 ** 24 || ['cpu', 'wasm'].includes(tf.getBackend());
+      const found = exact ? dequantizeRows(q, idx) : tf.gather(dequantize(q), idx);
+      return tf.mul(found, inRange) as tf.Tensor2D;
+    }
     if (!split) return embed(ids, this.p(name) as tf.Tensor2D);
     // Each block embeds the ids in its row range; ids outside it embed to zeros.
     const parts = split.parts.map((part, i) => embed(tf.sub(ids, tf.scalar(split.offsets[i], 'int32')) as tf.Tensor2D, this.p(part) as tf.Tensor2D));
@@ -245,8 +254,9 @@ export abstract class CausalLM {
 
   /**
    * x [N, in] times a weight matrix (transposed for nn.Linear's [out, in]). A weight that is not
-   * trained goes through frozenProduct: a quantized one is unpacked for each pass and never kept,
-   * and on WASM a float32 one is not kept transposed either.
+   * trained (not in trainableParams()) goes through frozenProduct: a quantized one is unpacked for
+   * each pass and never kept, a float32 one not kept between the passes either. Such a weight has
+   * no gradient: asking tf.grads for one gets none (the trainer asks only for trainableParams()).
    */
   protected weightProduct(x: tf.Tensor2D, name: string, transposeB = false): tf.Tensor2D {
     const q = this.quantized.get(name);
@@ -311,8 +321,9 @@ export abstract class CausalLM {
  */
 export function crossEntropy(logits: tf.Tensor2D, targets: tf.Tensor1D, weights?: tf.Tensor1D): tf.Scalar {
   const [N, V] = logits.shape;
-  // Each position's share of the mean: 1/N, or its weight over the counted positions.
-  const share = weights ? tf.div(weights, tf.maximum(tf.sum(weights), 1)) : tf.fill([N], 1 / N); // [N]
+  // Each position's share of the mean: 1/N, or its weight over the counted positions. (An input of
+  // the step below, so the backward pass has it: it lives as long as the loss's graph.)
+  const share = tf.tidy(() => (weights ? tf.div(weights, tf.maximum(tf.sum(weights), 1)) : tf.fill([N], 1 / N))); // [N]
   // The targets and shares go in as inputs, so the backward pass, after the caller's tidy, still has them.
   const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const [x, t, s, save] = args as [tf.Tensor2D, tf.Tensor1D, tf.Tensor1D, tf.GradSaveFunc];

@@ -109,9 +109,10 @@ export function dequantize(q: QuantizedTensor, block = QUANT_BLOCK): tf.Tensor {
 
 /**
  * Rows of a quantized [rows, C] table, unpacked from the codes without unpacking the table: ids [N]
- * -> [N, C] float32 (an embedding lookup). C must be a multiple of the block (64), so each row's
- * scales are whole blocks. Every division is of a packed int or a column (below 2^24, exact where
- * WebGPU divides through float32); the digit of a value is found by comparison, not division.
+ * -> [N, C] float32 (an embedding lookup); ids must be in [0, rows). C must be a multiple of the
+ * block (64), so each row's scales are whole blocks. The positions computed reach rows x C: exact
+ * on the CPU and WASM backends, and on WebGPU and WebGL (whose int32 arithmetic is float32's) only
+ * below 2^24, which the caller checks (CausalLM.embedTokens).
  */
 export function dequantizeRows(q: QuantizedTensor, ids: tf.Tensor1D, block = QUANT_BLOCK): tf.Tensor2D {
   return tf.tidy(() => {
