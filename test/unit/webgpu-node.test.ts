@@ -164,6 +164,35 @@ for (const bits of [8, 4] as const) test(`the ${bits}-bit blockwise base dequant
 });
 
 // Last: it destroys the device.
+test('QLoRA\'s quantized embedding table gives the CPU backend\'s rows on WebGPU, small tables and past 2^24 values', { skip }, async () => {
+  const { resolveGPT2Config } = await import('../../src/core/config');
+  const { quantizeBase } = await import('../../src/core/peft/quant');
+  // Width 192 (whole blocks of 64). 96 rows: the codes' positions are looked up directly; 90,000
+  // rows (17.3M values, past 2^24): WebGPU's float32 integers cannot address them, the table is unpacked whole.
+  for (const rows of [96, 90_000]) {
+    const ids = [0, 5, rows - 1, rows - 2, Math.floor(rows / 2), rows + 3, -1];
+    const rowsOn = async (backend: string) => {
+      assert.ok(await tf.setBackend(backend));
+      const model = GPT2.random(resolveGPT2Config({ vocab_size: rows, n_positions: 8, n_embd: 192, n_layer: 1, n_head: 2 }), 5);
+      await quantizeBase(model, 8);
+      assert.ok(model.quantized.has('wte.weight'));
+      const t = tf.tensor2d([ids], [1, ids.length], 'int32');
+      const out = model.tokenEmbeddings(t);
+      const data = await out.data();
+      tf.dispose([t, out]);
+      model.dispose();
+      return data;
+    };
+    const cpu = await rowsOn('cpu');
+    const gpu = await rowsOn('webgpu');
+    let worst = 0;
+    for (let i = 0; i < cpu.length; i++) worst = Math.max(worst, Math.abs(cpu[i] - gpu[i]));
+    assert.ok(worst < 1e-6, `${rows} rows: WebGPU rows differ from the CPU's by ${worst}`);
+    // Ids outside the table embed to zeros, as with a float32 table.
+    assert.ok(cpu.slice(5 * 192).every((v) => v === 0), 'ids outside the table give zero rows');
+  }
+});
+
 test('a lost WebGPU device stops the run with the reason, and the next run falls back and resumes', { skip }, async () => {
   const { Studio } = await import('../../src/api/studio');
   const { selectBackend } = await import('../../src/api/backend');
@@ -192,33 +221,4 @@ test('a lost WebGPU device stops the run with the reason, and the next run falls
   assert.notEqual(now.name, 'webgpu');
   assert.equal(now.fallbacks[0].backend, 'webgpu');
   assert.match(now.fallbacks[0].reason, /device lost/);
-});
-
-test('QLoRA\'s quantized embedding table gives the CPU backend\'s rows on WebGPU, small tables and past 2^24 values', { skip }, async () => {
-  const { resolveGPT2Config } = await import('../../src/core/config');
-  const { quantizeBase } = await import('../../src/core/peft/quant');
-  // Width 192 (whole blocks of 64). 96 rows: the codes' positions are looked up directly; 90,000
-  // rows (17.3M values, past 2^24): WebGPU's float32 integers cannot address them, the table is unpacked whole.
-  for (const rows of [96, 90_000]) {
-    const ids = [0, 5, rows - 1, rows - 2, Math.floor(rows / 2), rows + 3, -1];
-    const rowsOn = async (backend: string) => {
-      assert.ok(await tf.setBackend(backend));
-      const model = GPT2.random(resolveGPT2Config({ vocab_size: rows, n_positions: 8, n_embd: 192, n_layer: 1, n_head: 2 }), 5);
-      await quantizeBase(model, 8);
-      assert.ok(model.quantized.has('wte.weight'));
-      const t = tf.tensor2d([ids], [1, ids.length], 'int32');
-      const out = model.tokenEmbeddings(t);
-      const data = await out.data();
-      tf.dispose([t, out]);
-      model.dispose();
-      return data;
-    };
-    const cpu = await rowsOn('cpu');
-    const gpu = await rowsOn('webgpu');
-    let worst = 0;
-    for (let i = 0; i < cpu.length; i++) worst = Math.max(worst, Math.abs(cpu[i] - gpu[i]));
-    assert.ok(worst < 1e-6, `${rows} rows: WebGPU rows differ from the CPU's by ${worst}`);
-    // Ids outside the table embed to zeros, as with a float32 table.
-    assert.ok(cpu.slice(5 * 192).every((v) => v === 0), 'ids outside the table give zero rows');
-  }
 });
