@@ -37,10 +37,7 @@ import { scaleOutRecipe, type RecipeInput } from '../core/io/recipe';
 import { zipFiles } from '../core/io/zip';
 import { resolveLoraConfig, targetedModules, type LoraConfig } from '../core/peft/lora';
 import { estimateTuneMemory } from '../core/train/memory';
-import { BLOCK_ATTENTION_MAX_HEADS } from '../core/model/attention';
-
-/** GPT-2's attention is block-diagonal on WebAssembly up to this many heads (src/core/model/attention.ts). */
-const usesBlockAttention = (heads: number) => heads <= BLOCK_ATTENTION_MAX_HEADS;
+import { useBlockAttention } from '../core/model/attention';
 import { defaultSamplePrompts, exactMatch, greedyIds, type ExactMatch, type SamplePrompt } from '../core/train/samples';
 import { attachMethod, checkHeldOut, dataLoss, defaultLearningRate, perplexityOn, runFinetune, type EvalReport, type FinetuneResume, type Method } from '../core/train/finetune';
 
@@ -525,7 +522,8 @@ export class ModelLibrary {
     };
     const block = Math.min(req.block, m.info.contextLength);
     const backend = tf.getBackend();
-    const blockAttention = backend === 'wasm' && m.info.arch === 'gpt2' && usesBlockAttention(shape.heads);
+    // GPT-2's attention goes block-diagonal on WebAssembly with few heads (src/core/model/attention.ts).
+    const blockAttention = m.info.arch === 'gpt2' && useBlockAttention(shape.heads);
     const memory = estimateTuneMemory(shape, { method: req.method, targets, r: req.r, bits: req.bits ?? 8, virtualTokens: req.virtualTokens ?? 0, batch: req.batch, block, blockAttention });
     const limit = this.maxBufferBytes();
     const mib = (b: number) => `${Math.ceil(b / 2 ** 20).toLocaleString('en')} MiB`;

@@ -10,7 +10,7 @@ import { resolveGPT2Config, resolveTrainConfig, type GPT2Config } from './config
 import { generate, SAMPLE_DEFAULTS, sampleToken } from './generate';
 import { Rng } from './rng';
 import { GPT2, initGPT2Weights } from './model/gpt2';
-import { attachLora, resolveLoraConfig, targetedModules } from './peft/lora';
+import { attachLora, resolveLoraConfig } from './peft/lora';
 import { quantizeBase } from './peft/quant';
 import { Trainer } from './train/trainer';
 
@@ -112,7 +112,6 @@ async function benchModel(shape: BenchShape, method: BenchMethod, seed: number):
   const baseBytes = tf.memory().numBytes - before;
   if (method !== 'full') {
     const lora = resolveLoraConfig('gpt2', BENCH_LORA);
-    targetedModules(model, lora.target_modules);
     attachLora(model, lora, seed);
   }
   return { model, baseBytes };
