@@ -18,7 +18,7 @@ import { adapterFiles, blobFiles } from './blob-files';
 import { hubFiles, parseRepo } from './hub';
 import { FINETUNE_DEFAULTS, ModelLibrary, newTuneRunId, tuneDatasetIds, type TuneHooks } from './library';
 import { listModels, saveModel } from '../store/models';
-import { BENCH_SHAPES, benchGenerate, benchMatmul, benchTrain } from '../core/bench';
+import { benchShape, measure, type BenchShape } from '../core/bench';
 import { initGPT2Weights } from '../core/model/gpt2';
 import { listDatasets, loadDatasetRecord } from '../store/datasets';
 import { deleteTuneCheckpoints, deleteTuneRun, isTuneResumable, tuneCheckpointBytes, listTuneRuns, loadTuneFiles, loadTuneRun, migrateTuneRun, saveTuneFiles, saveTuneRun, type TuneRunRecord } from '../store/tunes';
@@ -426,18 +426,11 @@ export class Studio implements StudioApi {
   async bench(req: BenchRequest): Promise<BenchResult> {
     const backend = (await this.backend()).name;
     if (this.active || this.generating || this.tuningId) throw new TabtuneError(`${this.generating?.what ?? 'a run'} is running: a bench measures an idle worker`);
-    const shape = req.kind === 'matmul' ? null : BENCH_SHAPES[req.shape];
-    if (req.kind !== 'matmul' && !shape) throw new TabtuneError(`no bench shape "${req.shape}"; known: ${Object.keys(BENCH_SHAPES).join(', ')}`, { field: 'shape' });
     // The worker is busy while it measures: a run or a model change waits, with this reason.
     this.generating = { stop: false, what: 'a benchmark' };
     try {
-      if (req.kind === 'matmul') return { kind: 'matmul', ...(await benchMatmul(req.n, req.reps)) };
-      if (req.kind === 'train') return { kind: 'train', ...(await benchTrain({ shape: shape!, method: req.method, warmup: req.warmup, steps: req.steps })) };
-      if (req.kind === 'generate') {
-        const s = req.context ? { ...shape!, model: { ...shape!.model, n_positions: req.context } } : shape!;
-        return { kind: 'generate', ...(await benchGenerate(s, req.promptTokens, req.newTokens)) };
-      }
-      return { kind: 'load', backend, ...(await this.benchLoad(shape!)) };
+      if (req.kind === 'load') return { kind: 'load', backend, ...(await this.benchLoad(benchShape(req.shape))) };
+      return { ...(await measure(req)), backend };
     } finally {
       this.generating = null;
     }
@@ -447,7 +440,7 @@ export class Studio implements StudioApi {
    * A random GPT-2 of the shape stored as an import stores it, then read back onto the device by a
    * library that holds nothing (as after a reload), timed; then deleted.
    */
-  private async benchLoad(shape: (typeof BENCH_SHAPES)[string]): Promise<Record<string, unknown>> {
+  private async benchLoad(shape: BenchShape): Promise<Record<string, unknown>> {
     const id = `bench-${shape.name}`;
     const config = resolveGPT2Config(shape.model);
     const weights = initGPT2Weights(config, 1);

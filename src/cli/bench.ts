@@ -160,17 +160,12 @@ async function runCase(backend: string, reqJson: string): Promise<void> {
   }
   const tf = await import('@tensorflow/tfjs-core');
   const { selectBackend } = await import('../api/backend');
-  const { benchGenerate, benchMatmul, benchTrain } = await import('../core/bench');
+  const { measure } = await import('../core/bench');
   const report = await selectBackend(backend as 'wasm' | 'cpu' | 'webgpu');
   if (report.name !== backend) throw new Error(`asked for ${backend}, got ${report.name}: ${report.fallbacks.map((f) => `${f.backend}: ${f.reason}`).join('; ')}`);
   const req = JSON.parse(reqJson) as BenchRequest;
-  let result: Row;
-  if (req.kind === 'matmul') result = { kind: 'matmul', ...(await benchMatmul(req.n, req.reps)) };
-  else if (req.kind === 'train') result = { kind: 'train', ...(await benchTrain({ shape: BENCH_SHAPES[req.shape], method: req.method, warmup: req.warmup, steps: req.steps })) };
-  else if (req.kind === 'generate') {
-    const s = BENCH_SHAPES[req.shape];
-    result = { kind: 'generate', ...(await benchGenerate(req.context ? { ...s, model: { ...s.model, n_positions: req.context } } : s, req.promptTokens, req.newTokens)) };
-  } else throw new Error(`${req.kind} is measured in the browser`);
+  if (req.kind === 'load') throw new Error('a load from IndexedDB is measured in the browser');
+  const result: Row = await measure(req);
   // Peak resident memory of this process (the WASM heap never shrinks: its high-water mark).
   result.adapter = report.adapter;
   result.peakRssBytes = process.resourceUsage().maxRSS * 1024;

@@ -263,3 +263,25 @@ export async function benchGenerate(shape: BenchShape, promptTokens: number, new
     model.dispose();
   }
 }
+
+/** One measurement, by kind: what `npm run bench` asks of each backend (the browser's worker and Node's). */
+export type MeasureRequest =
+  | { kind: 'matmul'; n: number; reps?: number }
+  | { kind: 'train'; shape: string; method: BenchMethod; warmup: number; steps: number }
+  /** `context` widens the shape's positions (128 new tokens need more than the default's 128). */
+  | { kind: 'generate'; shape: string; promptTokens: number; newTokens: number; context?: number };
+
+/** A named bench shape, or a refusal that lists the known ones. */
+export function benchShape(name: string): BenchShape {
+  const shape = BENCH_SHAPES[name];
+  if (!shape) throw new ConfigError(`no bench shape "${name}"; known: ${Object.keys(BENCH_SHAPES).join(', ')}`, { field: 'shape' });
+  return shape;
+}
+
+export async function measure(req: MeasureRequest): Promise<Record<string, unknown> & { kind: MeasureRequest['kind'] }> {
+  if (req.kind === 'matmul') return { kind: 'matmul', ...(await benchMatmul(req.n, req.reps)) };
+  const shape = benchShape(req.shape);
+  if (req.kind === 'train') return { kind: 'train', ...(await benchTrain({ shape, method: req.method, warmup: req.warmup, steps: req.steps })) };
+  const s = req.context ? { ...shape, model: { ...shape.model, n_positions: req.context } } : shape;
+  return { kind: 'generate', ...(await benchGenerate(s, req.promptTokens, req.newTokens)) };
+}

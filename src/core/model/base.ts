@@ -161,6 +161,12 @@ export abstract class CausalLM {
     return this.adapters.size > 0 || !!this.softPrompt || !!this.trainableFilter || this.quantized.size > 0;
   }
 
+  /** Whether training updates this parameter (of `params`): one question of trainableParams(), without building its map. */
+  isTrained(name: string): boolean {
+    if (this.softPrompt || this.adapters.size > 0) return false;
+    return this.trainableFilter ? this.trainableFilter(name) : this.params.has(name);
+  }
+
   /** What training updates: the adapters' A and B when there are any, else the parameters the filter keeps. */
   trainableParams(): Map<string, tf.Variable> {
     if (this.softPrompt) return new Map([['prompt_embeddings', this.softPrompt]]);
@@ -254,7 +260,7 @@ export abstract class CausalLM {
 
   /**
    * x [N, in] times a weight matrix (transposed for nn.Linear's [out, in]). A weight that is not
-   * trained (not in trainableParams()) goes through frozenProduct: a quantized one is unpacked for
+   * trained (isTrained) goes through frozenProduct: a quantized one is unpacked for
    * each pass and never kept, a float32 one not kept between the passes either. Such a weight has
    * no gradient: asking tf.grads for one gets none (the trainer asks only for trainableParams()).
    */
@@ -262,7 +268,7 @@ export abstract class CausalLM {
     const q = this.quantized.get(name);
     if (q) return frozenProduct(x, () => dequantize(q), transposeB);
     const w = this.p(name);
-    if (!this.trainableParams().has(name)) return frozenProduct(x, () => w, transposeB);
+    if (!this.isTrained(name)) return frozenProduct(x, () => w, transposeB);
     return matMul(x, w, false, transposeB);
   }
 
